@@ -1,0 +1,13 @@
+// The umbrella header of attn: #include <attn/attn.h>.
+#pragma once
+
+#include "attn/autograd.h"
+#include "attn/dtype.h"
+#include "attn/error.h"
+#include "attn/functional.h"
+#include "attn/generator.h"
+#include "attn/io.h"
+#include "attn/ops.h"
+#include "attn/tensor.h"
+#include "attn/threads.h"
+#include "attn/version.h"

@@ -1,0 +1,12 @@
+// The one thread pool of attn (OpenMP). Kernels parallelise through it; BLAS
+// calls made inside it run single-threaded, and every worker runs with
+// flush-to-zero and denormals-are-zero set.
+#pragma once
+
+namespace attn {
+
+// Number of threads attn's kernels and BLAS use (>= 1).
+void set_num_threads(int n);
+int get_num_threads();
+
+}  // namespace attn

@@ -1,0 +1,230 @@
+// The backward engine: collects the nodes reachable from the roots, counts
+// their dependencies, then runs them in reverse topological order, summing
+// the gradients that reach each node before running it.
+#include <deque>
+#include <unordered_map>
+
+#include "attn/ops.h"
+#include "autograd/node.h"
+
+namespace attn {
+
+namespace {
+thread_local bool g_grad_enabled = true;
+}
+
+bool is_grad_enabled() { return g_grad_enabled; }
+void set_grad_enabled(bool enabled) { g_grad_enabled = enabled; }
+
+namespace autograd {
+
+std::vector<Tensor> FunctionNode::apply(const Tensor& grad) {
+  if (released)
+    throw Error("backward: trying to backward through the graph a second time (through " + name +
+                "); its saved tensors were freed after the first backward. Pass retain_graph = true "
+                "to the first backward to keep them");
+  std::vector<bool> needs(next.size());
+  for (size_t i = 0; i < next.size(); ++i) needs[i] = next[i] != nullptr;
+  return fn(grad, needs);
+}
+
+std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad) {
+  auto impl = leaf.lock();
+  if (!impl) return {};
+  Tensor t(impl);
+  NoGradGuard ng;
+  if (!impl->grad) {
+    impl->grad = grad.contiguous().clone().impl_ptr();
+  } else {
+    impl->grad = add(Tensor(impl->grad), grad).impl_ptr();
+  }
+  return {};
+}
+
+bool should_record(std::initializer_list<const Tensor*> inputs) {
+  if (!is_grad_enabled()) return false;
+  for (const Tensor* t : inputs)
+    if (t && t->defined() && t->requires_grad()) return true;
+  return false;
+}
+
+bool should_record(const std::vector<Tensor>& inputs) {
+  if (!is_grad_enabled()) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+std::shared_ptr<Node> gradient_edge(const Tensor& t) {
+  if (!t.defined() || !t.requires_grad()) return nullptr;
+  auto& impl = t.impl();
+  if (impl.grad_fn) return impl.grad_fn;
+  auto acc = impl.grad_accumulator.lock();
+  if (!acc) {
+    auto a = std::make_shared<AccumulateGrad>();
+    a->name = "AccumulateGrad";
+    a->leaf = t.impl_ptr();
+    a->out_shape = t.shape();
+    a->out_dtype = t.dtype();
+    impl.grad_accumulator = a;
+    acc = a;
+  }
+  return acc;
+}
+
+void record(const char* name, const std::vector<Tensor>& inputs, Tensor& output, BackwardFn fn) {
+  auto node = std::make_shared<FunctionNode>();
+  node->name = name;
+  node->fn = std::move(fn);
+  node->next.reserve(inputs.size());
+  for (const Tensor& in : inputs) node->next.push_back(gradient_edge(in));
+  node->out_shape = output.shape();
+  node->out_dtype = output.dtype();
+  output.impl().requires_grad = true;
+  output.impl().grad_fn = std::move(node);
+}
+
+namespace {
+
+// Runs the graph below `roots`. When `capture` is non-empty, gradients that
+// reach those nodes are returned instead of flowing into leaves' grad().
+std::unordered_map<Node*, Tensor> run_backward(const std::vector<Tensor>& roots,
+                                               const std::vector<Tensor>& grads, bool retain_graph,
+                                               const std::vector<Node*>& capture) {
+  ATTN_CHECK(grads.empty() || grads.size() == roots.size(), "backward: got ", roots.size(),
+             " tensors but ", grads.size(), " gradients");
+  std::unordered_map<Node*, Tensor> buffer;
+  std::vector<std::shared_ptr<Node>> starts;
+  for (size_t i = 0; i < roots.size(); ++i) {
+    const Tensor& r = roots[i];
+    ATTN_CHECK(r.defined(), "backward: tensor ", i, " is undefined");
+    ATTN_CHECK(r.requires_grad(), "backward: tensor ", i,
+               " does not require grad and has no grad_fn (nothing it depends on requires grad)");
+    Tensor g = grads.empty() ? Tensor() : grads[i];
+    if (!g.defined()) {
+      ATTN_CHECK(r.numel() == 1, "backward: grad can be implicitly created only for scalar outputs; tensor ",
+                 i, " has shape ", shape_str(r.shape()), ", pass a gradient of that shape");
+      g = ones(r.shape(), r.dtype());
+    }
+    ATTN_CHECK(g.shape() == r.shape(), "backward: the gradient has shape ", shape_str(g.shape()),
+               " but the tensor has shape ", shape_str(r.shape()));
+    ATTN_CHECK(g.dtype() == r.dtype(), "backward: the gradient is ", dtype_name(g.dtype()),
+               " but the tensor is ", dtype_name(r.dtype()));
+    auto node = gradient_edge(r);
+    auto it = buffer.find(node.get());
+    if (it == buffer.end()) {
+      buffer[node.get()] = g.detach();
+      starts.push_back(node);
+    } else {
+      NoGradGuard ng;
+      it->second = add(it->second, g);
+    }
+  }
+
+  // Dependency counts over the reachable graph.
+  std::unordered_map<Node*, int> deps;
+  std::unordered_map<Node*, std::shared_ptr<Node>> keep;
+  std::vector<Node*> stack;
+  for (auto& s : starts) {
+    if (keep.emplace(s.get(), s).second) stack.push_back(s.get());
+  }
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    for (auto& nx : n->next) {
+      if (!nx) continue;
+      deps[nx.get()]++;
+      if (keep.emplace(nx.get(), nx).second) stack.push_back(nx.get());
+    }
+  }
+
+  std::unordered_map<Node*, Tensor> captured;
+  auto is_captured = [&](Node* n) {
+    for (Node* c : capture)
+      if (c == n) return true;
+    return false;
+  };
+  std::deque<Node*> ready;
+  for (auto& s : starts)
+    if (deps[s.get()] == 0) ready.push_back(s.get());
+  NoGradGuard ng;
+  while (!ready.empty()) {
+    Node* n = ready.front();
+    ready.pop_front();
+    Tensor g = std::move(buffer[n]);
+    buffer.erase(n);
+    if (!capture.empty() && is_captured(n)) {
+      captured[n] = g;
+    }
+    std::vector<Tensor> in_grads;
+    if (g.defined() && (capture.empty() || dynamic_cast<AccumulateGrad*>(n) == nullptr)) {
+      in_grads = n->apply(g);
+    }
+    if (!retain_graph) n->release();
+    for (size_t i = 0; i < n->next.size(); ++i) {
+      Node* nx = n->next[i].get();
+      if (!nx) continue;
+      if (i < in_grads.size() && in_grads[i].defined()) {
+        Tensor& gi = in_grads[i];
+        ATTN_CHECK(gi.shape() == nx->out_shape, "backward: internal error: ", n->name,
+                   " returned a gradient of shape ", shape_str(gi.shape()), " for an input of shape ",
+                   shape_str(nx->out_shape));
+        auto it = buffer.find(nx);
+        if (it == buffer.end() || !it->second.defined())
+          buffer[nx] = gi;
+        else
+          it->second = add(it->second, gi);
+      }
+      if (--deps[nx] == 0) ready.push_back(nx);
+    }
+  }
+  return captured;
+}
+
+}  // namespace
+
+void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph) {
+  run_backward(roots, grads, retain_graph, {});
+}
+
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& grad_outputs, bool retain_graph) {
+  std::vector<std::shared_ptr<Node>> nodes;
+  std::vector<Node*> capture;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    ATTN_CHECK(inputs[i].defined() && inputs[i].requires_grad(), "grad: input ", i,
+               " does not require grad");
+    nodes.push_back(gradient_edge(inputs[i]));
+    capture.push_back(nodes.back().get());
+  }
+  auto captured = run_backward(outputs, grad_outputs, retain_graph, capture);
+  std::vector<Tensor> out;
+  for (Node* c : capture) {
+    auto it = captured.find(c);
+    out.push_back(it == captured.end() ? Tensor() : it->second);
+  }
+  return out;
+}
+
+}  // namespace autograd
+
+void Tensor::backward(const Tensor& gradient, bool retain_graph) const {
+  autograd::backward({*this}, gradient.defined() ? std::vector<Tensor>{gradient} : std::vector<Tensor>{},
+                     retain_graph);
+}
+
+std::string Tensor::grad_fn_name() const {
+  auto& fn = impl().grad_fn;
+  return fn ? fn->name : "";
+}
+
+Tensor& Tensor::requires_grad_(bool requires_grad) {
+  ATTN_CHECK(is_leaf(), "requires_grad_: only leaf tensors can change requires_grad; this one is the "
+             "output of ", grad_fn_name(), " (use detach() to get a leaf)");
+  ATTN_CHECK(!requires_grad || is_floating(dtype()), "requires_grad_: only floating-point tensors can "
+             "require gradients, this one is ", dtype_name(dtype()));
+  impl().requires_grad = requires_grad;
+  return *this;
+}
+
+}  // namespace attn

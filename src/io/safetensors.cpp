@@ -1,0 +1,302 @@
+// Safetensors: an 8-byte little-endian header length N, N bytes of JSON
+// ({name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}),
+// then the data. Reading maps the file and checks every length, offset, shape
+// and dtype before touching data; aligned F32/F64/I64/BOOL/BF16 tensors alias
+// the mapping (copy-on-write), others are converted.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <vector>
+
+#include "attn/io.h"
+#include "kernels/cpu/kernels.h"
+
+namespace attn::io {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr uint64_t kMaxHeader = 100ull << 20;  // the format's own limit is 100 MB
+
+struct DtypeInfo {
+  const char* name;
+  size_t size;
+};
+
+bool dtype_info(const std::string& s, DtypeInfo& out) {
+  static const DtypeInfo table[] = {{"F32", 4}, {"F64", 8}, {"F16", 2}, {"BF16", 2}, {"I64", 8},
+                                    {"I32", 4}, {"I16", 2}, {"I8", 1},  {"U8", 1},   {"BOOL", 1}};
+  for (const auto& d : table)
+    if (s == d.name) {
+      out = d;
+      return true;
+    }
+  return false;
+}
+
+float half_to_float(uint16_t h) {
+  const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+  uint32_t bits;
+  if (exp == 0) {
+    if (man == 0) {
+      bits = sign;
+    } else {  // subnormal: renormalise
+      int e = -1;
+      uint32_t m = man;
+      do {
+        ++e;
+        m <<= 1;
+      } while (!(m & 0x400));
+      bits = sign | ((127 - 15 - e) << 23) | ((m & 0x3ff) << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (man << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+template <class From, class To>
+void convert_copy(const char* src, To* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    From v;
+    std::memcpy(&v, src + i * sizeof(From), sizeof(From));
+    dst[i] = static_cast<To>(v);
+  }
+}
+
+[[noreturn]] void fail(const std::string& name, const std::string& what) {
+  throw Error("load_safetensors: " + name + ": " + what);
+}
+
+SafetensorsFile parse(const char* bytes, size_t size, const std::string& name, std::shared_ptr<void> owner) {
+  if (size < 8) fail(name, "the file is " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[i]);
+  if (n > kMaxHeader) fail(name, "the header length " + std::to_string(n) + " exceeds the 100 MB limit");
+  if (n > size - 8)
+    fail(name, "the header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(size) +
+                   " bytes)");
+  json header;
+  try {
+    header = json::parse(bytes + 8, bytes + 8 + n);
+  } catch (const std::exception& e) {
+    fail(name, std::string("the header is not valid JSON: ") + e.what());
+  }
+  if (!header.is_object()) fail(name, "the header is not a JSON object");
+  const char* data = bytes + 8 + n;
+  const uint64_t data_size = size - 8 - n;
+  SafetensorsFile out;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& key = it.key();
+    const json& v = it.value();
+    if (key == "__metadata__") {
+      if (!v.is_object()) fail(name, "__metadata__ is not an object");
+      for (auto m = v.begin(); m != v.end(); ++m) {
+        if (!m.value().is_string()) fail(name, "__metadata__ value of \"" + m.key() + "\" is not a string");
+        out.metadata[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    const std::string where = "tensor \"" + key + "\"";
+    if (!v.is_object()) fail(name, where + " is not an object");
+    if (!v.contains("dtype") || !v["dtype"].is_string()) fail(name, where + " has no string dtype");
+    if (!v.contains("shape") || !v["shape"].is_array()) fail(name, where + " has no shape array");
+    if (!v.contains("data_offsets") || !v["data_offsets"].is_array() || v["data_offsets"].size() != 2)
+      fail(name, where + " has no [begin, end] data_offsets");
+    DtypeInfo di{};
+    const std::string dts = v["dtype"].get<std::string>();
+    if (!dtype_info(dts, di)) fail(name, where + " has unsupported dtype \"" + dts + "\"");
+    Shape shape;
+    uint64_t numel = 1;
+    for (const json& d : v["shape"]) {
+      if (!d.is_number_unsigned()) fail(name, where + " has a shape entry that is not a non-negative integer");
+      const uint64_t s = d.get<uint64_t>();
+      if (s > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) || (s != 0 && numel > data_size / s + 1))
+        fail(name, where + " has a shape larger than the file");
+      numel *= s;
+      shape.push_back(static_cast<int64_t>(s));
+    }
+    const json& offs = v["data_offsets"];
+    if (!offs[0].is_number_unsigned() || !offs[1].is_number_unsigned())
+      fail(name, where + " has data_offsets that are not non-negative integers");
+    const uint64_t b = offs[0].get<uint64_t>(), e = offs[1].get<uint64_t>();
+    if (b > e || e > data_size)
+      fail(name, where + " has data_offsets [" + std::to_string(b) + ", " + std::to_string(e) +
+                     "] outside the data section of " + std::to_string(data_size) + " bytes");
+    if (numel > data_size || numel * di.size != e - b)
+      fail(name, where + " has " + std::to_string(e - b) + " bytes but its shape and dtype need " +
+                     std::to_string(numel * di.size));
+    ranges.emplace_back(b, e);
+    const char* src = data + b;
+    const int64_t cnt = static_cast<int64_t>(numel);
+    Tensor t;
+    auto alias_or_copy = [&](DType dt) {
+      const size_t isz = itemsize(dt);
+      if (owner && reinterpret_cast<uintptr_t>(src) % isz == 0) {
+        auto im = std::make_shared<TensorImpl>();
+        auto st = std::make_shared<Storage>();
+        st->data = const_cast<char*>(src);
+        st->nbytes = e - b;
+        st->owner = owner;
+        im->storage = st;
+        im->shape = shape;
+        Shape strides(shape.size());
+        int64_t acc = 1;
+        for (int64_t i = static_cast<int64_t>(shape.size()) - 1; i >= 0; --i) {
+          strides[i] = acc;
+          acc *= std::max<int64_t>(shape[i], 1);
+        }
+        im->strides = strides;
+        im->dtype = dt;
+        t = Tensor(im);
+      } else {
+        t = Tensor::make(shape, dt);
+        if (e > b) std::memcpy(t.raw_data(), src, e - b);
+      }
+    };
+    if (dts == "F32") {
+      alias_or_copy(kFloat32);
+    } else if (dts == "F64") {
+      alias_or_copy(kFloat64);
+    } else if (dts == "I64") {
+      alias_or_copy(kInt64);
+    } else if (dts == "BF16") {
+      alias_or_copy(kBFloat16);
+    } else if (dts == "BOOL") {
+      for (uint64_t i = 0; i < numel; ++i)
+        if (static_cast<unsigned char>(src[i]) > 1) fail(name, where + " has a BOOL byte that is neither 0 nor 1");
+      alias_or_copy(kBool);
+    } else if (dts == "F16") {
+      t = Tensor::make(shape, kFloat32);
+      float* d = t.data<float>();
+      for (int64_t i = 0; i < cnt; ++i) {
+        uint16_t h;
+        std::memcpy(&h, src + 2 * i, 2);
+        d[i] = half_to_float(h);
+      }
+    } else {
+      t = Tensor::make(shape, kInt64);
+      int64_t* d = t.data<int64_t>();
+      if (dts == "I32") convert_copy<int32_t>(src, d, cnt);
+      else if (dts == "I16") convert_copy<int16_t>(src, d, cnt);
+      else if (dts == "I8") convert_copy<int8_t>(src, d, cnt);
+      else convert_copy<uint8_t>(src, d, cnt);
+    }
+    out.tensors[key] = t;
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i)
+    if (ranges[i].first < ranges[i - 1].second) fail(name, "two tensors' data_offsets overlap");
+  return out;
+}
+
+}  // namespace
+
+SafetensorsFile parse_safetensors(const void* bytes, size_t size, const std::string& name) {
+  return parse(static_cast<const char*>(bytes), size, name, nullptr);
+}
+
+SafetensorsFile read_safetensors(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    fail(path, std::string("cannot stat: ") + std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail(path, "not a regular file");
+  }
+  const size_t size = static_cast<size_t>(st.st_size);
+  if (size == 0) {
+    ::close(fd);
+    fail(path, "the file is empty");
+  }
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (p == MAP_FAILED) fail(path, std::string("cannot map: ") + std::strerror(errno));
+  std::shared_ptr<void> owner(p, [size](void* q) { ::munmap(q, size); });
+  return parse(static_cast<const char*>(p), size, path, owner);
+}
+
+TensorMap load_safetensors(const std::string& path) { return read_safetensors(path).tensors; }
+
+void save_safetensors(const std::string& path, const TensorMap& tensors, const Metadata& metadata) {
+  json header = json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t off = 0;
+  std::vector<Tensor> order;
+  for (const auto& [key, t] : tensors) {
+    ATTN_CHECK(key != "__metadata__", "save_safetensors: \"__metadata__\" is reserved and cannot name a tensor");
+    ATTN_CHECK(t.defined(), "save_safetensors: tensor \"", key, "\" is undefined");
+    const char* dt = nullptr;
+    switch (t.dtype()) {
+      case DType::Float32: dt = "F32"; break;
+      case DType::Float64: dt = "F64"; break;
+      case DType::Int64: dt = "I64"; break;
+      case DType::Bool: dt = "BOOL"; break;
+      case DType::BFloat16: dt = "BF16"; break;
+    }
+    const uint64_t nb = static_cast<uint64_t>(t.numel()) * t.itemsize();
+    header[key] = {{"dtype", dt}, {"shape", t.shape()}, {"data_offsets", {off, off + nb}}};
+    off += nb;
+    order.push_back(t.contiguous());
+  }
+  std::string hs = header.dump();
+  hs.append((8 - hs.size() % 8) % 8, ' ');  // pad so the data starts 8-byte aligned
+  // Temporary file beside the target, then rename: a crash leaves the old file.
+  std::random_device rd;
+  const std::string tmp = path + ".tmp" + std::to_string(::getpid()) + "_" + std::to_string(rd());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  ATTN_CHECK(fd >= 0, "save_safetensors: cannot create ", tmp, ": ", std::strerror(errno));
+  auto write_all = [&](const void* p, size_t n) {
+    const char* c = static_cast<const char*>(p);
+    while (n > 0) {
+      ssize_t w = ::write(fd, c, n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        const int err = errno;
+        ::close(fd);
+        ::unlink(tmp.c_str());
+        throw Error(detail::str("save_safetensors: writing ", path, " failed: ", std::strerror(err)));
+      }
+      c += w;
+      n -= static_cast<size_t>(w);
+    }
+  };
+  unsigned char len[8];
+  uint64_t hn = hs.size();
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(hn >> (8 * i));
+  write_all(len, 8);
+  write_all(hs.data(), hs.size());
+  for (const Tensor& t : order)
+    if (t.numel() > 0) write_all(t.raw_data(), static_cast<size_t>(t.numel()) * t.itemsize());
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    throw Error(detail::str("save_safetensors: flushing ", path, " failed: ", std::strerror(errno)));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    throw Error(detail::str("save_safetensors: renaming ", tmp, " to ", path, " failed: ", std::strerror(err)));
+  }
+}
+
+}  // namespace attn::io

@@ -1,0 +1,131 @@
+// Internal: the CPU kernels. Plain reference implementations (float64
+// capable, the test oracle) plus BLAS for GEMM. Kernels know nothing of
+// autograd; ops in src/ops validate inputs before calling them, so kernels
+// assume well-formed arguments.
+//
+// Legend: M = rows, N = row length / columns, K = inner GEMM dim, B = batch.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+
+#include "attn/generator.h"
+#include "attn/tensor.h"
+
+namespace attn::kernels::cpu {
+
+// ---- copies ------------------------------------------------------------------
+// dst[i] = convert(src[i]); src has dst's shape (a broadcast view is fine).
+void copy(const Tensor& src, const Tensor& dst);
+void fill(const Tensor& dst, double value);
+
+// ---- elementwise ---------------------------------------------------------------
+enum class Unary { Neg, Exp, Log, Log1p, Sqrt, Rsqrt, Abs, Sign, Sin, Cos, Tanh, Sigmoid, Relu,
+                   Gelu, GeluTanh, Elu, LeakyRelu, Pow, Clamp, Softplus };
+// y = op(x; p0, p1). Params: Elu alpha = p0; LeakyRelu slope = p0; Pow exponent = p0;
+// Clamp min = p0, max = p1 (use -inf / inf for none); Softplus beta = p0,
+// threshold = p1. Result contiguous.
+Tensor unary(Unary op, const Tensor& x, double p0 = 0, double p1 = 0);
+// grad * dy/dx given x and y = op(x); all three of the same shape.
+Tensor unary_backward(Unary op, const Tensor& grad, const Tensor& x, const Tensor& y, double p0 = 0,
+                      double p1 = 0);
+
+enum class Binary { Add, Sub, Mul, Div, Max, Min, Pow };
+// a and b broadcast to out_shape; same dtype (float, or int64 for Add/Sub/Mul/Max/Min).
+Tensor binary(Binary op, const Tensor& a, const Tensor& b, const Shape& out_shape);
+
+enum class Compare { Eq, Ne, Lt, Le, Gt, Ge };
+Tensor compare(Compare op, const Tensor& a, const Tensor& b, const Shape& out_shape);  // -> bool
+
+enum class Logical { And, Or };
+Tensor logical(Logical op, const Tensor& a, const Tensor& b, const Shape& out_shape);
+Tensor logical_not(const Tensor& a);
+
+// cond (bool) ? a : b, all broadcast to out_shape.
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b, const Shape& out_shape);
+
+// Keeps the lower (upper = false: j - i <= k) or upper (j - i >= k) triangle
+// of the last two dims; zero elsewhere.
+Tensor tri(const Tensor& x, int64_t k, bool upper);
+
+// ---- reductions ------------------------------------------------------------------
+enum class Reduce { Sum, Mean, Amax, Amin, LogSumExp, Var };
+// x: contiguous (M, N) -> (M). Var divides by N - correction (NaN when <= 0).
+// Float sums accumulate in double.
+Tensor reduce_rows(Reduce op, const Tensor& x, double correction = 0);
+// x: contiguous (M, N), N >= 1 -> (values (M), int64 indices (M)) of the first
+// max (want_max) or min. NaN counts as the extreme, as PyTorch.
+std::pair<Tensor, Tensor> argreduce_rows(bool want_max, const Tensor& x);
+
+// Softmax (or log-softmax) along `dim` of a contiguous x.
+Tensor softmax(const Tensor& x, int64_t dim, bool log);
+// Given y = softmax(x) (or log_softmax), grad_x from grad_y; both contiguous.
+Tensor softmax_backward(const Tensor& grad, const Tensor& y, int64_t dim, bool log);
+
+// ---- GEMM (BLAS) ---------------------------------------------------------------
+// C (M, N) = alpha * op(A) (M, K) @ op(B) (K, N) + beta * C, row-major.
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const float* A,
+          int64_t lda, const float* B, int64_t ldb, double beta, float* C, int64_t ldc);
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
+          int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc);
+// out (B, M, N) contiguous = a (B, M, K) @ b (B, K, N), a and b any strides
+// (batch stride 0 broadcasts). Copies an operand only when neither it nor its
+// transpose has unit inner stride.
+void bmm(const Tensor& a, const Tensor& b, const Tensor& out);
+
+// ---- indexing ----------------------------------------------------------------------
+// index: int64 (n), values checked by the op.
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
+// out.index_select(dim, index) += src, in place; out contiguous.
+void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src);
+// out[i][j] = x[i][index[i][j]] along dim; index int64 with x's rank.
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
+// out[...index...] += src along dim, in place; out contiguous.
+void scatter_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src);
+
+// ---- normalisation -------------------------------------------------------------------
+// x: contiguous (M, N); weight, bias: (N) or undefined. Fills y (M, N),
+// mean (M), rstd (M) (float64 for float64 x, else float32).
+void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& y,
+                const Tensor& mean, const Tensor& rstd);
+// Gradients of layer_norm; any of dx, dw, db may be undefined (not wanted).
+void layer_norm_backward(const Tensor& grad, const Tensor& x, const Tensor& mean, const Tensor& rstd,
+                         const Tensor& weight, const Tensor& dx, const Tensor& dw, const Tensor& db);
+
+// ---- random ---------------------------------------------------------------------------
+// Element i of a draw depends on (gen seed, first counter block, i) only.
+void fill_normal(const Tensor& t, double mean, double std, Generator& gen);
+void fill_uniform(const Tensor& t, double low, double high, Generator& gen);
+void fill_randint(const Tensor& t, int64_t low, int64_t high, Generator& gen);
+// 1/keep where uniform < keep, else 0 (the dropout multiplier).
+void fill_dropout_mask(const Tensor& t, double keep, Generator& gen);
+
+// ---- convolution and pooling ------------------------------------------------------------
+struct Conv2dGeometry {
+  int64_t N, C, H, W;           // input
+  int64_t O, kH, kW;            // output channels, kernel
+  int64_t sH, sW, pH, pW, dH, dW, groups;
+  int64_t oH, oW;               // output
+};
+// y (N, O, oH, oW) = conv2d(x (N, C, H, W), w (O, C/groups, kH, kW)) + bias (O).
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dGeometry& g);
+// Gradients; any of dx, dw, db may be undefined.
+void conv2d_backward(const Tensor& grad, const Tensor& x, const Tensor& w, const Conv2dGeometry& g,
+                     const Tensor& dx, const Tensor& dw, const Tensor& db);
+
+struct Pool2dGeometry {
+  int64_t N, C, H, W;
+  int64_t kH, kW, sH, sW, pH, pW, dH, dW;
+  int64_t oH, oW;
+  bool count_include_pad = true;
+  int64_t divisor_override = 0;  // 0: none
+};
+// (y, argmax indices into H*W) for x (N, C, H, W) contiguous.
+std::pair<Tensor, Tensor> max_pool2d(const Tensor& x, const Pool2dGeometry& g);
+Tensor max_pool2d_backward(const Tensor& grad, const Tensor& indices, const Pool2dGeometry& g);
+Tensor avg_pool2d(const Tensor& x, const Pool2dGeometry& g);
+Tensor avg_pool2d_backward(const Tensor& grad, const Pool2dGeometry& g);
+Tensor adaptive_avg_pool2d(const Tensor& x, int64_t oH, int64_t oW);
+Tensor adaptive_avg_pool2d_backward(const Tensor& grad, int64_t H, int64_t W);
+
+}  // namespace attn::kernels::cpu

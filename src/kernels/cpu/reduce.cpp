@@ -1,0 +1,264 @@
+// Row reductions, softmax and layer norm: reference kernels. Sums of float32
+// accumulate in double so the reference is at least as exact as PyTorch.
+#include <cmath>
+#include <limits>
+
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/loop.h"
+
+namespace attn::kernels::cpu {
+
+Tensor reduce_rows(Reduce op, const Tensor& x, double correction) {
+  const int64_t M = x.size(0), N = x.size(1);
+  Tensor out = Tensor::make({M}, x.dtype());
+  dispatch_float(x.dtype(), "reduce", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* px = x.data<T>();
+    T* po = out.data<T>();
+    detail::parallel_for(M, std::max<int64_t>(1, 16384 / std::max<int64_t>(N, 1)), [&](int64_t b, int64_t e) {
+      for (int64_t m = b; m < e; ++m) {
+        const T* r = px + m * N;
+        switch (op) {
+          case Reduce::Sum:
+          case Reduce::Mean: {
+            double s = 0;
+            for (int64_t j = 0; j < N; ++j) s += r[j];
+            po[m] = static_cast<T>(op == Reduce::Mean ? s / static_cast<double>(N) : s);
+            break;
+          }
+          case Reduce::Amax:
+          case Reduce::Amin: {
+            const bool mx = op == Reduce::Amax;
+            T v = r[0];
+            for (int64_t j = 1; j < N; ++j) {
+              if (v != v) break;
+              if (r[j] != r[j] || (mx ? r[j] > v : r[j] < v)) v = r[j];
+            }
+            po[m] = v;
+            break;
+          }
+          case Reduce::LogSumExp: {
+            double mx = -std::numeric_limits<double>::infinity();
+            for (int64_t j = 0; j < N; ++j) mx = std::max<double>(mx, r[j]);
+            if (std::isinf(mx)) {  // all -inf (or +inf present): the max is the answer
+              po[m] = static_cast<T>(mx);
+              break;
+            }
+            double s = 0;
+            for (int64_t j = 0; j < N; ++j) s += std::exp(static_cast<double>(r[j]) - mx);
+            po[m] = static_cast<T>(mx + std::log(s));
+            break;
+          }
+          case Reduce::Var: {
+            double mean = 0;
+            for (int64_t j = 0; j < N; ++j) mean += r[j];
+            mean /= static_cast<double>(N);
+            double ss = 0;
+            for (int64_t j = 0; j < N; ++j) {
+              double d = r[j] - mean;
+              ss += d * d;
+            }
+            double denom = static_cast<double>(N) - correction;
+            po[m] = static_cast<T>(denom > 0 ? ss / denom : std::numeric_limits<double>::quiet_NaN());
+            break;
+          }
+        }
+      }
+    });
+  });
+  return out;
+}
+
+std::pair<Tensor, Tensor> argreduce_rows(bool want_max, const Tensor& x) {
+  const int64_t M = x.size(0), N = x.size(1);
+  Tensor vals = Tensor::make({M}, x.dtype());
+  Tensor idx = Tensor::make({M}, DType::Int64);
+  dispatch_numeric(x.dtype(), "argmax", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* px = x.data<T>();
+    T* pv = vals.data<T>();
+    int64_t* pi = idx.data<int64_t>();
+    for (int64_t m = 0; m < M; ++m) {
+      const T* r = px + m * N;
+      int64_t best = 0;
+      for (int64_t j = 1; j < N; ++j) {
+        if (r[best] != r[best]) break;  // NaN wins
+        if (r[j] != r[j] || (want_max ? r[j] > r[best] : r[j] < r[best])) best = j;
+      }
+      pv[m] = r[best];
+      pi[m] = best;
+    }
+  });
+  return {vals, idx};
+}
+
+namespace {
+// Views a contiguous tensor as (outer, n, inner) around `dim`.
+void split_dims(const Tensor& x, int64_t dim, int64_t& outer, int64_t& n, int64_t& inner) {
+  outer = 1;
+  inner = 1;
+  for (int64_t d = 0; d < dim; ++d) outer *= x.size(d);
+  n = x.dim() == 0 ? 1 : x.size(dim);
+  for (int64_t d = dim + 1; d < x.dim(); ++d) inner *= x.size(d);
+}
+}  // namespace
+
+Tensor softmax(const Tensor& x, int64_t dim, bool log) {
+  Tensor y = Tensor::make(x.shape(), x.dtype());
+  int64_t outer, n, inner;
+  split_dims(x, dim, outer, n, inner);
+  dispatch_float(x.dtype(), "softmax", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+    detail::parallel_for(outer * inner, std::max<int64_t>(1, 8192 / std::max<int64_t>(n, 1)),
+                         [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t o = t / inner, i = t % inner;
+        const T* r = px + o * n * inner + i;
+        T* w = py + o * n * inner + i;
+        T mx = -std::numeric_limits<T>::infinity();
+        for (int64_t j = 0; j < n; ++j) mx = std::max(mx, r[j * inner]);
+        if (mx == -std::numeric_limits<T>::infinity()) mx = 0;  // all -inf: keep NaN-free exp
+        double s = 0;
+        for (int64_t j = 0; j < n; ++j) s += std::exp(static_cast<double>(r[j * inner] - mx));
+        if (log) {
+          const T lse = static_cast<T>(std::log(s)) + mx;
+          for (int64_t j = 0; j < n; ++j) w[j * inner] = r[j * inner] - lse;
+        } else {
+          const double inv = 1.0 / s;
+          for (int64_t j = 0; j < n; ++j)
+            w[j * inner] = static_cast<T>(std::exp(static_cast<double>(r[j * inner] - mx)) * inv);
+        }
+      }
+    });
+  });
+  return y;
+}
+
+Tensor softmax_backward(const Tensor& grad, const Tensor& y, int64_t dim, bool log) {
+  Tensor gx = Tensor::make(y.shape(), y.dtype());
+  int64_t outer, n, inner;
+  split_dims(y, dim, outer, n, inner);
+  dispatch_float(y.dtype(), "softmax_backward", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* pg = grad.data<T>();
+    const T* py = y.data<T>();
+    T* po = gx.data<T>();
+    detail::parallel_for(outer * inner, std::max<int64_t>(1, 8192 / std::max<int64_t>(n, 1)),
+                         [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t base = (t / inner) * n * inner + t % inner;
+        double s = 0;
+        if (log) {
+          // dx = g - exp(y) * sum(g)
+          for (int64_t j = 0; j < n; ++j) s += pg[base + j * inner];
+          for (int64_t j = 0; j < n; ++j) {
+            const int64_t k = base + j * inner;
+            po[k] = static_cast<T>(pg[k] - std::exp(static_cast<double>(py[k])) * s);
+          }
+        } else {
+          // dx = y * (g - sum(g * y))
+          for (int64_t j = 0; j < n; ++j) s += static_cast<double>(pg[base + j * inner]) * py[base + j * inner];
+          for (int64_t j = 0; j < n; ++j) {
+            const int64_t k = base + j * inner;
+            po[k] = static_cast<T>(py[k] * (pg[k] - s));
+          }
+        }
+      }
+    });
+  });
+  return gx;
+}
+
+void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& y,
+                const Tensor& mean, const Tensor& rstd) {
+  const int64_t M = x.size(0), N = x.size(1);
+  dispatch_float(x.dtype(), "layer_norm", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* px = x.data<T>();
+    const T* pw = weight.defined() ? weight.data<T>() : nullptr;
+    const T* pb = bias.defined() ? bias.data<T>() : nullptr;
+    T* py = y.data<T>();
+    T* pm = mean.data<T>();
+    T* pr = rstd.data<T>();
+    detail::parallel_for(M, std::max<int64_t>(1, 8192 / std::max<int64_t>(N, 1)), [&](int64_t b, int64_t e) {
+      for (int64_t m = b; m < e; ++m) {
+        const T* r = px + m * N;
+        double mu = 0;
+        for (int64_t j = 0; j < N; ++j) mu += r[j];
+        mu /= static_cast<double>(N);
+        double var = 0;
+        for (int64_t j = 0; j < N; ++j) var += (r[j] - mu) * (r[j] - mu);
+        var /= static_cast<double>(N);
+        const double rs = 1.0 / std::sqrt(var + eps);
+        pm[m] = static_cast<T>(mu);
+        pr[m] = static_cast<T>(rs);
+        T* o = py + m * N;
+        for (int64_t j = 0; j < N; ++j) {
+          double v = (r[j] - mu) * rs;
+          if (pw) v *= pw[j];
+          if (pb) v += pb[j];
+          o[j] = static_cast<T>(v);
+        }
+      }
+    });
+  });
+}
+
+void layer_norm_backward(const Tensor& grad, const Tensor& x, const Tensor& mean, const Tensor& rstd,
+                         const Tensor& weight, const Tensor& dx, const Tensor& dw, const Tensor& db) {
+  const int64_t M = x.size(0), N = x.size(1);
+  dispatch_float(x.dtype(), "layer_norm_backward", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* pg = grad.data<T>();
+    const T* px = x.data<T>();
+    const T* pm = mean.data<T>();
+    const T* pr = rstd.data<T>();
+    const T* pw = weight.defined() ? weight.data<T>() : nullptr;
+    if (dx.defined()) {
+      T* pdx = dx.data<T>();
+      detail::parallel_for(M, std::max<int64_t>(1, 8192 / std::max<int64_t>(N, 1)), [&](int64_t b, int64_t e) {
+        for (int64_t m = b; m < e; ++m) {
+          // xhat = (x - mu) * rs; gxhat = g * w;
+          // dx = rs * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat))
+          const T* g = pg + m * N;
+          const T* r = px + m * N;
+          const double mu = pm[m], rs = pr[m];
+          double s1 = 0, s2 = 0;
+          for (int64_t j = 0; j < N; ++j) {
+            double gh = pw ? static_cast<double>(g[j]) * pw[j] : g[j];
+            s1 += gh;
+            s2 += gh * (r[j] - mu) * rs;
+          }
+          s1 /= static_cast<double>(N);
+          s2 /= static_cast<double>(N);
+          T* o = pdx + m * N;
+          for (int64_t j = 0; j < N; ++j) {
+            double gh = pw ? static_cast<double>(g[j]) * pw[j] : g[j];
+            double xh = (r[j] - mu) * rs;
+            o[j] = static_cast<T>(rs * (gh - s1 - xh * s2));
+          }
+        }
+      });
+    }
+    if (dw.defined() || db.defined()) {
+      T* pdw = dw.defined() ? dw.data<T>() : nullptr;
+      T* pdb = db.defined() ? db.data<T>() : nullptr;
+      detail::parallel_for(N, 64, [&](int64_t b, int64_t e) {
+        for (int64_t j = b; j < e; ++j) {
+          double sw = 0, sb = 0;
+          for (int64_t m = 0; m < M; ++m) {
+            const double g = pg[m * N + j];
+            sw += g * (px[m * N + j] - pm[m]) * pr[m];
+            sb += g;
+          }
+          if (pdw) pdw[j] = static_cast<T>(sw);
+          if (pdb) pdb[j] = static_cast<T>(sb);
+        }
+      });
+    }
+  });
+}
+
+}  // namespace attn::kernels::cpu
