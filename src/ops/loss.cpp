@@ -130,7 +130,7 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntro
   if (eps == 0) return nll;
   // Smoothing term, as PyTorch: -sum_c w_c logp_c per element, zero where
   // ignored; mean divides by sum(w[target]) with weights, else by the number
-  // of elements (ignored ones included).
+  // of targets that are not ignored.
   Tensor prod = wb.defined() ? mul(logp, wb) : logp;
   Tensor smooth = neg(sum(prod, {cdim}));
   Tensor ignored = eq(target, scalar_like(static_cast<double>(o.ignore_index()), kInt64));
@@ -139,7 +139,7 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntro
   switch (o.reduction()) {
     case Reduction::None: ret = smooth; break;
     case Reduction::Sum: ret = sum(smooth); break;
-    case Reduction::Mean: ret = wb.defined() ? div(sum(smooth), sum(w)) : mean(smooth); break;
+    case Reduction::Mean: ret = div(sum(smooth), sum(w)); break;  // w: w[target], or 1, and 0 where ignored
   }
   return add(mul(nll, scalar_like(1.0 - eps, nll.dtype())), mul(ret, scalar_like(eps / C, ret.dtype())));
 }

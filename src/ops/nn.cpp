@@ -49,7 +49,7 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   Tensor w = weight.defined() ? weight.detach().contiguous().reshape({N}) : Tensor();
   Tensor b = bias.defined() ? bias.detach().contiguous().reshape({N}) : Tensor();
   Tensor y = Tensor::make({M, N}, x.dtype());
-  Tensor mu = Tensor::make({M}, x.dtype()), rs = Tensor::make({M}, x.dtype());
+  Tensor mu = Tensor::make({M}, kFloat64), rs = Tensor::make({M}, kFloat64);
   k::layer_norm(x2, w, b, eps, y, mu, rs);
   Tensor out = y.reshape(x.shape());
   if (should_record({&x, &weight, &bias})) {

@@ -85,7 +85,8 @@ void scatter_add(const Tensor& out, int64_t dim, const Tensor& index, const Tens
 
 // ---- normalisation -------------------------------------------------------------------
 // x: contiguous (M, N); weight, bias: (N) or undefined. Fills y (M, N),
-// mean (M), rstd (M) (float64 for float64 x, else float32).
+// mean (M), rstd (M), both float64 whatever x's dtype: the backward recomputes
+// x - mean, which cancels badly for short rows if mean is rounded to float32.
 void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& y,
                 const Tensor& mean, const Tensor& rstd);
 // Gradients of layer_norm; any of dx, dw, db may be undefined (not wanted).

@@ -180,8 +180,8 @@ void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, doubl
     const T* pw = weight.defined() ? weight.data<T>() : nullptr;
     const T* pb = bias.defined() ? bias.data<T>() : nullptr;
     T* py = y.data<T>();
-    T* pm = mean.data<T>();
-    T* pr = rstd.data<T>();
+    double* pm = mean.data<double>();
+    double* pr = rstd.data<double>();
     detail::parallel_for(M, std::max<int64_t>(1, 8192 / std::max<int64_t>(N, 1)), [&](int64_t b, int64_t e) {
       for (int64_t m = b; m < e; ++m) {
         const T* r = px + m * N;
@@ -192,8 +192,8 @@ void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, doubl
         for (int64_t j = 0; j < N; ++j) var += (r[j] - mu) * (r[j] - mu);
         var /= static_cast<double>(N);
         const double rs = 1.0 / std::sqrt(var + eps);
-        pm[m] = static_cast<T>(mu);
-        pr[m] = static_cast<T>(rs);
+        pm[m] = mu;
+        pr[m] = rs;
         T* o = py + m * N;
         for (int64_t j = 0; j < N; ++j) {
           double v = (r[j] - mu) * rs;
@@ -213,8 +213,8 @@ void layer_norm_backward(const Tensor& grad, const Tensor& x, const Tensor& mean
     using T = typename decltype(tag)::type;
     const T* pg = grad.data<T>();
     const T* px = x.data<T>();
-    const T* pm = mean.data<T>();
-    const T* pr = rstd.data<T>();
+    const double* pm = mean.data<double>();
+    const double* pr = rstd.data<double>();
     const T* pw = weight.defined() ? weight.data<T>() : nullptr;
     if (dx.defined()) {
       T* pdx = dx.data<T>();

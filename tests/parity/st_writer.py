@@ -1,0 +1,41 @@
+"""A small safetensors writer (the format: 8-byte little-endian header length,
+a JSON header, then the raw little-endian data), so the parity scripts need no
+package beyond torch and numpy."""
+import json
+import os
+import struct
+
+import numpy as np
+import torch
+
+_DTYPES = {
+    torch.float32: ("F32", np.float32),
+    torch.float64: ("F64", np.float64),
+    torch.int64: ("I64", np.int64),
+    torch.bool: ("BOOL", np.bool_),
+}
+
+
+def write_safetensors(path, tensors, metadata=None):
+    header = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        if t.dtype not in _DTYPES:
+            raise ValueError("st_writer: unsupported dtype %s for %s" % (t.dtype, name))
+        code, npt = _DTYPES[t.dtype]
+        data = t.numpy().astype(npt, copy=False).tobytes()
+        header[name] = {"dtype": code, "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    hb = json.dumps(header, separators=(",", ":")).encode()
+    hb += b" " * ((8 - len(hb) % 8) % 8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(hb)))
+        f.write(hb)
+        for b in blobs:
+            f.write(b)
+    os.replace(tmp, path)
