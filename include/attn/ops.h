@@ -96,9 +96,9 @@ Tensor sum(const Tensor& a);
 Tensor sum(const Tensor& a, const Shape& dims, bool keepdim = false);
 Tensor mean(const Tensor& a);
 Tensor mean(const Tensor& a, const Shape& dims, bool keepdim = false);
-// Unbiased by default (correction = 1), as torch.var.
+// Unbiased by default (correction = 1), as torch.var; empty dims reduce all.
 Tensor var(const Tensor& a, const Shape& dims, int64_t correction = 1, bool keepdim = false);
-Tensor var(const Tensor& a, int64_t correction = 1);
+Tensor var(const Tensor& a);  // over all elements, unbiased
 Tensor std(const Tensor& a, const Shape& dims, int64_t correction = 1, bool keepdim = false);
 // Gradient split evenly among tied maxima, as torch.amax.
 Tensor amax(const Tensor& a, const Shape& dims, bool keepdim = false);

@@ -1,6 +1,7 @@
 // The one thread pool of attn (OpenMP). Kernels parallelise through it; BLAS
-// calls made inside it run single-threaded, and every worker runs with
-// flush-to-zero and denormals-are-zero set.
+// always runs single-threaded (attn splits each product into tiles fixed by
+// its shape, so results are bit-identical at any thread count), and every
+// worker runs with flush-to-zero and denormals-are-zero set.
 #pragma once
 
 namespace attn {

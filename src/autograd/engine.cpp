@@ -18,6 +18,18 @@ void set_grad_enabled(bool enabled) { g_grad_enabled = enabled; }
 
 namespace autograd {
 
+Node::~Node() {
+  std::vector<std::shared_ptr<Node>> stack;
+  for (auto& n : next)
+    if (n && n.use_count() == 1) stack.push_back(std::move(n));
+  while (!stack.empty()) {
+    std::shared_ptr<Node> n = std::move(stack.back());
+    stack.pop_back();
+    for (auto& c : n->next)
+      if (c && c.use_count() == 1) stack.push_back(std::move(c));
+  }
+}
+
 std::vector<Tensor> FunctionNode::apply(const Tensor& grad) {
   if (released)
     throw Error("backward: trying to backward through the graph a second time (through " + name +

@@ -22,7 +22,9 @@ struct Node {
   std::vector<std::shared_ptr<Node>> next;
   Shape out_shape;
   DType out_dtype = DType::Float32;
-  virtual ~Node() = default;
+  // Releases long chains iteratively (a recursive release of a graph
+  // thousands of nodes deep would overflow the stack).
+  virtual ~Node();
   virtual std::vector<Tensor> apply(const Tensor& grad) = 0;
   virtual void release() {}
 };

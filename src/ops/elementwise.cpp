@@ -242,6 +242,7 @@ bool equal(const Tensor& a, const Tensor& b) {
   if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
   if (a.numel() == 0) return true;
   NoGradGuard ng;
+  if (a.dtype() == kBFloat16) return equal(a.to(kFloat32), b.to(kFloat32));
   return logical_not(eq(a, b)).to(kFloat64).sum().item<double>() == 0;
 }
 

@@ -177,9 +177,10 @@ Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& targe
     if (!t->defined()) continue;
     check_float("binary_cross_entropy_with_logits", n, *t);
     check_same_dtype("binary_cross_entropy_with_logits", "input", input, n, *t);
-    ATTN_CHECK(broadcast_shapes(t->shape(), input.shape(), "binary_cross_entropy_with_logits") == input.shape(),
-               "binary_cross_entropy_with_logits: ", n, " ", shape_str(t->shape()), " must broadcast to the input ",
-               shape_str(input.shape()));
+    bool fits = t->dim() <= input.dim();
+    for (int64_t i = 1; fits && i <= t->dim(); ++i) fits = t->size(-i) == 1 || t->size(-i) == input.size(-i);
+    ATTN_CHECK(fits, "binary_cross_entropy_with_logits: ", n, " ", shape_str(t->shape()),
+               " must broadcast to the input ", shape_str(input.shape()));
   }
   const double inf = std::numeric_limits<double>::infinity();
   // (1 - y) x + (1 + (pw - 1) y) softplus(-x)

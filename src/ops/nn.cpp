@@ -199,6 +199,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight, const Conv2dFuncOptions&
 namespace {
 int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
   const int64_t span = in + 2 * p - d * (k - 1) - 1;
+  if (span < 0) return 0;  // the window does not fit: reported by the caller
   int64_t o = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
   // The last window must start inside the input or left padding, as PyTorch.
   if (ceil_mode && (o - 1) * s >= in + p) --o;

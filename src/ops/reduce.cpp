@@ -112,7 +112,7 @@ Tensor var(const Tensor& a, const Shape& dims, int64_t correction, bool keepdim)
   return out;
 }
 
-Tensor var(const Tensor& a, int64_t correction) { return var(a, {}, correction, false); }
+Tensor var(const Tensor& a) { return var(a, {}, 1, false); }
 
 Tensor std(const Tensor& a, const Shape& dims, int64_t correction, bool keepdim) {
   return sqrt(var(a, dims, correction, keepdim));
