@@ -1,7 +1,6 @@
 // Factories: constant, range and random tensors.
 #include <cmath>
 
-#include "kernels/cpu/loop.h"
 #include "ops/internal.h"
 
 namespace attn {
@@ -57,27 +56,16 @@ Tensor arange(double start, double end, double step, TensorOptions o) {
   ATTN_CHECK(count < 9.0e15, "arange: ", count, " elements are too many");
   const int64_t n = std::max<int64_t>(0, static_cast<int64_t>(count));
   Tensor t = Tensor::make({n}, o.dtype());
-  kernels::cpu::dispatch_numeric(o.dtype(), "arange", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    T* p = t.data<T>();
-    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(start + static_cast<double>(i) * step);
-  });
+  k::fill_arange(t, start, step);
   return finish(t, o, "arange");
 }
 
 Tensor linspace(double start, double end, int64_t steps, TensorOptions o) {
   ATTN_CHECK(steps >= 0, "linspace: steps must be non-negative, got ", steps);
   Tensor t = Tensor::make({steps}, o.dtype());
-  kernels::cpu::dispatch_float(o.dtype(), "linspace", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    T* p = t.data<T>();
-    const double step = steps > 1 ? (end - start) / static_cast<double>(steps - 1) : 0.0;
-    // Symmetric fill, as PyTorch: the second half counts back from end.
-    const int64_t half = steps / 2;
-    for (int64_t i = 0; i < steps; ++i)
-      p[i] = static_cast<T>(i < half ? start + step * static_cast<double>(i)
-                                     : end - step * static_cast<double>(steps - 1 - i));
-  });
+  ATTN_CHECK(o.dtype() == kFloat32 || o.dtype() == kFloat64, "linspace: dtype must be float32 or float64, got ",
+             dtype_name(o.dtype()));
+  k::fill_linspace(t, start, end);
   return finish(t, o, "linspace");
 }
 

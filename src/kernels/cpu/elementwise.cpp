@@ -105,6 +105,26 @@ void fill(const Tensor& dst, double value) {
   });
 }
 
+void fill_arange(const Tensor& dst, double start, double step) {
+  dispatch_numeric(dst.dtype(), "arange", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* p = dst.data<T>();
+    for (int64_t i = 0; i < dst.numel(); ++i) p[i] = static_cast<T>(start + static_cast<double>(i) * step);
+  });
+}
+
+void fill_linspace(const Tensor& dst, double start, double end) {
+  dispatch_float(dst.dtype(), "linspace", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* p = dst.data<T>();
+    const int64_t n = dst.numel(), half = n / 2;
+    const double step = n > 1 ? (end - start) / static_cast<double>(n - 1) : 0.0;
+    for (int64_t i = 0; i < n; ++i)
+      p[i] = static_cast<T>(i < half ? start + step * static_cast<double>(i)
+                                     : end - step * static_cast<double>(n - 1 - i));
+  });
+}
+
 Tensor unary(Unary op, const Tensor& x, double p0, double p1) {
   Tensor out = Tensor::make(x.shape(), x.dtype());
   dispatch_float(x.dtype(), "unary", [&](auto tag) {

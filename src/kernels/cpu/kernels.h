@@ -18,6 +18,11 @@ namespace attn::kernels::cpu {
 // dst[i] = convert(src[i]); src has dst's shape (a broadcast view is fine).
 void copy(const Tensor& src, const Tensor& dst);
 void fill(const Tensor& dst, double value);
+// dst (contiguous, 1-d): start + i * step (float or int64).
+void fill_arange(const Tensor& dst, double start, double step);
+// dst (contiguous, 1-d, float): n evenly spaced values from start to end; the
+// second half counts back from end, as PyTorch, so both ends are exact.
+void fill_linspace(const Tensor& dst, double start, double end);
 
 // ---- elementwise ---------------------------------------------------------------
 enum class Unary { Neg, Exp, Log, Log1p, Sqrt, Rsqrt, Abs, Sign, Sin, Cos, Tanh, Sigmoid, Relu,

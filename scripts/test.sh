@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds attn and runs every test: unit tests, finite-difference gradient
+# checks, PyTorch parity, the find_package consumer, and an
+# AddressSanitizer + UndefinedBehaviorSanitizer build of the unit tests.
+# Exits non-zero on any failure. Installs missing apt packages first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=${ATTN_JOBS:-2}
+
+bash scripts/setup.sh --test
+
+echo "== build (Release) into build/"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DATTN_WERROR=ON >/dev/null
+cmake --build build -j"$jobs"
+
+echo "== tests: unit, gradient checks, PyTorch parity, package"
+(cd build && ctest --output-on-failure -j"$jobs")
+
+echo "== AddressSanitizer + UndefinedBehaviorSanitizer build of the unit tests into build-asan/"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTN_SANITIZE=address,undefined \
+  -DATTN_BUILD_BENCHMARKS=OFF -DATTN_BUILD_TOOLS=OFF -DATTN_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build build-asan -j"$jobs"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+  LSAN_OPTIONS=suppressions="$PWD/../tests/lsan.supp" UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest -L unit --output-on-failure -j"$jobs")
+echo "== all tests passed"
