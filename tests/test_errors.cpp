@@ -7,6 +7,8 @@
 #include <functional>
 #include <limits>
 
+#include "support/op_cases.h"
+
 namespace attn {
 namespace {
 
@@ -138,6 +140,69 @@ TEST(Errors, BadInputRaisesAClearError) {
     }
   }
   std::printf("bad-input cases tried: %d\n", tried);
+}
+
+// The matrix: every case of the op table with each input in turn replaced by
+// an undefined tensor (must raise attn::Error), by a float32 copy next to
+// float64 ones (must raise: attn does not promote), and by an int64 or bool
+// tensor (must raise or give a result: never crash or throw anything else).
+TEST(Errors, EveryOpRejectsUndefinedMismatchedAndWrongDtypes) {
+  using namespace attn::testing;
+  int tried = 0;
+  for (size_t ci = 0; ci < op_cases().size(); ++ci) {
+    Case c = op_cases()[ci];
+    if (c.params.is_null()) c.params = json::object();
+    Generator gen(ci);
+    std::vector<Tensor> good;
+    for (const In& in : c.inputs) good.push_back(make_input(in, gen));
+    const OpFn& op = get_op(c.op);
+    int floats = 0;
+    for (const Tensor& t : good) floats += t.dtype() == kFloat64;
+    for (size_t i = 0; i < good.size(); ++i) {
+      const std::string where = case_label(c) + ", input " + std::to_string(i);
+      auto expect_error = [&](std::vector<Tensor> in, const char* what) {
+        ++tried;
+        try {
+          op(in, c.params);
+          ADD_FAILURE() << where << " " << what << ": no error";
+        } catch (const Error&) {
+        } catch (const std::exception& e) {
+          ADD_FAILURE() << where << " " << what << ": non-attn exception " << e.what();
+        }
+      };
+      auto expect_error_or_result = [&](std::vector<Tensor> in, const char* what) {
+        ++tried;
+        try {
+          Tensor out = op(in, c.params);
+          EXPECT_TRUE(out.defined()) << where << " " << what;
+        } catch (const Error&) {
+        } catch (const std::exception& e) {
+          ADD_FAILURE() << where << " " << what << ": non-attn exception " << e.what();
+        }
+      };
+      std::vector<Tensor> in = good;
+      in[i] = Tensor();
+      if (c.inputs[i].optional)
+        expect_error_or_result(in, "undefined optional");
+      else
+        expect_error(in, "undefined");
+      if (good[i].dtype() == kFloat64) {
+        if (floats >= 2) {
+          in[i] = good[i].to(kFloat32);
+          expect_error(in, "float32 among float64");
+        }
+        in[i] = good[i].to(kInt64);
+        expect_error_or_result(in, "as int64");
+        in[i] = good[i] > 0.0;
+        expect_error_or_result(in, "as bool");
+      } else {
+        in[i] = randn(good[i].shape(), kFloat64, &gen);
+        expect_error_or_result(in, "as float64");
+      }
+    }
+  }
+  std::printf("bad-input matrix cases tried: %d\n", tried);
+  EXPECT_GT(tried, 300);
 }
 
 }  // namespace
