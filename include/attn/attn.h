@@ -1,6 +1,7 @@
 // The umbrella header of attn: #include <attn/attn.h>.
 #pragma once
 
+#include "attn/attention.h"
 #include "attn/autograd.h"
 #include "attn/dtype.h"
 #include "attn/error.h"

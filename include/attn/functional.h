@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include "attn/generator.h"
 #include "attn/ops.h"
@@ -26,12 +27,13 @@ struct Pair2 {
   Pair2(int64_t h_, int64_t w_) : h(h_), w(w_) {}
 };
 
-#define ATTN_ARG(T, name)                               \
- public:                                                \
-  auto& name(const T& v) { name##_ = v; return *this; } \
-  const T& name() const { return name##_; }             \
-                                                        \
- private:                                               \
+// A fluent option: `name(value)` sets it, `name()` reads it.
+#define ATTN_ARG(T, name)                                                   \
+ public:                                                                    \
+  auto& name(const std::type_identity_t<T>& v) { name##_ = v; return *this; } \
+  const std::type_identity_t<T>& name() const { return name##_; }          \
+                                                                            \
+ private:                                                                   \
   T name##_
 
 namespace nn::functional {

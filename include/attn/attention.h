@@ -1,0 +1,81 @@
+// Scaled dot-product attention, as torch.nn.functional.scaled_dot_product_attention
+// plus FlashAttention's extras.
+//
+// Legend: B = leading batch dims (any number, flattened), Hq / Hk = query /
+// key-value heads, L = queries, S = keys, E = q/k head dim, Ev = v head dim.
+//   q: (B..., Hq, L, E)   k: (B..., Hk, S, E)   v: (B..., Hk, S, Ev)
+//   out: (B..., Hq, L, Ev)   lse: (B..., Hq, L)
+// 2-d inputs (L, E) have no head dim (H = 1).
+//
+// Scores, in this order: s = scale * q.k (scale defaults to 1/sqrt(E));
+// s = softcap * tanh(s / softcap) when softcap > 0; s += alibi bias
+// -slope[h] * |i + d - j|; s += attn_mask when it is float. Then keys are
+// masked out (score -inf) by a bool attn_mask (**true = attend**, as PyTorch's
+// SDPA), by is_causal (j > i + d), by window (j < i + d - left or
+// j > i + d + right) and by key_lengths (j >= key_lengths[b]). The diagonal
+// offset d is 0 with CausalAlign::TopLeft (PyTorch's is_causal) and S - L with
+// CausalAlign::BottomRight (FlashAttention's); it aligns causal, window and
+// ALiBi alike. Dropout applies to the normalised probabilities.
+//
+// A query row whose keys are all masked gives output 0, LSE -inf and zero
+// gradients, never NaN (as FlashAttention and PyTorch's newer kernels; the
+// composed softmax(QK^T)V of PyTorch 1.13 gives NaN there).
+//
+// float32 runs the fused kernel (memory O(L * E) beyond the inputs); float64
+// runs the composed reference, which is also the fused kernel's test oracle.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <tuple>
+
+#include "attn/functional.h"
+#include "attn/generator.h"
+#include "attn/tensor.h"
+
+namespace attn::nn::functional {
+
+enum class CausalAlign { TopLeft, BottomRight };
+
+// (left, right) keys around the aligned diagonal; -1 is unbounded, as
+// FlashAttention's window_size.
+struct Window {
+  int64_t left = -1, right = -1;
+  Window() = default;
+  Window(int64_t l, int64_t r) : left(l), right(r) {}
+  bool active() const { return left >= 0 || right >= 0; }
+};
+
+struct SdpaOptions {
+  // bool (true = attend) or float (added to the scores), broadcastable to (B..., Hq, L, S).
+  ATTN_ARG(Tensor, attn_mask) = {};
+  ATTN_ARG(double, dropout_p) = 0.0;
+  ATTN_ARG(bool, is_causal) = false;
+  ATTN_ARG(CausalAlign, causal_align) = CausalAlign::TopLeft;
+  ATTN_ARG(std::optional<double>, scale) = std::nullopt;  // 1/sqrt(E)
+  // Hq a multiple of Hk; query head h reads key-value head h / (Hq / Hk). K/V are never copied per head.
+  ATTN_ARG(bool, enable_gqa) = false;
+  ATTN_ARG(Window, window) = {};
+  ATTN_ARG(Tensor, alibi_slopes) = {};  // (Hq) or (B..., Hq), float
+  ATTN_ARG(double, softcap) = 0.0;      // 0: off
+  ATTN_ARG(Tensor, key_lengths) = {};   // int64 (B...): keys at j >= key_lengths[b] are padding
+  ATTN_ARG(Generator*, generator) = nullptr;  // dropout draws (the default generator when null)
+};
+
+// The attention output (B..., Hq, L, Ev).
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const SdpaOptions& options = {});
+// (output, lse): lse (B..., Hq, L) is the log-sum-exp of each row's scores
+// (-inf for a fully masked row); not differentiable.
+std::tuple<Tensor, Tensor> scaled_dot_product_attention_with_lse(const Tensor& q, const Tensor& k,
+                                                                 const Tensor& v, const SdpaOptions& options = {});
+// The attention probabilities (B..., Hq, L, S) before dropout, computed tile by
+// tile from the scores and a saved lse (not differentiable).
+Tensor scaled_dot_product_attention_weights(const Tensor& q, const Tensor& k, const Tensor& lse,
+                                            const SdpaOptions& options = {});
+// The composed reference: the same semantics built from matmul, softmax and
+// masks, differentiable through autograd (any float dtype).
+Tensor scaled_dot_product_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v,
+                                              const SdpaOptions& options = {});
+
+}  // namespace attn::nn::functional

@@ -1,0 +1,346 @@
+// Fused scaled-dot-product attention on the CPU, float32.
+//
+// Forward: one task per (bh, query block), dynamically scheduled; per key
+// block S = Q K^T (single-threaded BLAS, fp32) then scale, softcap, ALiBi,
+// masks and the row max; key blocks wholly outside the causal/window/length
+// band are skipped; P = exp(S - m) (Highway), the accumulator is rescaled only
+// when a row max moves; O += P V. Epilogue O / l (l = 0 gives 0), LSE.
+// Memory beyond the inputs: per task one (Bq, Bk) score tile and a (Bq, Ev)
+// accumulator.
+//
+// Backward (FlashAttention-2): D = rowsum(dO * O); P is recomputed from the
+// LSE. One task per (batch, kv head) loops over its key blocks and, inside,
+// over the query blocks and the G query heads that read it, so dK, dV and dQ
+// of a task are written by that task alone: no atomics and bit-identical
+// results at any thread count.
+#include "kernels/cpu/attention.h"
+
+#include <hwy/highway.h>
+#include <hwy/contrib/math/math-inl.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/parallel.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/loop.h"
+
+namespace attn::kernels::cpu {
+
+namespace {
+
+namespace hn = hwy::HWY_NAMESPACE;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr int64_t kBq = 64;   // query rows per tile
+constexpr int64_t kBk = 128;  // keys per tile
+
+// x[i] = exp(x[i] - m) for i < n; returns the sum. -inf entries give 0.
+float exp_sub_sum(float* x, int64_t n, float m) {
+  const hn::ScalableTag<float> d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const auto vm = hn::Set(d, m);
+  auto acc = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    auto v = hn::Exp(d, hn::Sub(hn::LoadU(d, x + i), vm));
+    hn::StoreU(v, d, x + i);
+    acc = hn::Add(acc, v);
+  }
+  float s = hn::GetLane(hn::SumOfLanes(d, acc));
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - m);
+    s += x[i];
+  }
+  return s;
+}
+
+// The band of keys query row i may attend to: [lo, hi) (empty when lo >= hi).
+struct Band {
+  int64_t lo, hi;
+};
+Band band(const SdpaParams& p, int64_t i, int64_t klen) {
+  int64_t lo = 0, hi = klen;
+  const int64_t c = i + p.diag;
+  if (p.causal) hi = std::min(hi, c + 1);
+  if (p.win_right >= 0) hi = std::min(hi, c + p.win_right + 1);
+  if (p.win_left >= 0) lo = std::max(lo, c - p.win_left);
+  return {std::max<int64_t>(lo, 0), std::max<int64_t>(hi, 0)};
+}
+
+int64_t key_length(const SdpaParams& p, int64_t bh) {
+  return p.key_lengths ? std::clamp<int64_t>(p.key_lengths[bh / p.Hq], 0, p.S) : p.S;
+}
+
+// Applies the score transforms and masks to a (rows, cols) tile of raw
+// scaled scores starting at (i0, j0); `pre` (optional) receives the
+// pre-softcap-derivative factor 1 - tanh^2 for the backward.
+void transform_tile(const SdpaParams& p, int64_t bh, int64_t i0, int64_t rows, int64_t j0, int64_t cols,
+                    int64_t klen, float* s, int64_t lds, float* softcap_grad) {
+  const float slope = p.alibi ? p.alibi[bh] : 0.0f;
+  const int64_t b = bh / p.Hq, h = bh % p.Hq;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t i = i0 + r;
+    float* row = s + r * lds;
+    const Band bd = band(p, i, klen);
+    if (p.softcap > 0) {
+      float* g = softcap_grad ? softcap_grad + r * lds : nullptr;
+      for (int64_t c = 0; c < cols; ++c) {
+        const float t = std::tanh(row[c] / p.softcap);
+        row[c] = p.softcap * t;
+        if (g) g[c] = 1.0f - t * t;
+      }
+    }
+    if (p.alibi)
+      for (int64_t c = 0; c < cols; ++c) row[c] -= slope * static_cast<float>(std::abs(i + p.diag - (j0 + c)));
+    if (p.mask) {
+      const int64_t base = b * p.mask_sb + h * p.mask_sh + i * p.mask_si;
+      if (p.mask_is_bool) {
+        const bool* m = static_cast<const bool*>(p.mask) + base;
+        for (int64_t c = 0; c < cols; ++c)
+          if (!m[(j0 + c) * p.mask_sj]) row[c] = kNegInf;
+      } else {
+        const float* m = static_cast<const float*>(p.mask) + base;
+        for (int64_t c = 0; c < cols; ++c) row[c] += m[(j0 + c) * p.mask_sj];
+      }
+    }
+    for (int64_t c = 0; c < cols; ++c) {
+      const int64_t j = j0 + c;
+      if (j < bd.lo || j >= bd.hi) row[c] = kNegInf;
+    }
+  }
+}
+
+// Dropout multiplier for (bh, i, j): 1/keep or 0.
+inline float dropout_scale(const Generator& g, const SdpaParams& p, int64_t bh, int64_t i, int64_t j) {
+  return sdpa_dropout_keep(g, p.offset, bh, i, j, p.L, p.S, p.keep) ? static_cast<float>(1.0 / p.keep) : 0.0f;
+}
+
+// The key blocks [jb0, jb1) a query tile [i0, i1) can reach.
+void key_block_range(const SdpaParams& p, int64_t i0, int64_t i1, int64_t klen, int64_t& j0, int64_t& j1) {
+  const Band first = band(p, i0, klen), last = band(p, i1 - 1, klen);
+  j0 = std::min(first.lo, last.lo);
+  j1 = std::max(first.hi, last.hi);
+  if (j1 <= j0) j0 = j1 = 0;
+}
+
+}  // namespace
+
+void sdpa_dropout_mask(const Tensor& out, double keep, uint64_t seed, uint64_t offset) {
+  const int64_t BH = out.size(0), L = out.size(1), S = out.size(2);
+  Generator g(seed);
+  const float scale = static_cast<float>(keep > 0 ? 1.0 / keep : 0.0);
+  dispatch_float(out.dtype(), "sdpa_dropout", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* po = out.data<T>();
+    detail::parallel_for(BH * L, 16, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r)
+        for (int64_t j = 0; j < S; ++j)
+          po[r * S + j] = sdpa_dropout_keep(g, offset, r / L, r % L, j, L, S, keep) ? static_cast<T>(scale) : T(0);
+    });
+  });
+}
+
+void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaParams& p, const Tensor& out,
+                  const Tensor& lse) {
+  const float* Q = q.data<float>();
+  const float* K = k.data<float>();
+  const float* V = v.data<float>();
+  float* O = out.data<float>();
+  float* LSE = lse.data<float>();
+  const int64_t L = p.L, S = p.S, E = p.E, Ev = p.Ev;
+  const int64_t qblocks = (L + kBq - 1) / kBq;
+  const int64_t tasks = p.BH * qblocks;
+  const Generator gen(p.seed);
+  const bool dropout = p.keep < 1.0;
+#pragma omp parallel if (tasks > 1 && !omp_in_parallel())
+  {
+    detail::DenormalGuard dg;
+    std::vector<float> tile(kBq * kBk), acc(kBq * Ev), m(kBq), l(kBq), pv(kBq * kBk);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t bh = t / qblocks, i0 = (t % qblocks) * kBq, rows = std::min(kBq, L - i0);
+      const int64_t kvh = bh / p.G;  // the kv head this query head reads
+      const float* Qt = Q + (bh * L + i0) * E;
+      const float* Kh = K + kvh * S * E;
+      const float* Vh = V + kvh * S * Ev;
+      const int64_t klen = key_length(p, bh);
+      std::fill(acc.begin(), acc.begin() + rows * Ev, 0.0f);
+      std::fill(m.begin(), m.begin() + rows, kNegInf);
+      std::fill(l.begin(), l.begin() + rows, 0.0f);
+      int64_t jlo, jhi;
+      key_block_range(p, i0, i0 + rows, klen, jlo, jhi);
+      for (int64_t j0 = jlo; j0 < jhi; j0 += kBk) {
+        const int64_t cols = std::min(kBk, jhi - j0);
+        gemm(false, true, rows, cols, E, p.scale, Qt, E, Kh + j0 * E, E, 0.0, tile.data(), kBk);
+        transform_tile(p, bh, i0, rows, j0, cols, klen, tile.data(), kBk, nullptr);
+        for (int64_t r = 0; r < rows; ++r) {
+          float* s = tile.data() + r * kBk;
+          float mx = kNegInf;
+          for (int64_t c = 0; c < cols; ++c) mx = std::max(mx, s[c]);
+          const float mnew = std::max(m[r], mx);
+          if (mnew == kNegInf) {  // nothing attended yet in this row
+            std::fill(s, s + cols, 0.0f);
+            continue;
+          }
+          if (mnew > m[r]) {
+            const float alpha = m[r] == kNegInf ? 0.0f : std::exp(m[r] - mnew);
+            l[r] *= alpha;
+            float* a = acc.data() + r * Ev;
+            for (int64_t e = 0; e < Ev; ++e) a[e] *= alpha;
+            m[r] = mnew;
+          }
+          l[r] += exp_sub_sum(s, cols, mnew);
+          if (dropout)
+            for (int64_t c = 0; c < cols; ++c) s[c] *= dropout_scale(gen, p, bh, i0 + r, j0 + c);
+        }
+        gemm(false, false, rows, Ev, cols, 1.0, tile.data(), kBk, Vh + j0 * Ev, Ev, 1.0, acc.data(), Ev);
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        float* o = O + (bh * L + i0 + r) * Ev;
+        const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
+        for (int64_t e = 0; e < Ev; ++e) o[e] = acc[r * Ev + e] * inv;
+        LSE[bh * L + i0 + r] = l[r] > 0 ? m[r] + std::log(l[r]) : kNegInf;
+      }
+    }
+  }
+}
+
+void sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                   const Tensor& lse, const SdpaParams& p, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                   const Tensor& dscores) {
+  const float* Q = q.data<float>();
+  const float* K = k.data<float>();
+  const float* V = v.data<float>();
+  const float* O = out.data<float>();
+  const float* dO = dout.data<float>();
+  const float* LSE = lse.data<float>();
+  float* dQ = dq.data<float>();
+  float* dK = dk.data<float>();
+  float* dV = dv.data<float>();
+  float* dSc = dscores.defined() ? dscores.data<float>() : nullptr;
+  const int64_t L = p.L, S = p.S, E = p.E, Ev = p.Ev, G = p.G;
+  const int64_t BKV = p.BH / G;
+  const Generator gen(p.seed);
+  const bool dropout = p.keep < 1.0;
+  // D = rowsum(dO * O), (BH, L)
+  std::vector<float> Dv(static_cast<size_t>(p.BH * L));
+  detail::parallel_for(p.BH * L, 256, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      double s = 0;
+      for (int64_t x = 0; x < Ev; ++x) s += static_cast<double>(dO[r * Ev + x]) * O[r * Ev + x];
+      Dv[r] = static_cast<float>(s);
+    }
+  });
+  std::fill(dQ, dQ + p.BH * L * E, 0.0f);
+#pragma omp parallel if (BKV > 1 && !omp_in_parallel())
+  {
+    detail::DenormalGuard dg;
+    std::vector<float> P(kBq * kBk), dP(kBq * kBk), cg(kBq * kBk), Pd(kBq * kBk);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t kvh = 0; kvh < BKV; ++kvh) {
+      const float* Kh = K + kvh * S * E;
+      const float* Vh = V + kvh * S * Ev;
+      float* dKh = dK + kvh * S * E;
+      float* dVh = dV + kvh * S * Ev;
+      std::fill(dKh, dKh + S * E, 0.0f);
+      std::fill(dVh, dVh + S * Ev, 0.0f);
+      for (int64_t j0 = 0; j0 < S; j0 += kBk) {
+        const int64_t cols = std::min(kBk, S - j0);
+        for (int64_t g = 0; g < G; ++g) {
+          const int64_t bh = kvh * G + g;
+          const int64_t klen = key_length(p, bh);
+          if (j0 >= klen) continue;
+          for (int64_t i0 = 0; i0 < L; i0 += kBq) {
+            const int64_t rows = std::min(kBq, L - i0);
+            int64_t jlo, jhi;
+            key_block_range(p, i0, i0 + rows, klen, jlo, jhi);
+            if (j0 + cols <= jlo || j0 >= jhi) continue;  // tile outside the band
+            const float* Qt = Q + (bh * L + i0) * E;
+            const float* dOt = dO + (bh * L + i0) * Ev;
+            // P = exp(S - lse), 0 where masked or the row is fully masked
+            gemm(false, true, rows, cols, E, p.scale, Qt, E, Kh + j0 * E, E, 0.0, P.data(), kBk);
+            transform_tile(p, bh, i0, rows, j0, cols, klen, P.data(), kBk, p.softcap > 0 ? cg.data() : nullptr);
+            for (int64_t r = 0; r < rows; ++r) {
+              const float ls = LSE[bh * L + i0 + r];
+              float* pr = P.data() + r * kBk;
+              if (ls == kNegInf) {
+                std::fill(pr, pr + cols, 0.0f);
+              } else {
+                for (int64_t c = 0; c < cols; ++c) pr[c] -= ls;
+                exp_sub_sum(pr, cols, 0.0f);
+              }
+            }
+            // dV += (P * Z)^T dO, with Z the dropout multiplier
+            const float* Pz = P.data();
+            if (dropout) {
+              for (int64_t r = 0; r < rows; ++r)
+                for (int64_t c = 0; c < cols; ++c)
+                  Pd[r * kBk + c] = P[r * kBk + c] * dropout_scale(gen, p, bh, i0 + r, j0 + c);
+              Pz = Pd.data();
+            }
+            gemm(true, false, cols, Ev, rows, 1.0, Pz, kBk, dOt, Ev, 1.0, dVh + j0 * Ev, Ev);
+            // dP = dO V^T (* Z); dS = P * (dP - D)
+            gemm(false, true, rows, cols, Ev, 1.0, dOt, Ev, Vh + j0 * Ev, Ev, 0.0, dP.data(), kBk);
+            for (int64_t r = 0; r < rows; ++r) {
+              const float Di = Dv[bh * L + i0 + r];
+              for (int64_t c = 0; c < cols; ++c) {
+                float d = dP[r * kBk + c];
+                if (dropout) d *= dropout_scale(gen, p, bh, i0 + r, j0 + c);
+                d = P[r * kBk + c] * (d - Di);
+                if (dSc) dSc[(bh * L + i0 + r) * S + j0 + c] = d;
+                if (p.softcap > 0) d *= cg[r * kBk + c];
+                dP[r * kBk + c] = d;
+              }
+            }
+            // dK += dS^T Q * scale; dQ += dS K * scale
+            gemm(true, false, cols, E, rows, p.scale, dP.data(), kBk, Qt, E, 1.0, dKh + j0 * E, E);
+            gemm(false, false, rows, E, cols, p.scale, dP.data(), kBk, Kh + j0 * E, E, 1.0,
+                 dQ + (bh * L + i0) * E, E);
+          }
+        }
+      }
+    }
+  }
+}
+
+void sdpa_probs(const Tensor& q, const Tensor& k, const Tensor& lse, const SdpaParams& p, const Tensor& probs) {
+  const float* Q = q.data<float>();
+  const float* K = k.data<float>();
+  const float* LSE = lse.data<float>();
+  float* Pr = probs.data<float>();
+  const int64_t L = p.L, S = p.S, E = p.E;
+  const int64_t qblocks = (L + kBq - 1) / kBq;
+  const int64_t tasks = p.BH * qblocks;
+  std::fill(Pr, Pr + p.BH * L * S, 0.0f);
+#pragma omp parallel if (tasks > 1 && !omp_in_parallel())
+  {
+    detail::DenormalGuard dg;
+    std::vector<float> tile(kBq * kBk);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t bh = t / qblocks, i0 = (t % qblocks) * kBq, rows = std::min(kBq, L - i0);
+      const float* Kh = K + (bh / p.G) * S * E;
+      const int64_t klen = key_length(p, bh);
+      int64_t jlo, jhi;
+      key_block_range(p, i0, i0 + rows, klen, jlo, jhi);
+      for (int64_t j0 = jlo; j0 < jhi; j0 += kBk) {
+        const int64_t cols = std::min(kBk, jhi - j0);
+        gemm(false, true, rows, cols, E, p.scale, Q + (bh * L + i0) * E, E, Kh + j0 * E, E, 0.0, tile.data(), kBk);
+        transform_tile(p, bh, i0, rows, j0, cols, klen, tile.data(), kBk, nullptr);
+        for (int64_t r = 0; r < rows; ++r) {
+          const float ls = LSE[bh * L + i0 + r];
+          if (ls == kNegInf) continue;
+          float* s = tile.data() + r * kBk;
+          for (int64_t c = 0; c < cols; ++c) s[c] -= ls;
+          exp_sub_sum(s, cols, 0.0f);
+          std::copy(s, s + cols, Pr + (bh * L + i0 + r) * S + j0);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace attn::kernels::cpu
