@@ -1,0 +1,308 @@
+// scaled_dot_product_attention: the fused float32 kernel against the composed
+// reference in float64 (forward, LSE and every gradient) over a sweep of
+// option combinations and odd sizes; the reference against finite
+// differences; fully masked rows; dropout; attention weights; determinism
+// across thread counts; bad input.
+#include <attn/attn.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "support/op_table.h"
+
+namespace attn {
+namespace {
+
+using testing::compare;
+using testing::Comparison;
+
+struct Config {
+  int64_t B = 1, Hq = 1, Hk = 1, L = 1, S = 1, E = 1, Ev = 1;
+  bool causal = false;
+  F::CausalAlign align = F::CausalAlign::TopLeft;
+  F::Window window;
+  double softcap = 0;
+  bool alibi = false;
+  int mask = 0;  // 0 none, 1 bool (L, S), 2 bool padding (B, 1, 1, S), 3 float (B, 1, L, S) with grad, 4 float with -inf
+  bool key_lengths = false;
+  std::string label() const {
+    return detail::str("B", B, " Hq", Hq, " Hk", Hk, " L", L, " S", S, " E", E, " Ev", Ev, causal ? " causal" : "",
+                       align == F::CausalAlign::BottomRight ? " bottom-right" : "", " window(", window.left, ",",
+                       window.right, ") softcap ", softcap, alibi ? " alibi" : "", " mask ", mask,
+                       key_lengths ? " key_lengths" : "");
+  }
+};
+
+Config cfg(int64_t B, int64_t Hq, int64_t Hk, int64_t L, int64_t S, int64_t E, int64_t Ev) {
+  Config c;
+  c.B = B, c.Hq = Hq, c.Hk = Hk, c.L = L, c.S = S, c.E = E, c.Ev = Ev;
+  return c;
+}
+
+struct Results {
+  Tensor out, lse, dq, dk, dv, dmask;
+};
+
+// Runs attention on inputs drawn from `seed` converted to `dt`.
+Results run(const Config& c, DType dt, uint64_t seed, bool reference = false) {
+  Generator g(seed);
+  auto draw = [&](Shape s) { return randn(s, kFloat64, &g).to(dt).detach().requires_grad_(true); };
+  Tensor q = draw({c.B, c.Hq, c.L, c.E}), k = draw({c.B, c.Hk, c.S, c.E}), v = draw({c.B, c.Hk, c.S, c.Ev});
+  F::SdpaOptions o;
+  o.is_causal(c.causal).causal_align(c.align).window(c.window).softcap(c.softcap).enable_gqa(c.Hq != c.Hk);
+  if (c.alibi) o.alibi_slopes((rand({c.Hq}, kFloat64, &g) * 0.5).to(dt));
+  Tensor mask;
+  if (c.mask == 1) mask = rand({c.L, c.S}, kFloat64, &g) > 0.25;
+  if (c.mask == 2) mask = (rand({c.B, 1, 1, c.S}, kFloat64, &g) > 0.3);
+  if (c.mask == 3) mask = randn({c.B, 1, c.L, c.S}, kFloat64, &g).to(dt).detach().requires_grad_(true);
+  if (c.mask == 4) mask = masked_fill(randn({c.L, c.S}, kFloat64, &g), rand({c.L, c.S}, kFloat64, &g) > 0.7, -INFINITY).to(dt);
+  if (mask.defined()) o.attn_mask(mask);
+  if (c.key_lengths) {
+    std::vector<int64_t> kl;
+    for (int64_t b = 0; b < c.B; ++b) kl.push_back((b * 7 + 3) % (c.S + 1));
+    o.key_lengths(from_vector(kl));
+  }
+  Results r;
+  if (reference) {
+    r.out = F::scaled_dot_product_attention_reference(q, k, v, o);
+  } else {
+    auto [out, lse] = F::scaled_dot_product_attention_with_lse(q, k, v, o);
+    r.out = out;
+    r.lse = lse;
+  }
+  Tensor gout = randn(r.out.shape(), kFloat64, &g).to(dt);
+  (r.out * gout).sum().backward();
+  r.dq = q.grad(), r.dk = k.grad(), r.dv = v.grad();
+  if (c.mask == 3) r.dmask = mask.grad();
+  return r;
+}
+
+// float32 fused vs float64 reference: errors scale with the magnitudes summed.
+void expect_close(const std::string& what, const Tensor& got, const Tensor& ref) {
+  ASSERT_TRUE(got.defined()) << what;
+  const double scale = std::max(1.0, amax(abs(ref.to(kFloat64)).reshape({-1}), {0}).item<double>());
+  Comparison c = compare(what, got, ref, 1e-4, 2e-5 * scale);
+  EXPECT_TRUE(c.ok) << c.message;
+}
+
+Tensor finite_or_zero(const Tensor& t) { return where(eq(t, t) & lt(abs(t), full({}, INFINITY, t.dtype())), t, 0.0); }
+
+// Returns whether the case was non-trivial (some output non-zero).
+bool check_fused_against_reference(const Config& c, uint64_t seed) {
+  SCOPED_TRACE(c.label());
+  Results f = run(c, kFloat32, seed), r = run(c, kFloat64, seed);
+  expect_close("out", f.out, r.out);
+  // LSE: -inf exactly where the reference has -inf
+  EXPECT_TRUE(equal(eq(f.lse, full({}, -INFINITY)), eq(r.lse, full({}, -INFINITY, kFloat64))));
+  expect_close("lse", finite_or_zero(f.lse), finite_or_zero(r.lse));
+  expect_close("dq", f.dq, r.dq);
+  expect_close("dk", f.dk, r.dk);
+  expect_close("dv", f.dv, r.dv);
+  if (c.mask == 3) expect_close("dmask", f.dmask, r.dmask);
+  for (const Tensor* t : {&f.out, &f.dq, &f.dk, &f.dv})
+    EXPECT_TRUE(equal(eq(*t, *t), ones(t->shape(), kBool))) << "NaN in the fused results";
+  return amax(abs(r.out).reshape({-1}), {0}).item<double>() > 0;
+}
+
+TEST(Attention, FusedMatchesReferenceOverOptionSweep) {
+  std::mt19937 rng(2026);
+  auto pick = [&](std::initializer_list<int64_t> xs) { return *(xs.begin() + rng() % xs.size()); };
+  int n = 0, nontrivial = 0;
+  for (int t = 0; t < 160; ++t) {
+    Config c;
+    c.B = pick({1, 2});
+    c.Hk = pick({1, 2});
+    c.Hq = c.Hk * pick({1, 1, 3});
+    c.L = pick({1, 2, 17, 64, 65, 130});
+    c.S = pick({1, 3, 64, 127, 129, 200});
+    c.E = pick({1, 3, 8, 16});
+    c.Ev = pick({1, 5, 8});
+    c.causal = rng() % 2;
+    c.align = rng() % 2 ? F::CausalAlign::BottomRight : F::CausalAlign::TopLeft;
+    if (rng() % 3 == 0) c.window = F::Window(pick({-1, 0, 5, 40}), pick({-1, 0, 3, 50}));
+    c.softcap = rng() % 4 == 0 ? 2.5 : 0.0;
+    c.alibi = rng() % 4 == 0;
+    c.mask = static_cast<int>(rng() % 5);
+    c.key_lengths = rng() % 5 == 0;
+    nontrivial += check_fused_against_reference(c, 100 + t);
+    ++n;
+  }
+  std::printf("option sweep: %d configurations, %d with some unmasked output\n", n, nontrivial);
+  EXPECT_GT(nontrivial, n * 3 / 4);
+}
+
+TEST(Attention, OddSizes) {
+  // The sizes the issue names: L=1, S=1, E=1, E=3, E=129, L=1000, S=777.
+  const std::vector<Config> cs = {
+      cfg(1, 2, 2, 1, 50, 8, 8),  cfg(1, 2, 2, 50, 1, 8, 8),      cfg(2, 1, 1, 33, 40, 1, 1),
+      cfg(1, 2, 1, 33, 40, 3, 7), cfg(1, 1, 1, 20, 30, 129, 129), cfg(1, 1, 1, 1000, 777, 16, 16),
+  };
+  for (Config c : cs) {
+    check_fused_against_reference(c, 7);
+    c.causal = true;
+    check_fused_against_reference(c, 8);
+    c.align = F::CausalAlign::BottomRight;
+    c.mask = 3;
+    check_fused_against_reference(c, 9);
+  }
+}
+
+TEST(Attention, ReferenceMatchesFiniteDifferences) {
+  Config c1 = cfg(1, 2, 1, 3, 4, 2, 3);
+  c1.causal = true, c1.softcap = 1.5, c1.alibi = true, c1.mask = 3;
+  Config c2 = cfg(2, 1, 1, 4, 3, 2, 2);
+  c2.align = F::CausalAlign::BottomRight, c2.window = F::Window(1, 0), c2.mask = 4, c2.key_lengths = true;
+  for (const Config& c : {c1, c2}) {
+    SCOPED_TRACE(c.label());
+    Generator g(5);
+    Tensor q = randn({c.B, c.Hq, c.L, c.E}, kFloat64, &g), k = randn({c.B, c.Hk, c.S, c.E}, kFloat64, &g);
+    Tensor v = randn({c.B, c.Hk, c.S, c.Ev}, kFloat64, &g);
+    Tensor m = c.mask == 3 ? randn({c.B, 1, c.L, c.S}, kFloat64, &g)
+                           : masked_fill(randn({c.L, c.S}, kFloat64, &g), rand({c.L, c.S}, kFloat64, &g) > 0.7, -INFINITY);
+    F::SdpaOptions o;
+    o.is_causal(c.causal).causal_align(c.align).window(c.window).softcap(c.softcap).enable_gqa(c.Hq != c.Hk);
+    if (c.alibi) o.alibi_slopes(full({c.Hq}, 0.3, kFloat64));
+    if (c.key_lengths) o.key_lengths(from_vector({2, 3}));
+    Tensor w = randn({c.B, c.Hq, c.L, c.Ev}, kFloat64, &g);
+    std::vector<Tensor> in = {q, k, v, m};
+    auto loss = [&](const std::vector<Tensor>& x) {
+      F::SdpaOptions oo = o;
+      oo.attn_mask(x[3]);
+      return (F::scaled_dot_product_attention_reference(x[0], x[1], x[2], oo) * w).sum();
+    };
+    std::vector<Tensor> leaves;
+    for (const Tensor& t : in) leaves.push_back(t.clone().detach().requires_grad_(true));
+    loss(leaves).backward();
+    for (size_t a = 0; a < in.size(); ++a) {
+      Tensor num = zeros(in[a].shape(), kFloat64);
+      for (int64_t e = 0; e < in[a].numel(); ++e) {
+        std::vector<Tensor> xs;
+        for (const Tensor& t : in) xs.push_back(t.clone());
+        double* p = xs[a].data<double>();
+        if (std::isinf(p[e])) continue;  // masked-out entries have no derivative
+        const double x0 = p[e];
+        p[e] = x0 + 1e-6;
+        const double lp = loss(xs).item<double>();
+        p[e] = x0 - 1e-6;
+        const double lm = loss(xs).item<double>();
+        num.data<double>()[e] = (lp - lm) / 2e-6;
+      }
+      Comparison cmp = compare("input " + std::to_string(a), leaves[a].grad(), num, 1e-5, 1e-6);
+      EXPECT_TRUE(cmp.ok) << cmp.message;
+    }
+  }
+}
+
+TEST(Attention, FullyMaskedRowsGiveZerosNotNaN) {
+  Generator g(1);
+  Tensor q = randn({1, 2, 4, 8}, kFloat32, &g).requires_grad_(true), k = randn({1, 2, 6, 8}, kFloat32, &g).requires_grad_(true);
+  Tensor v = randn({1, 2, 6, 8}, kFloat32, &g).requires_grad_(true);
+  Tensor mask = ones({4, 6}, kBool);
+  mask.select(0, 2).fill_(0);  // query 2 attends to nothing
+  auto [out, lse] = F::scaled_dot_product_attention_with_lse(q, k, v, F::SdpaOptions().attn_mask(mask));
+  EXPECT_EQ(amax(abs(out.select(2, 2)).reshape({-1}), {0}).item<float>(), 0.0f);
+  EXPECT_TRUE(std::isinf(lse[0][0][2].item<float>()));
+  out.sum().backward();
+  EXPECT_EQ(amax(abs(q.grad().select(2, 2)).reshape({-1}), {0}).item<float>(), 0.0f);
+  EXPECT_TRUE(equal(eq(q.grad(), q.grad()), ones(q.shape(), kBool)));
+  // Huge logits stay finite.
+  Tensor big = F::scaled_dot_product_attention(q.detach() * 1e4, k.detach(), v.detach());
+  EXPECT_TRUE(equal(eq(big, big), ones(big.shape(), kBool)));
+}
+
+TEST(Attention, DropoutIsSeededSharedAndUnbiased) {
+  // Uniform attention over S keys with v = identity: out[i][j] = z_ij / S.
+  const int64_t L = 256, S = 256;
+  Tensor q = zeros({1, 1, L, 4}), k = zeros({1, 1, S, 4}), v = eye(S).reshape({1, 1, S, S});
+  Generator g1(77), g2(77);
+  const double p = 0.3;
+  Tensor a = F::scaled_dot_product_attention(q, k, v, F::SdpaOptions().dropout_p(p).generator(&g1));
+  Tensor b = F::scaled_dot_product_attention(q, k, v, F::SdpaOptions().dropout_p(p).generator(&g2));
+  EXPECT_TRUE(equal(a, b));
+  const double kept = (a > 0.0).to(kFloat64).mean().item<double>();
+  EXPECT_NEAR(kept, 1 - p, 0.01);
+  EXPECT_NEAR((a * static_cast<double>(S)).mean().item<double>(), 1.0, 0.02);
+  // The reference draws the very same mask.
+  Generator g3(77);
+  Tensor r = F::scaled_dot_product_attention_reference(q.to(kFloat64), k.to(kFloat64), v.to(kFloat64),
+                                                       F::SdpaOptions().dropout_p(p).generator(&g3));
+  EXPECT_TRUE(allclose(a.to(kFloat64), r, 1e-6, 1e-7));
+  // And the backward regenerates it: gradients match the reference's.
+  Generator g4(5), g5(5);
+  auto grads = [&](DType dt, Generator* gen) {
+    Generator d(9);
+    Tensor qq = randn({1, 2, 33, 8}, kFloat64, &d).to(dt).requires_grad_(true);
+    Tensor kk = randn({1, 2, 40, 8}, kFloat64, &d).to(dt).requires_grad_(true);
+    Tensor vv = randn({1, 2, 40, 8}, kFloat64, &d).to(dt).requires_grad_(true);
+    Tensor o = F::scaled_dot_product_attention(qq, kk, vv, F::SdpaOptions().dropout_p(0.4).generator(gen));
+    (o * randn(o.shape(), kFloat64, &d).to(dt)).sum().backward();
+    return std::vector<Tensor>{o, qq.grad(), kk.grad(), vv.grad()};
+  };
+  auto f32 = grads(kFloat32, &g4), f64 = grads(kFloat64, &g5);
+  for (size_t i = 0; i < 4; ++i) expect_close("dropout " + std::to_string(i), f32[i], f64[i]);
+}
+
+TEST(Attention, WeightsFromTheSavedLse) {
+  Generator g(2);
+  Tensor q = randn({2, 3, 70, 8}, kFloat32, &g), k = randn({2, 3, 150, 8}, kFloat32, &g), v = randn({2, 3, 150, 4}, kFloat32, &g);
+  F::SdpaOptions o = F::SdpaOptions().is_causal(true).causal_align(F::CausalAlign::BottomRight);
+  auto [out, lse] = F::scaled_dot_product_attention_with_lse(q, k, v, o);
+  Tensor w = F::scaled_dot_product_attention_weights(q, k, lse, o);
+  EXPECT_EQ(w.shape(), (Shape{2, 3, 70, 150}));
+  EXPECT_TRUE(allclose(sum(w, {-1}), ones({2, 3, 70}), 1e-5, 1e-5));
+  EXPECT_TRUE(allclose(matmul(w, v), out, 1e-4, 1e-5));  // the weights reproduce the output
+  auto [o64, l64] = F::scaled_dot_product_attention_with_lse(q.to(kFloat64), k.to(kFloat64), v.to(kFloat64), o);
+  EXPECT_TRUE(allclose(F::scaled_dot_product_attention_weights(q.to(kFloat64), k.to(kFloat64), l64, o), w.to(kFloat64), 1e-4, 1e-6));
+}
+
+TEST(Attention, BitIdenticalAtOneAndTwoThreads) {
+  Config c = cfg(2, 4, 2, 130, 200, 16, 8);
+  c.causal = true, c.align = F::CausalAlign::BottomRight, c.alibi = true, c.mask = 3, c.key_lengths = true;
+  const int before = get_num_threads();
+  set_num_threads(1);
+  Results a = run(c, kFloat32, 3);
+  set_num_threads(2);
+  Results b = run(c, kFloat32, 3);
+  set_num_threads(before);
+  EXPECT_TRUE(equal(a.out, b.out));
+  EXPECT_TRUE(equal(a.lse, b.lse));
+  EXPECT_TRUE(equal(a.dq, b.dq));
+  EXPECT_TRUE(equal(a.dk, b.dk));
+  EXPECT_TRUE(equal(a.dv, b.dv));
+  EXPECT_TRUE(equal(a.dmask, b.dmask));
+}
+
+TEST(Attention, UnbatchedAndExtraBatchDims) {
+  Generator g(4);
+  Tensor q = randn({5, 8}, kFloat32, &g), k = randn({7, 8}, kFloat32, &g), v = randn({7, 3}, kFloat32, &g);
+  EXPECT_TRUE(allclose(F::scaled_dot_product_attention(q, k, v), F::scaled_dot_product_attention_reference(q, k, v), 1e-5, 1e-6));
+  Tensor q5 = randn({2, 3, 2, 5, 8}, kFloat32, &g), k5 = randn({2, 3, 2, 7, 8}, kFloat32, &g), v5 = randn({2, 3, 2, 7, 3}, kFloat32, &g);
+  EXPECT_TRUE(allclose(F::scaled_dot_product_attention(q5, k5, v5), F::scaled_dot_product_attention_reference(q5, k5, v5), 1e-5, 1e-6));
+}
+
+TEST(Attention, BadInput) {
+  Tensor q = randn({1, 4, 5, 8}), k = randn({1, 2, 6, 8}), v = randn({1, 2, 6, 8});
+  auto msg = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  EXPECT_NE(msg([&] { F::scaled_dot_product_attention(q, k, v); }).find("enable_gqa"), std::string::npos);
+  EXPECT_NE(msg([&] { F::scaled_dot_product_attention(q, randn({1, 4, 6, 7}), randn({1, 4, 6, 8})); }).find("last dims (E)"), std::string::npos);
+  EXPECT_NE(msg([&] { F::scaled_dot_product_attention(q, q, q.to(kFloat64)); }).find("float32 but value is float64"), std::string::npos);
+  EXPECT_NE(msg([&] { F::scaled_dot_product_attention(q, q, q, F::SdpaOptions().attn_mask(ones({5, 4}, kBool))); }).find("broadcast"), std::string::npos);
+  EXPECT_NE(msg([&] { F::scaled_dot_product_attention(q, q, q, F::SdpaOptions().attn_mask(ones({5, 5}, kInt64))); }).find("attn_mask must be bool"), std::string::npos);
+  EXPECT_NE(msg([&] { F::scaled_dot_product_attention(q, q, q, F::SdpaOptions().dropout_p(2)); }).find("dropout_p"), std::string::npos);
+  EXPECT_NE(msg([&] { F::scaled_dot_product_attention(q, q, q, F::SdpaOptions().key_lengths(from_vector({9}))); }).find("outside [0, 5]"), std::string::npos);
+  EXPECT_NE(msg([&] { F::scaled_dot_product_attention(q, q, q, F::SdpaOptions().alibi_slopes(ones({3}))); }).find("alibi_slopes"), std::string::npos);
+  EXPECT_NE(msg([&] { F::scaled_dot_product_attention(q, q, q, F::SdpaOptions().window(F::Window(-2, 0))); }).find("window"), std::string::npos);
+  EXPECT_NE(msg([&] { F::scaled_dot_product_attention(randn({5}), randn({5}), randn({5})); }).find("at least 2"), std::string::npos);
+  EXPECT_EQ(msg([&] { F::scaled_dot_product_attention(q, q, q); }).rfind("scaled_dot_product_attention", 0), std::string::npos);
+}
+
+}  // namespace
+}  // namespace attn
