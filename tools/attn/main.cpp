@@ -1,11 +1,13 @@
 // The attn command-line tool. Subcommands so far: inspect (list the tensors of
-// a safetensors file). train, eval, bench and viz arrive with the modules and
-// applications.
+// a safetensors file) and bench sdpa (the attention benchmark). train, eval
+// and viz arrive with the modules and applications.
 #include <CLI/CLI.hpp>
 #include <attn/attn.h>
 
 #include <cstdio>
 #include <iostream>
+
+#include "bench_sdpa.h"
 
 namespace {
 
@@ -38,6 +40,23 @@ int main(int argc, char** argv) {
   std::string file;
   auto* ins = app.add_subcommand("inspect", "List the tensors, dtypes, shapes and metadata of a safetensors file");
   ins->add_option("file", file, "the .safetensors file")->required();
+  auto* bench = app.add_subcommand("bench", "Benchmarks: GFLOPS, ratio to an in-run SGEMM, peak memory");
+  bench->require_subcommand(1);
+  auto* sdpa = bench->add_subcommand(
+      "sdpa", "Fused scaled-dot-product attention; with no shape flags, the standard table (causal and not, "
+              "forward and forward+backward)");
+  attn::tools::SdpaBenchOptions sdpa_opts;
+  attn::tools::SdpaBenchRow row{1, 8, 1024, 1024, 64, false, false};
+  bool custom = false;
+  sdpa->add_flag("--json", sdpa_opts.json, "one JSON object per row (keys B, H, L, S, E, causal, pass, ms, gflops, "
+                                           "sgemm_gflops, ratio, peak_rss_mb)");
+  sdpa->add_option("--batch,-B", row.B, "batch (with any shape flag: run only that row)")->check(CLI::PositiveNumber);
+  sdpa->add_option("--heads,-H", row.H, "heads")->check(CLI::PositiveNumber);
+  sdpa->add_option("--seq,-N", row.L, "queries = keys")->check(CLI::PositiveNumber);
+  sdpa->add_option("--dim,-E", row.E, "head dim")->check(CLI::PositiveNumber);
+  sdpa->add_flag("--causal", row.causal, "causal mask");
+  sdpa->add_flag("--backward", row.backward, "time forward + backward");
+  sdpa->add_option("--min-seconds", sdpa_opts.min_seconds, "time each row for at least this long (default 1)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -45,6 +64,15 @@ int main(int argc, char** argv) {
   }
   try {
     if (*ins) return inspect(file);
+    if (*sdpa) {
+      for (const char* f : {"--batch", "--heads", "--seq", "--dim", "--causal", "--backward"})
+        custom = custom || sdpa->count(f) > 0;
+      if (custom) {
+        row.S = row.L;
+        sdpa_opts.rows = {row};
+      }
+      return attn::tools::run_sdpa_bench(sdpa_opts);
+    }
   } catch (const attn::Error& e) {
     std::fprintf(stderr, "attn: %s\n", e.what());
     return 1;

@@ -34,8 +34,11 @@ namespace {
 
 namespace hn = hwy::HWY_NAMESPACE;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-constexpr int64_t kBq = 64;   // query rows per tile
-constexpr int64_t kBk = 128;  // keys per tile
+// Tile sizes: measured on 2 Zen 4 cores at (1, 8, 1024, 64), forward, ratio
+// to SGEMM: 64x128 0.58, 128x128 0.62, 128x256 0.63, 128x512 0.64 (bigger
+// key tiles waste more work on the causal diagonal).
+constexpr int64_t kBq = 128;  // query rows per tile
+constexpr int64_t kBk = 256;  // keys per tile
 
 // x[i] = exp(x[i] - m) for i < n; returns the sum. -inf entries give 0.
 float exp_sub_sum(float* x, int64_t n, float m) {
@@ -55,6 +58,18 @@ float exp_sub_sum(float* x, int64_t n, float m) {
     s += x[i];
   }
   return s;
+}
+
+// max(x[0..n)), -inf for n = 0.
+float row_max(const float* x, int64_t n) {
+  const hn::ScalableTag<float> d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  auto acc = hn::Set(d, kNegInf);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) acc = hn::Max(acc, hn::LoadU(d, x + i));
+  float m = hn::GetLane(hn::MaxOfLanes(d, acc));
+  for (; i < n; ++i) m = std::max(m, x[i]);
+  return m;
 }
 
 // The band of keys query row i may attend to: [lo, hi) (empty when lo >= hi).
@@ -106,11 +121,10 @@ void transform_tile(const SdpaParams& p, int64_t bh, int64_t i0, int64_t rows, i
         for (int64_t c = 0; c < cols; ++c) row[c] += m[(j0 + c) * p.mask_sj];
       }
     }
-    for (int64_t c = 0; c < cols; ++c) {
-      const int64_t j = j0 + c;
-      if (j < bd.lo || j >= bd.hi) row[c] = kNegInf;
-    }
-  }
+    // keys outside the band: a prefix and a suffix of the tile
+    const int64_t pre = std::clamp<int64_t>(bd.lo - j0, 0, cols), post = std::clamp<int64_t>(bd.hi - j0, pre, cols);
+    std::fill(row, row + pre, kNegInf);
+    std::fill(row + post, row + cols, kNegInf);  }
 }
 
 // Dropout multiplier for (bh, i, j): 1/keep or 0.
@@ -178,9 +192,7 @@ void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaP
         transform_tile(p, bh, i0, rows, j0, cols, klen, tile.data(), kBk, nullptr);
         for (int64_t r = 0; r < rows; ++r) {
           float* s = tile.data() + r * kBk;
-          float mx = kNegInf;
-          for (int64_t c = 0; c < cols; ++c) mx = std::max(mx, s[c]);
-          const float mnew = std::max(m[r], mx);
+          const float mnew = std::max(m[r], row_max(s, cols));
           if (mnew == kNegInf) {  // nothing attended yet in this row
             std::fill(s, s + cols, 0.0f);
             continue;

@@ -1,0 +1,32 @@
+// The scaled-dot-product attention benchmark behind `attn bench sdpa` and
+// build/bin/bench_sdpa.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace attn::tools {
+
+struct SdpaBenchRow {
+  int64_t B, H, L, S, E;
+  bool causal;
+  bool backward;  // forward + backward
+};
+
+struct SdpaBenchOptions {
+  std::vector<SdpaBenchRow> rows;  // empty: the standard table
+  bool json = false;
+  int min_reps = 5;
+  double min_seconds = 1.0;
+};
+
+// The standard table: (B, H, N, E) = (1,8,512,64), (1,8,1024,64),
+// (1,8,2048,64), (1,4,4096,64), (1,2,16384,64); causal and not; forward and
+// forward + backward.
+std::vector<SdpaBenchRow> standard_sdpa_rows();
+
+// Times each row in a child process (so peak RSS is the row's own) and prints
+// a table or one JSON object per row. Returns 0 on success.
+int run_sdpa_bench(const SdpaBenchOptions& options);
+
+}  // namespace attn::tools
