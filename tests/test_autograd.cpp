@@ -117,6 +117,20 @@ TEST(Autograd, ViewsPropagateGradients) {
   EXPECT_TRUE(equal(x.grad(), from_vector(std::vector<double>{0, 0, 0, 0, 1, 1}, {2, 3})));
 }
 
+TEST(Autograd, LeafGradientsNeverAlias) {
+  // add's backward hands the same buffer to both inputs: each leaf must own its grad.
+  Tensor a = ones({3}, kFloat64).requires_grad_(true), b = ones({3}, kFloat64).requires_grad_(true);
+  (a + b).sum().backward();
+  a.grad().fill_(5.0);
+  EXPECT_TRUE(equal(b.grad(), ones({3}, kFloat64)));
+  // A gradient the caller passes in is copied, not kept.
+  Tensor x = ones({2}, kFloat64).requires_grad_(true);
+  Tensor g = full({2}, 3.0, kFloat64);
+  x.backward(g);
+  g.fill_(0.0);
+  EXPECT_TRUE(equal(x.grad(), full({2}, 3.0, kFloat64)));
+}
+
 TEST(Autograd, DeepChainDoesNotOverflowTheStack) {
   Tensor x = ones({1}, kFloat64).requires_grad_(true);
   Tensor y = x;

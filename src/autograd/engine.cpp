@@ -46,7 +46,11 @@ std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad) {
   Tensor t(impl);
   NoGradGuard ng;
   if (!impl->grad) {
-    impl->grad = grad.contiguous().clone().impl_ptr();
+    // Take the incoming buffer when nothing else can see it (as PyTorch
+    // does); otherwise copy, so the leaf's grad never aliases another tensor.
+    const bool exclusive = grad.impl_ptr().use_count() == 1 && grad.impl().storage.use_count() == 1 &&
+                           grad.is_contiguous() && grad.storage_offset() == 0 && !grad.requires_grad();
+    impl->grad = exclusive ? grad.impl_ptr() : grad.contiguous().clone().impl_ptr();
   } else {
     impl->grad = add(Tensor(impl->grad), grad).impl_ptr();
   }
