@@ -138,6 +138,13 @@ TEST(Attention, OddSizes) {
       cfg(1, 2, 2, 1, 50, 8, 8),  cfg(1, 2, 2, 50, 1, 8, 8),      cfg(2, 1, 1, 33, 40, 1, 1),
       cfg(1, 2, 1, 33, 40, 3, 7), cfg(1, 1, 1, 20, 30, 129, 129), cfg(1, 1, 1, 1000, 777, 16, 16),
   };
+  // A window whose band starts inside a key tile, with several key tiles.
+  Config w = cfg(1, 2, 1, 600, 700, 16, 8);
+  w.window = F::Window(100, 20);
+  check_fused_against_reference(w, 6);
+  w.align = F::CausalAlign::BottomRight;
+  w.mask = 3;
+  check_fused_against_reference(w, 5);
   for (Config c : cs) {
     check_fused_against_reference(c, 7);
     c.causal = true;

@@ -293,13 +293,19 @@ void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaP
   const int64_t tasks = p.BH * qblocks;
   const Generator gen(p.seed);
   const bool dropout = p.keep < 1.0;
-  // K^T packed once per kv head: (BKV, E, S), so the score tile's columns are contiguous.
+  // K^T packed once per kv head, one contiguous (E, kBk) block per key tile:
+  // (BKV, tiles, E, kBk). A plain (E, S) layout would walk the tile's rows at
+  // a stride of S floats, a power of two that maps them onto the same cache sets.
   const int64_t BKV = p.BH / p.G;
-  std::vector<float> kt(static_cast<size_t>(BKV * E * S));
-  detail::parallel_for(BKV, 1, [&](int64_t b, int64_t e) {
-    for (int64_t h = b; h < e; ++h)
-      for (int64_t j = 0; j < S; ++j)
-        for (int64_t x = 0; x < E; ++x) kt[(h * E + x) * S + j] = K[(h * S + j) * E + x];
+  const int64_t ktiles = (S + kBk - 1) / kBk;
+  std::vector<float> kt(static_cast<size_t>(BKV * ktiles * E * kBk));
+  detail::parallel_for(BKV * ktiles, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t h = t / ktiles, j0 = (t % ktiles) * kBk, cols = std::min(kBk, S - j0);
+      float* dst = kt.data() + t * E * kBk;
+      for (int64_t c = 0; c < cols; ++c)
+        for (int64_t x = 0; x < E; ++x) dst[x * kBk + c] = K[(h * S + j0 + c) * E + x];
+    }
   });
 #pragma omp parallel if (tasks > 1 && !omp_in_parallel())
   {
@@ -310,7 +316,7 @@ void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaP
       const int64_t bh = t / qblocks, i0 = (t % qblocks) * bq, rows = std::min(bq, L - i0);
       const int64_t kvh = bh / p.G;  // the kv head this query head reads
       const float* Qt = Q + (bh * L + i0) * E;
-      const float* KTh = kt.data() + kvh * E * S;
+      const float* KTh = kt.data() + kvh * ktiles * E * kBk;
       const float* Vh = V + kvh * S * Ev;
       const int64_t klen = key_length(p, bh);
       std::fill(acc.begin(), acc.begin() + rows * Ev, 0.0f);
@@ -320,7 +326,12 @@ void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaP
       key_block_range(p, i0, i0 + rows, klen, jlo, jhi);
       for (int64_t j0 = jlo; j0 < jhi; j0 += kBk) {
         const int64_t cols = std::min(kBk, jhi - j0);
-        tile_gemm(rows, cols, E, p.scale, Qt, E, KTh + j0, S, false, tile.data(), kBk);
+        // key tiles start at multiples of kBk except where the band starts mid-tile
+        const int64_t tt = j0 / kBk, off = j0 - tt * kBk;
+        const int64_t c1 = std::min(cols, kBk - off);
+        tile_gemm(rows, c1, E, p.scale, Qt, E, KTh + tt * E * kBk + off, kBk, false, tile.data(), kBk);
+        if (c1 < cols)
+          tile_gemm(rows, cols - c1, E, p.scale, Qt, E, KTh + (tt + 1) * E * kBk, kBk, false, tile.data() + c1, kBk);
         transform_tile(p, bh, i0, rows, j0, cols, klen, tile.data(), kBk, nullptr);
         for (int64_t r = 0; r < rows; ++r) {
           float* s = tile.data() + r * kBk;
