@@ -251,8 +251,18 @@ Tensor avg_pool2d_backward(const Tensor& grad_in, const Pool2dGeometry& g) {
 }
 
 namespace {
-inline int64_t start_index(int64_t o, int64_t out, int64_t in) { return (o * in) / out; }
-inline int64_t end_index(int64_t o, int64_t out, int64_t in) { return ((o + 1) * in + out - 1) / out; }
+// Calls f(plane, output index, y0, y1, x0, x1) for every output of an
+// adaptive pool from (H, W) to (oH, oW): window [floor(o*in/out), ceil((o+1)*in/out)).
+template <class F>
+void for_each_adaptive_window(int64_t P, int64_t oH, int64_t oW, int64_t H, int64_t W, F f) {
+  detail::parallel_for(P, 1, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p)
+      for (int64_t oy = 0; oy < oH; ++oy)
+        for (int64_t ox = 0; ox < oW; ++ox)
+          f(p, (p * oH + oy) * oW + ox, (oy * H) / oH, ((oy + 1) * H + oH - 1) / oH, (ox * W) / oW,
+            ((ox + 1) * W + oW - 1) / oW);
+  });
+}
 }  // namespace
 
 Tensor adaptive_avg_pool2d(const Tensor& x_in, int64_t oH, int64_t oW) {
@@ -263,17 +273,11 @@ Tensor adaptive_avg_pool2d(const Tensor& x_in, int64_t oH, int64_t oW) {
     using T = typename decltype(tag)::type;
     const T* px = x.data<T>();
     T* py = y.data<T>();
-    detail::parallel_for(P, 1, [&](int64_t b, int64_t e) {
-      for (int64_t p = b; p < e; ++p)
-        for (int64_t oy = 0; oy < oH; ++oy)
-          for (int64_t ox = 0; ox < oW; ++ox) {
-            const int64_t y0 = start_index(oy, oH, H), y1 = end_index(oy, oH, H);
-            const int64_t x0 = start_index(ox, oW, W), x1 = end_index(ox, oW, W);
-            double s = 0;
-            for (int64_t iy = y0; iy < y1; ++iy)
-              for (int64_t ix = x0; ix < x1; ++ix) s += px[(p * H + iy) * W + ix];
-            py[(p * oH + oy) * oW + ox] = static_cast<T>(s / static_cast<double>((y1 - y0) * (x1 - x0)));
-          }
+    for_each_adaptive_window(P, oH, oW, H, W, [&](int64_t p, int64_t o, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
+      double s = 0;
+      for (int64_t iy = y0; iy < y1; ++iy)
+        for (int64_t ix = x0; ix < x1; ++ix) s += px[(p * H + iy) * W + ix];
+      py[o] = static_cast<T>(s / static_cast<double>((y1 - y0) * (x1 - x0)));
     });
   });
   return y;
@@ -287,16 +291,10 @@ Tensor adaptive_avg_pool2d_backward(const Tensor& grad_in, int64_t H, int64_t W)
     using T = typename decltype(tag)::type;
     const T* pg = grad.data<T>();
     T* pd = dx.data<T>();
-    detail::parallel_for(P, 1, [&](int64_t b, int64_t e) {
-      for (int64_t p = b; p < e; ++p)
-        for (int64_t oy = 0; oy < oH; ++oy)
-          for (int64_t ox = 0; ox < oW; ++ox) {
-            const int64_t y0 = start_index(oy, oH, H), y1 = end_index(oy, oH, H);
-            const int64_t x0 = start_index(ox, oW, W), x1 = end_index(ox, oW, W);
-            const T v = static_cast<T>(pg[(p * oH + oy) * oW + ox] / static_cast<double>((y1 - y0) * (x1 - x0)));
-            for (int64_t iy = y0; iy < y1; ++iy)
-              for (int64_t ix = x0; ix < x1; ++ix) pd[(p * H + iy) * W + ix] += v;
-          }
+    for_each_adaptive_window(P, oH, oW, H, W, [&](int64_t p, int64_t o, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
+      const T v = static_cast<T>(pg[o] / static_cast<double>((y1 - y0) * (x1 - x0)));
+      for (int64_t iy = y0; iy < y1; ++iy)
+        for (int64_t ix = x0; ix < x1; ++ix) pd[(p * H + iy) * W + ix] += v;
     });
   });
   return dx;
