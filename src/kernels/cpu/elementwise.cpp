@@ -98,10 +98,15 @@ void copy(const Tensor& src, const Tensor& dst) {
 }
 
 void fill(const Tensor& dst, double value) {
+  // Writes only: the destination may be uninitialised (reading it as bool is UB).
   dispatch_all(dst.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
-    T v = convert<T>(value);
-    map1<T, T>(dst, dst, [v](T) { return v; });
+    const T v = convert<T>(value);
+    T* p = base_ptr<T>(dst);
+    strided_loop<1>(dst.shape(), {dst.strides()},
+                    [&](const std::array<int64_t, 1>& off, int64_t n, const std::array<int64_t, 1>& st) {
+                      for (int64_t i = 0; i < n; ++i) p[off[0] + i * st[0]] = v;
+                    });
   });
 }
 
