@@ -280,6 +280,23 @@ TEST(Attention, BitIdenticalAtOneAndTwoThreads) {
   EXPECT_TRUE(equal(a.dmask, b.dmask));
 }
 
+TEST(Attention, SingleKvHeadBackwardIsBitIdenticalAtOneAndTwoThreads) {
+  // Batch 1 with one kv head takes the two-pass backward.
+  Config c = cfg(1, 3, 1, 200, 300, 16, 8);
+  c.causal = true, c.mask = 3, c.softcap = 2.0;
+  check_fused_against_reference(c, 12);
+  const int before = get_num_threads();
+  set_num_threads(1);
+  Results a = run(c, kFloat32, 4);
+  set_num_threads(2);
+  Results b = run(c, kFloat32, 4);
+  set_num_threads(before);
+  EXPECT_TRUE(equal(a.dq, b.dq));
+  EXPECT_TRUE(equal(a.dk, b.dk));
+  EXPECT_TRUE(equal(a.dv, b.dv));
+  EXPECT_TRUE(equal(a.dmask, b.dmask));
+}
+
 TEST(Attention, UnbatchedAndExtraBatchDims) {
   Generator g(4);
   Tensor q = randn({5, 8}, kFloat32, &g), k = randn({7, 8}, kFloat32, &g), v = randn({7, 3}, kFloat32, &g);

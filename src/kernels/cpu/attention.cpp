@@ -12,7 +12,8 @@
 // LSE. One task per (batch, kv head) loops over its key blocks and, inside,
 // over the query blocks and the G query heads that read it, so dK, dV and dQ
 // of a task are written by that task alone: no atomics and bit-identical
-// results at any thread count.
+// results at any thread count. With a single kv head in all, a key-tile pass
+// (dK, dV) and a query-tile pass (dQ) keep every thread busy instead.
 #include "kernels/cpu/attention.h"
 
 #include <hwy/highway.h>
@@ -390,73 +391,117 @@ void sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const T
     }
   });
   std::fill(dQ, dQ + p.BH * L * E, 0.0f);
-#pragma omp parallel if (BKV > 1 && !omp_in_parallel())
-  {
-    detail::DenormalGuard dg;
-    std::vector<float> P(kBq * kBk), dP(kBq * kBk), cg(kBq * kBk), Pd(kBq * kBk);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t kvh = 0; kvh < BKV; ++kvh) {
-      const float* Kh = K + kvh * S * E;
-      const float* Vh = V + kvh * S * Ev;
-      float* dKh = dK + kvh * S * E;
-      float* dVh = dV + kvh * S * Ev;
-      std::fill(dKh, dKh + S * E, 0.0f);
-      std::fill(dVh, dVh + S * Ev, 0.0f);
-      for (int64_t j0 = 0; j0 < S; j0 += kBk) {
-        const int64_t cols = std::min(kBk, S - j0);
-        for (int64_t g = 0; g < G; ++g) {
-          const int64_t bh = kvh * G + g;
-          const int64_t klen = key_length(p, bh);
-          if (j0 >= klen) continue;
-          for (int64_t i0 = 0; i0 < L; i0 += kBq) {
-            const int64_t rows = std::min(kBq, L - i0);
-            int64_t jlo, jhi;
-            key_block_range(p, i0, i0 + rows, klen, jlo, jhi);
-            if (j0 + cols <= jlo || j0 >= jhi) continue;  // tile outside the band
-            const float* Qt = Q + (bh * L + i0) * E;
-            const float* dOt = dO + (bh * L + i0) * Ev;
-            // P = exp(S - lse), 0 where masked or the row is fully masked
-            gemm(false, true, rows, cols, E, p.scale, Qt, E, Kh + j0 * E, E, 0.0, P.data(), kBk);
-            transform_tile(p, bh, i0, rows, j0, cols, klen, P.data(), kBk, p.softcap > 0 ? cg.data() : nullptr);
-            for (int64_t r = 0; r < rows; ++r) {
-              const float ls = LSE[bh * L + i0 + r];
-              float* pr = P.data() + r * kBk;
-              if (ls == kNegInf) {
-                std::fill(pr, pr + cols, 0.0f);
-              } else {
-                for (int64_t c = 0; c < cols; ++c) pr[c] -= ls;
-                exp_sub_sum(pr, cols, 0.0f);
-              }
-            }
-            // dV += (P * Z)^T dO, with Z the dropout multiplier
-            const float* Pz = P.data();
-            if (dropout) {
-              for (int64_t r = 0; r < rows; ++r)
-                for (int64_t c = 0; c < cols; ++c)
-                  Pd[r * kBk + c] = P[r * kBk + c] * dropout_scale(gen, p, bh, i0 + r, j0 + c);
-              Pz = Pd.data();
-            }
-            gemm(true, false, cols, Ev, rows, 1.0, Pz, kBk, dOt, Ev, 1.0, dVh + j0 * Ev, Ev);
-            // dP = dO V^T (* Z); dS = P * (dP - D)
-            gemm(false, true, rows, cols, Ev, 1.0, dOt, Ev, Vh + j0 * Ev, Ev, 0.0, dP.data(), kBk);
-            for (int64_t r = 0; r < rows; ++r) {
-              const float Di = Dv[bh * L + i0 + r];
-              for (int64_t c = 0; c < cols; ++c) {
-                float d = dP[r * kBk + c];
-                if (dropout) d *= dropout_scale(gen, p, bh, i0 + r, j0 + c);
-                d = P[r * kBk + c] * (d - Di);
-                if (dSc) dSc[(bh * L + i0 + r) * S + j0 + c] = d;
-                if (p.softcap > 0) d *= cg[r * kBk + c];
-                dP[r * kBk + c] = d;
-              }
-            }
-            // dK += dS^T Q * scale; dQ += dS K * scale
-            gemm(true, false, cols, E, rows, p.scale, dP.data(), kBk, Qt, E, 1.0, dKh + j0 * E, E);
-            gemm(false, false, rows, E, cols, p.scale, dP.data(), kBk, Kh + j0 * E, E, 1.0,
-                 dQ + (bh * L + i0) * E, E);
-          }
-        }
+  std::fill(dK, dK + BKV * S * E, 0.0f);
+  std::fill(dV, dV + BKV * S * Ev, 0.0f);
+
+  // Per-thread tile buffers.
+  struct Buffers {
+    std::vector<float> P, dP, cg, Pd;
+    Buffers() : P(kBq * kBk), dP(kBq * kBk), cg(kBq * kBk), Pd(kBq * kBk) {}
+  };
+  // For the tile (query rows [i0, i0 + rows) of head bh, keys [j0, j0 + cols)):
+  // P = exp(S - lse) in b.P (0 where masked), P * Z in b.Pd when dropout is
+  // on, and dS (the score gradient, times the softcap derivative) in b.dP.
+  // Returns false when the tile lies outside the band.
+  auto tile_grad = [&](Buffers& b, int64_t bh, int64_t i0, int64_t rows, int64_t j0, int64_t cols,
+                       bool write_dscores) {
+    const int64_t klen = key_length(p, bh);
+    if (j0 >= klen) return false;
+    int64_t jlo, jhi;
+    key_block_range(p, i0, i0 + rows, klen, jlo, jhi);
+    if (j0 + cols <= jlo || j0 >= jhi) return false;
+    const int64_t kvh = bh / G;
+    const float* Qt = Q + (bh * L + i0) * E;
+    const float* dOt = dO + (bh * L + i0) * Ev;
+    gemm(false, true, rows, cols, E, p.scale, Qt, E, K + (kvh * S + j0) * E, E, 0.0, b.P.data(), kBk);
+    transform_tile(p, bh, i0, rows, j0, cols, klen, b.P.data(), kBk, p.softcap > 0 ? b.cg.data() : nullptr);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float ls = LSE[bh * L + i0 + r];
+      float* pr = b.P.data() + r * kBk;
+      if (ls == kNegInf) {
+        std::fill(pr, pr + cols, 0.0f);
+      } else {
+        for (int64_t c = 0; c < cols; ++c) pr[c] -= ls;
+        exp_sub_sum(pr, cols, 0.0f);
       }
+    }
+    if (dropout)
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c)
+          b.Pd[r * kBk + c] = b.P[r * kBk + c] * dropout_scale(gen, p, bh, i0 + r, j0 + c);
+    // dP = dO V^T (* Z); dS = P * (dP - D)
+    gemm(false, true, rows, cols, Ev, 1.0, dOt, Ev, V + (kvh * S + j0) * Ev, Ev, 0.0, b.dP.data(), kBk);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float Di = Dv[bh * L + i0 + r];
+      for (int64_t c = 0; c < cols; ++c) {
+        float d = b.dP[r * kBk + c];
+        if (dropout) d *= dropout_scale(gen, p, bh, i0 + r, j0 + c);
+        d = b.P[r * kBk + c] * (d - Di);
+        if (dSc && write_dscores) dSc[(bh * L + i0 + r) * S + j0 + c] = d;
+        if (p.softcap > 0) d *= b.cg[r * kBk + c];
+        b.dP[r * kBk + c] = d;
+      }
+    }
+    return true;
+  };
+  // dV += (P * Z)^T dO and dK += dS^T Q * scale for the tile.
+  auto add_dkdv = [&](Buffers& b, int64_t bh, int64_t i0, int64_t rows, int64_t j0, int64_t cols) {
+    const int64_t kvh = bh / G;
+    gemm(true, false, cols, Ev, rows, 1.0, dropout ? b.Pd.data() : b.P.data(), kBk, dO + (bh * L + i0) * Ev, Ev,
+         1.0, dV + (kvh * S + j0) * Ev, Ev);
+    gemm(true, false, cols, E, rows, p.scale, b.dP.data(), kBk, Q + (bh * L + i0) * E, E, 1.0,
+         dK + (kvh * S + j0) * E, E);
+  };
+  // dQ += dS K * scale for the tile.
+  auto add_dq = [&](Buffers& b, int64_t bh, int64_t i0, int64_t rows, int64_t j0, int64_t cols) {
+    gemm(false, false, rows, E, cols, p.scale, b.dP.data(), kBk, K + ((bh / G) * S + j0) * E, E, 1.0,
+         dQ + (bh * L + i0) * E, E);
+  };
+
+  const int64_t ktiles = (S + kBk - 1) / kBk, qtiles = (L + kBq - 1) / kBq;
+  if (BKV > 1) {
+    // One task per (batch, kv head): it owns that head's dK and dV and the dQ
+    // of the G query heads that read it, so nothing is reduced across tasks.
+#pragma omp parallel if (!omp_in_parallel())
+    {
+      detail::DenormalGuard dg;
+      Buffers b;
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t kvh = 0; kvh < BKV; ++kvh)
+        for (int64_t jt = 0; jt < ktiles; ++jt)
+          for (int64_t g = 0; g < G; ++g)
+            for (int64_t it = 0; it < qtiles; ++it) {
+              const int64_t bh = kvh * G + g, i0 = it * kBq, j0 = jt * kBk;
+              const int64_t rows = std::min(kBq, L - i0), cols = std::min(kBk, S - j0);
+              if (!tile_grad(b, bh, i0, rows, j0, cols, true)) continue;
+              add_dkdv(b, bh, i0, rows, j0, cols);
+              add_dq(b, bh, i0, rows, j0, cols);
+            }
+    }
+  } else {
+    // A single kv head (batch 1): one pass over key tiles for dK and dV, a
+    // second over query tiles for dQ (recomputing P and dS), so both cores
+    // work and every output still has exactly one writer. The choice depends
+    // on the shape only, so results stay bit-identical at any thread count.
+#pragma omp parallel if (!omp_in_parallel())
+    {
+      detail::DenormalGuard dg;
+      Buffers b;
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t jt = 0; jt < ktiles; ++jt)
+        for (int64_t g = 0; g < G; ++g)
+          for (int64_t it = 0; it < qtiles; ++it) {
+            const int64_t i0 = it * kBq, j0 = jt * kBk;
+            const int64_t rows = std::min(kBq, L - i0), cols = std::min(kBk, S - j0);
+            if (tile_grad(b, g, i0, rows, j0, cols, true)) add_dkdv(b, g, i0, rows, j0, cols);
+          }
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t t = 0; t < G * qtiles; ++t)
+        for (int64_t jt = 0; jt < ktiles; ++jt) {
+          const int64_t g = t / qtiles, i0 = (t % qtiles) * kBq, j0 = jt * kBk;
+          const int64_t rows = std::min(kBq, L - i0), cols = std::min(kBk, S - j0);
+          if (tile_grad(b, g, i0, rows, j0, cols, false)) add_dq(b, g, i0, rows, j0, cols);
+        }
     }
   }
 }
