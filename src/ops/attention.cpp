@@ -300,7 +300,7 @@ std::tuple<Tensor, Tensor> scaled_dot_product_attention_with_lse(const Tensor& q
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaOptions& o) {
   const Geometry g = check(q, k, v, o);
   if (q.dtype() == kFloat32) return std::get<0>(fused(q, k, v, o, g));
-  return scaled_dot_product_attention_reference(q, k, v, o);
+  return reference_output(reference_scores(q, k, v, o, g), o, g);
 }
 
 Tensor scaled_dot_product_attention_weights(const Tensor& q, const Tensor& k, const Tensor& lse,
