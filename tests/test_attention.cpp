@@ -300,6 +300,10 @@ TEST(Attention, UnbatchedAndExtraBatchDims) {
   EXPECT_TRUE(allclose(F::scaled_dot_product_attention(q, k, v), F::scaled_dot_product_attention_reference(q, k, v), 1e-5, 1e-6));
   Tensor q5 = randn({2, 3, 2, 5, 8}, kFloat32, &g), k5 = randn({2, 3, 2, 7, 8}, kFloat32, &g), v5 = randn({2, 3, 2, 7, 3}, kFloat32, &g);
   EXPECT_TRUE(allclose(F::scaled_dot_product_attention(q5, k5, v5), F::scaled_dot_product_attention_reference(q5, k5, v5), 1e-5, 1e-6));
+  // Per-batch ALiBi slopes over two batch dims.
+  F::SdpaOptions o = F::SdpaOptions().alibi_slopes(rand({2, 3, 2}, kFloat32, &g)).is_causal(true);
+  EXPECT_TRUE(allclose(F::scaled_dot_product_attention(q5, k5, v5, o),
+                       F::scaled_dot_product_attention_reference(q5, k5, v5, o), 1e-5, 1e-6));
 }
 
 TEST(Attention, BadInput) {

@@ -113,8 +113,11 @@ Tensor mask4(const Tensor& m, const Geometry& g) {
   return e.reshape({g.B, g.Hq, g.L, g.S});  // a view unless batch dims broadcast unevenly
 }
 
-// Per (b, h) slopes as (B, Hq) float64 or the q dtype.
-Tensor slopes2(const Tensor& a, const Geometry& g) { return a.detach().expand(Shape{g.B == 0 ? 0 : g.B, g.Hq}).contiguous(); }
+// Slopes per (b, h) as (B, Hq): (Hq) is shared by every batch, (B..., Hq) flattened.
+Tensor slopes2(const Tensor& a, const Geometry& g) {
+  Tensor d = a.detach();
+  return (d.dim() == 1 ? d.expand({g.B, g.Hq}) : d.reshape({g.B, g.Hq})).contiguous();
+}
 
 }  // namespace
 

@@ -52,7 +52,7 @@ inline Tensor reduce_grad(const Tensor& g, const Shape& shape) {
   return g.shape() == shape ? g : sum_to(g, shape);
 }
 
-// A view of `base` (shares storage); records `name`'s backward when base requires grad.
+// A view of `base` (shares storage); the caller records the view's backward.
 Tensor make_view(const Tensor& base, Shape shape, Shape strides, int64_t offset);
 
 // The gradient of a slice: zeros of in_shape with g copied into the slice.
