@@ -8,6 +8,7 @@
 #include "attn/functional.h"
 #include "attn/generator.h"
 #include "attn/io.h"
+#include "attn/nn.h"
 #include "attn/ops.h"
 #include "attn/tensor.h"
 #include "attn/threads.h"

@@ -55,12 +55,25 @@ Tensor log_softmax(const Tensor& x, int64_t dim);
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = {},
                   const Tensor& bias = {}, double eps = 1e-5);
 
+// Batch normalisation over every dim but 1 (channels). x: (N, C, ...).
+// training: normalise with the batch's statistics (biased variance) and, when
+// running_mean/running_var are given, update them in place as
+// r = (1 - momentum) * r + momentum * stat (the variance unbiased);
+// otherwise normalise with the running statistics. weight, bias: (C).
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight = {}, const Tensor& bias = {}, bool training = false,
+                  double momentum = 0.1, double eps = 1e-5);
+
 // Zeroes each element with probability p and scales the rest by 1/(1-p),
 // drawing from `gen` (the default generator when null). Identity when !training.
 Tensor dropout(const Tensor& x, double p = 0.5, bool training = true, Generator* gen = nullptr);
 
 // x @ weight^T + bias. weight: (out, in); bias: (out).
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {});
+
+// y[..., o] = x1[..., i] * weight[o, i, j] * x2[..., j] + bias[o].
+// x1: (..., in1), x2: (..., in2), weight: (out, in1, in2), bias: (out).
+Tensor bilinear(const Tensor& x1, const Tensor& x2, const Tensor& weight, const Tensor& bias = {});
 
 // weight[indices]; indices int64 of any shape; the row at padding_idx gets no gradient.
 Tensor embedding(const Tensor& indices, const Tensor& weight,

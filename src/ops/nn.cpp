@@ -280,3 +280,83 @@ Tensor flatten(const Tensor& x, int64_t start_dim, int64_t end_dim) {
 }
 
 }  // namespace attn::nn::functional
+
+namespace attn::nn::functional {
+
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                  const Tensor& bias, bool training, double momentum, double eps) {
+  using namespace attn::ops;
+  check_float("batch_norm", "input", x);
+  ATTN_CHECK(x.dim() >= 2, "batch_norm: input must be (N, C, ...), got ", shape_str(x.shape()));
+  const int64_t C = x.size(1);
+  Shape bshape(static_cast<size_t>(x.dim()), 1);
+  bshape[1] = C;
+  Shape dims{0};
+  for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
+  for (auto [t, n] : {std::pair{&running_mean, "running_mean"}, std::pair{&running_var, "running_var"},
+                      std::pair{&weight, "weight"}, std::pair{&bias, "bias"}}) {
+    if (!t->defined()) continue;
+    check_same_dtype("batch_norm", "input", x, n, *t);
+    ATTN_CHECK(t->dim() == 1 && t->size(0) == C, "batch_norm: ", n, " is ", shape_str(t->shape()),
+               " but the input has ", C, " channels (dim 1)");
+  }
+  ATTN_CHECK(running_mean.defined() == running_var.defined(),
+             "batch_norm: running_mean and running_var must be given together");
+  ATTN_CHECK(training || running_mean.defined(), "batch_norm: eval mode needs running_mean and running_var");
+  ATTN_CHECK(eps >= 0, "batch_norm: eps must be non-negative, got ", eps);
+  Tensor xhat;
+  if (training) {
+    const int64_t n = C == 0 ? 0 : x.numel() / C;
+    ATTN_CHECK(n > 1, "batch_norm: expected more than 1 value per channel when training, got input ",
+               shape_str(x.shape()));
+    Tensor mu = mean(x, dims, true);
+    Tensor xc = x - mu;
+    Tensor var_b = mean(xc * xc, dims, true);
+    xhat = xc * rsqrt(var_b + eps);
+    if (running_mean.defined()) {
+      NoGradGuard ng;
+      Tensor rm = running_mean, rv = running_var;
+      Tensor m1 = mu.detach().reshape({C}), v1 = var_b.detach().reshape({C}) * (static_cast<double>(n) / (n - 1));
+      rm.copy_(rm * (1.0 - momentum) + m1 * momentum);
+      rv.copy_(rv * (1.0 - momentum) + v1 * momentum);
+    }
+  } else {
+    xhat = (x - running_mean.reshape(bshape)) * rsqrt(running_var.reshape(bshape) + eps);
+  }
+  if (weight.defined()) xhat = xhat * weight.reshape(bshape);
+  if (bias.defined()) xhat = xhat + bias.reshape(bshape);
+  return xhat;
+}
+
+Tensor bilinear(const Tensor& x1, const Tensor& x2, const Tensor& weight, const Tensor& bias) {
+  using namespace attn::ops;
+  check_float("bilinear", "input1", x1);
+  check_float("bilinear", "input2", x2);
+  check_float("bilinear", "weight", weight);
+  check_same_dtype("bilinear", "input1", x1, "input2", x2);
+  check_same_dtype("bilinear", "input1", x1, "weight", weight);
+  check_dim("bilinear", "weight", weight, 3, 3);
+  const int64_t O = weight.size(0), I1 = weight.size(1), I2 = weight.size(2);
+  ATTN_CHECK(x1.dim() >= 1 && x1.size(-1) == I1, "bilinear: input1 is ", shape_str(x1.shape()),
+             " but weight is ", shape_str(weight.shape()), ": input1.size(-1) must be ", I1);
+  ATTN_CHECK(x2.dim() >= 1 && x2.size(-1) == I2, "bilinear: input2 is ", shape_str(x2.shape()),
+             " but weight is ", shape_str(weight.shape()), ": input2.size(-1) must be ", I2);
+  Shape lead1(x1.shape().begin(), x1.shape().end() - 1), lead2(x2.shape().begin(), x2.shape().end() - 1);
+  ATTN_CHECK(lead1 == lead2, "bilinear: input1 ", shape_str(x1.shape()), " and input2 ", shape_str(x2.shape()),
+             " must agree in every dim but the last");
+  if (bias.defined()) {
+    check_same_dtype("bilinear", "input1", x1, "bias", bias);
+    ATTN_CHECK(bias.dim() == 1 && bias.size(0) == O, "bilinear: bias is ", shape_str(bias.shape()),
+               ", expected (", O, ")");
+  }
+  // t = x1 @ W viewed (I1, O * I2) -> (..., O, I2); y = sum_j t * x2.
+  Tensor w2 = weight.permute({1, 0, 2}).reshape({I1, O * I2});
+  Shape ts = lead1;
+  ts.push_back(O);
+  ts.push_back(I2);
+  Tensor t = matmul(x1, w2).reshape(ts);
+  Tensor y = sum(t * unsqueeze(x2, -2), {-1});
+  return bias.defined() ? y + bias : y;
+}
+
+}  // namespace attn::nn::functional

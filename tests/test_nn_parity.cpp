@@ -1,0 +1,436 @@
+// Module parity with PyTorch: every case tests/parity/gen_nn.py wrote (a
+// module's PyTorch state_dict, inputs, float64 outputs and gradients) is built
+// from its configuration, loaded with load_state_dict(strict) by PyTorch's keys,
+// run in float32 and float64, and its outputs and the gradients of its inputs
+// and of every parameter compared.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include <attn/attn.h>
+
+#include "support/op_table.h"
+
+namespace attn::testing {
+namespace {
+
+using json = nlohmann::json;
+using Inputs = std::map<std::string, Tensor>;
+
+struct Case {
+  std::string key;
+  json cfg;
+  std::map<std::string, Tensor> p, in, out, gout, gin, gp, buf;
+};
+
+// float32 tolerances per module kind: |attn - torch(float64)| <= atol + rtol * |torch|.
+struct Tolerance {
+  double rtol, atol;
+  const char* why;
+};
+const Tolerance kDefault{1e-5, 1e-5, "the issue's float32 bar"};
+Tolerance tolerance_for(const std::string& kind) {
+  static const std::map<std::string, Tolerance> table = {};
+  auto it = table.find(kind);
+  if (std::getenv("ATTN_PARITY_STRICT") || it == table.end()) return kDefault;
+  return it->second;
+}
+const Tolerance kTolFloat64{1e-9, 1e-9, "float64 against float64: only summation order differs"};
+
+// A module built from a case's configuration, and how to call it.
+struct Built {
+  std::unique_ptr<nn::Module> module;
+  std::function<std::vector<Tensor>(Inputs&)> run;
+};
+
+std::optional<int64_t> opt_int(const json& j) {
+  return j.is_null() ? std::nullopt : std::optional<int64_t>(j.get<int64_t>());
+}
+Tensor get(const Inputs& in, const std::string& k) {
+  auto it = in.find(k);
+  return it == in.end() ? Tensor() : it->second;
+}
+
+template <class M>
+Built simple(std::unique_ptr<M> m) {
+  M* p = m.get();
+  return {std::move(m), [p](Inputs& a) { return std::vector<Tensor>{p->forward(a.at("x"))}; }};
+}
+
+Built build(const json& c) {
+  const std::string kind = c["kind"];
+  if (kind == "Linear")
+    return simple(std::make_unique<nn::Linear>(nn::LinearOptions(c["in"], c["out"]).bias(c["bias"])));
+  if (kind == "Bilinear") {
+    auto m = std::make_unique<nn::Bilinear>(nn::BilinearOptions(c["in1"], c["in2"], c["out"]).bias(c["bias"]));
+    auto* p = m.get();
+    return {std::move(m), [p](Inputs& a) { return std::vector<Tensor>{p->forward(a.at("x1"), a.at("x2"))}; }};
+  }
+  if (kind == "Embedding") {
+    auto m = std::make_unique<nn::Embedding>(
+        nn::EmbeddingOptions(c["num"], c["dim"]).padding_idx(opt_int(c["padding_idx"])));
+    auto* p = m.get();
+    return {std::move(m), [p](Inputs& a) { return std::vector<Tensor>{p->forward(a.at("idx"))}; }};
+  }
+  if (kind == "LayerNorm")
+    return simple(std::make_unique<nn::LayerNorm>(nn::LayerNormOptions(c["shape"].get<Shape>())
+                                                      .eps(c["eps"])
+                                                      .elementwise_affine(c["affine"])
+                                                      .bias(c["bias"])));
+  if (kind == "BatchNorm1d" || kind == "BatchNorm2d") {
+    auto o = nn::BatchNormOptions(c["C"]).eps(c["eps"]).affine(c["affine"]).track_running_stats(c["track"]);
+    o.momentum(c["momentum"].is_null() ? std::nullopt : std::optional<double>(c["momentum"].get<double>()));
+    if (kind == "BatchNorm1d") {
+      auto m = std::make_unique<nn::BatchNorm1d>(o);
+      auto* p = m.get();
+      return {std::move(m), [p](Inputs& a) { return std::vector<Tensor>{p->forward(a.at("x"))}; }};
+    }
+    auto m = std::make_unique<nn::BatchNorm2d>(o);
+    auto* p = m.get();
+    return {std::move(m), [p](Inputs& a) { return std::vector<Tensor>{p->forward(a.at("x"))}; }};
+  }
+  if (kind == "ReLU") return simple(std::make_unique<nn::ReLU>());
+  if (kind == "Tanh") return simple(std::make_unique<nn::Tanh>());
+  if (kind == "Sigmoid") return simple(std::make_unique<nn::Sigmoid>());
+  if (kind == "GELU") return simple(std::make_unique<nn::GELU>(c["approximate"].get<std::string>()));
+  if (kind == "ELU") return simple(std::make_unique<nn::ELU>(c["alpha"].get<double>()));
+  if (kind == "LeakyReLU") return simple(std::make_unique<nn::LeakyReLU>(c["slope"].get<double>()));
+  if (kind == "Softmax") return simple(std::make_unique<nn::Softmax>(c["dim"].get<int64_t>()));
+  if (kind == "LogSoftmax") return simple(std::make_unique<nn::LogSoftmax>(c["dim"].get<int64_t>()));
+  if (kind == "Flatten") return simple(std::make_unique<nn::Flatten>(c["start"].get<int64_t>(), c["end"].get<int64_t>()));
+  if (kind == "Dropout") return simple(std::make_unique<nn::Dropout>(nn::DropoutOptions(c["p"].get<double>())));
+  auto pair = [](const json& j) { return Pair2(j[0].get<int64_t>(), j[1].get<int64_t>()); };
+  if (kind == "Conv2d")
+    return simple(std::make_unique<nn::Conv2d>(nn::Conv2dOptions(c["in"], c["out"], pair(c["k"]))
+                                                   .stride(pair(c["stride"]))
+                                                   .padding(pair(c["padding"]))
+                                                   .dilation(pair(c["dilation"]))
+                                                   .groups(c["groups"])
+                                                   .bias(c["bias"])));
+  if (kind == "MaxPool2d") {
+    auto o = nn::MaxPool2dOptions(pair(c["k"])).padding(pair(c["padding"])).dilation(pair(c["dilation"])).ceil_mode(c["ceil"]);
+    if (!c["stride"].is_null()) o.stride(pair(c["stride"]));
+    return simple(std::make_unique<nn::MaxPool2d>(o));
+  }
+  if (kind == "AvgPool2d") {
+    auto o = nn::AvgPool2dOptions(pair(c["k"])).padding(pair(c["padding"])).ceil_mode(c["ceil"]).count_include_pad(
+        c["count_include_pad"]);
+    if (!c["stride"].is_null()) o.stride(pair(c["stride"]));
+    if (!c["divisor"].is_null()) o.divisor_override(c["divisor"].get<int64_t>());
+    return simple(std::make_unique<nn::AvgPool2d>(o));
+  }
+  if (kind == "AdaptiveAvgPool2d") return simple(std::make_unique<nn::AdaptiveAvgPool2d>(pair(c["size"])));
+
+  if (kind == "RNN" || kind == "LSTM" || kind == "GRU") {
+    auto o = nn::RNNOptions(c["I"], c["H"])
+                 .num_layers(c["layers"])
+                 .bias(c["bias"])
+                 .batch_first(c["batch_first"])
+                 .bidirectional(c["bidirectional"])
+                 .dropout(c["layers"].get<int>() > 1 ? c["dropout"].get<double>() : 0.0)
+                 .nonlinearity(c["nonlinearity"] == "relu" ? nn::kReLU : nn::kTanh);
+    const std::string mode = c["mode"];
+    const bool bf = c["batch_first"], sorted = c["enforce_sorted"];
+    const int64_t T = c["T"];
+    if (kind == "LSTM") {
+      auto m = std::make_unique<nn::LSTM>(o);
+      auto* p = m.get();
+      return {std::move(m), [=](Inputs& a) {
+                nn::LSTM::State hx{get(a, "h0"), get(a, "c0")};
+                if (mode == "packed") {
+                  auto packed = nn::pack_padded_sequence(a.at("x"), a.at("lengths"), bf, sorted);
+                  auto [out, st] = p->forward(packed, hx);
+                  auto [padded, lens] = nn::pad_packed_sequence(out, bf, 0.0, T);
+                  return std::vector<Tensor>{padded, std::get<0>(st), std::get<1>(st)};
+                }
+                auto [out, st] = p->forward(a.at("x"), hx);
+                return std::vector<Tensor>{out, std::get<0>(st), std::get<1>(st)};
+              }};
+    }
+    std::unique_ptr<nn::RNNBase> m;
+    std::function<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&)> fp;
+    std::function<std::tuple<nn::PackedSequence, Tensor>(const nn::PackedSequence&, const Tensor&)> fk;
+    if (kind == "RNN") {
+      auto r = std::make_unique<nn::RNN>(o);
+      auto* p = r.get();
+      fp = [p](const Tensor& x, const Tensor& h) { return p->forward(x, h); };
+      fk = [p](const nn::PackedSequence& x, const Tensor& h) { return p->forward(x, h); };
+      m = std::move(r);
+    } else {
+      auto r = std::make_unique<nn::GRU>(o);
+      auto* p = r.get();
+      fp = [p](const Tensor& x, const Tensor& h) { return p->forward(x, h); };
+      fk = [p](const nn::PackedSequence& x, const Tensor& h) { return p->forward(x, h); };
+      m = std::move(r);
+    }
+    return {std::move(m), [=](Inputs& a) {
+              if (mode == "packed") {
+                auto packed = nn::pack_padded_sequence(a.at("x"), a.at("lengths"), bf, sorted);
+                auto [out, h] = fk(packed, get(a, "h0"));
+                auto [padded, lens] = nn::pad_packed_sequence(out, bf, 0.0, T);
+                return std::vector<Tensor>{padded, h};
+              }
+              auto [out, h] = fp(a.at("x"), get(a, "h0"));
+              return std::vector<Tensor>{out, h};
+            }};
+  }
+  if (kind == "RNNCell" || kind == "GRUCell" || kind == "LSTMCell") {
+    auto o = nn::RNNCellOptions(c["I"], c["H"]).bias(c["bias"]).nonlinearity(
+        c["nonlinearity"] == "relu" ? nn::kReLU : nn::kTanh);
+    if (kind == "LSTMCell") {
+      auto m = std::make_unique<nn::LSTMCell>(o);
+      auto* p = m.get();
+      return {std::move(m), [p](Inputs& a) {
+                auto [h, cc] = p->forward(a.at("x"), {get(a, "h"), get(a, "c")});
+                return std::vector<Tensor>{h, cc};
+              }};
+    }
+    if (kind == "RNNCell") {
+      auto m = std::make_unique<nn::RNNCell>(o);
+      auto* p = m.get();
+      return {std::move(m), [p](Inputs& a) { return std::vector<Tensor>{p->forward(a.at("x"), get(a, "h"))}; }};
+    }
+    auto m = std::make_unique<nn::GRUCell>(o);
+    auto* p = m.get();
+    return {std::move(m), [p](Inputs& a) { return std::vector<Tensor>{p->forward(a.at("x"), get(a, "h"))}; }};
+  }
+  if (kind == "MultiheadAttention") {
+    auto o = nn::MultiheadAttentionOptions(c["E"], c["H"])
+                 .dropout(c["dropout"])
+                 .bias(c["bias"])
+                 .add_bias_kv(c["add_bias_kv"])
+                 .add_zero_attn(c["add_zero_attn"])
+                 .kdim(opt_int(c["kdim"]))
+                 .vdim(opt_int(c["vdim"]))
+                 .batch_first(c["batch_first"]);
+    auto m = std::make_unique<nn::MultiheadAttention>(o);
+    auto* p = m.get();
+    const bool nw = c["need_weights"], avg = c["average"], causal = c["is_causal"];
+    return {std::move(m), [=](Inputs& a) {
+              Tensor q, k, v;
+              if (a.count("x")) {
+                q = k = v = a.at("x");
+              } else if (a.count("kv")) {
+                q = a.at("q"), k = v = a.at("kv");
+              } else {
+                q = a.at("q"), k = a.at("k"), v = a.at("v");
+              }
+              auto [out, w] = p->forward(q, k, v, get(a, "kpm"), nw, get(a, "attn_mask"), avg, causal);
+              std::vector<Tensor> r{out};
+              if (w.defined()) r.push_back(w);
+              return r;
+            }};
+  }
+  auto layer_options = [&](const json& j) {
+    return nn::TransformerEncoderLayerOptions(j["d_model"], j["nhead"])
+        .dim_feedforward(j["ff"])
+        .dropout(j["dropout"])
+        .activation(j["activation"].get<std::string>())
+        .layer_norm_eps(j["eps"])
+        .batch_first(j["batch_first"])
+        .norm_first(j["norm_first"])
+        .bias(j["bias"]);
+  };
+  auto norm = [&](const json& j) {
+    return j["final_norm"].get<bool>()
+               ? std::optional<nn::LayerNormOptions>(nn::LayerNormOptions({j["d_model"].get<int64_t>()}).eps(j["eps"]).bias(j["bias"]))
+               : std::nullopt;
+  };
+  auto flag = [&](const char* k) { return c.contains(k) && c[k].get<bool>(); };
+  const bool src_causal = flag("src_is_causal"), tgt_causal = flag("tgt_is_causal");
+  if (kind == "TransformerEncoderLayer") {
+    auto m = std::make_unique<nn::TransformerEncoderLayer>(layer_options(c));
+    auto* p = m.get();
+    return {std::move(m), [=](Inputs& a) {
+              return std::vector<Tensor>{p->forward(a.at("src"), get(a, "src_mask"), get(a, "src_kpm"), src_causal)};
+            }};
+  }
+  if (kind == "TransformerEncoder") {
+    auto m = std::make_unique<nn::TransformerEncoder>(
+        nn::TransformerEncoderOptions(layer_options(c), c["layers"]).norm(norm(c)));
+    auto* p = m.get();
+    return {std::move(m), [=](Inputs& a) {
+              return std::vector<Tensor>{p->forward(a.at("src"), get(a, "src_mask"), get(a, "src_kpm"), src_causal)};
+            }};
+  }
+  if (kind == "TransformerDecoderLayer" || kind == "TransformerDecoder") {
+    auto call = [=](auto* p, Inputs& a) {
+      return std::vector<Tensor>{p->forward(a.at("tgt"), a.at("memory"), get(a, "tgt_mask"), get(a, "memory_mask"),
+                                            get(a, "tgt_kpm"), get(a, "memory_kpm"), tgt_causal, false)};
+    };
+    if (kind == "TransformerDecoderLayer") {
+      auto m = std::make_unique<nn::TransformerDecoderLayer>(layer_options(c));
+      auto* p = m.get();
+      return {std::move(m), [=](Inputs& a) { return call(p, a); }};
+    }
+    auto m = std::make_unique<nn::TransformerDecoder>(
+        nn::TransformerDecoderOptions(layer_options(c), c["layers"]).norm(norm(c)));
+    auto* p = m.get();
+    return {std::move(m), [=](Inputs& a) { return call(p, a); }};
+  }
+  if (kind == "Transformer") {
+    auto m = std::make_unique<nn::Transformer>(nn::TransformerOptions(c["d_model"], c["nhead"])
+                                                   .num_encoder_layers(c["enc_layers"])
+                                                   .num_decoder_layers(c["layers"])
+                                                   .dim_feedforward(c["ff"])
+                                                   .dropout(c["dropout"])
+                                                   .activation(c["activation"].get<std::string>())
+                                                   .layer_norm_eps(c["eps"])
+                                                   .batch_first(c["batch_first"])
+                                                   .norm_first(c["norm_first"])
+                                                   .bias(c["bias"]));
+    auto* p = m.get();
+    return {std::move(m), [=](Inputs& a) {
+              return std::vector<Tensor>{p->forward(a.at("src"), a.at("tgt"), get(a, "src_mask"), get(a, "tgt_mask"),
+                                                    get(a, "memory_mask"), get(a, "src_kpm"), get(a, "tgt_kpm"),
+                                                    get(a, "memory_kpm"), src_causal, tgt_causal, false)};
+            }};
+  }
+  throw Error("test_nn_parity: unknown module kind " + kind);
+}
+
+std::vector<Case> load_cases() {
+  const char* path = std::getenv("ATTN_PARITY_NN_FILE");
+  if (!path) return {};
+  io::SafetensorsFile f = io::read_safetensors(path);
+  std::map<std::string, Case> cases;
+  for (auto& [k, meta] : f.metadata) {
+    cases[k].key = k;
+    cases[k].cfg = json::parse(meta);
+  }
+  for (auto& [name, t] : f.tensors) {
+    auto d1 = name.find('.');
+    auto d2 = name.find('.', d1 + 1);
+    Case& c = cases.at(name.substr(0, d1));
+    std::string group = name.substr(d1 + 1, d2 - d1 - 1), rest = name.substr(d2 + 1);
+    std::map<std::string, Tensor>* m = group == "p"      ? &c.p
+                                       : group == "in"   ? &c.in
+                                       : group == "out"  ? &c.out
+                                       : group == "gout" ? &c.gout
+                                       : group == "gin"  ? &c.gin
+                                       : group == "gp"   ? &c.gp
+                                                         : &c.buf;
+    (*m)[rest] = t;
+  }
+  std::vector<Case> out;
+  for (auto& [k, c] : cases) out.push_back(std::move(c));
+  return out;
+}
+
+// Where the reference is NaN (PyTorch 1.13 on a fully masked query row), attn
+// must give what its definition says: attention output 0, so MultiheadAttention
+// returns out_proj.bias there, and weights 0. Returns the reference with those
+// entries filled in.
+Tensor fill_masked_rows(const Tensor& ref, const Tensor& fill) {
+  NoGradGuard ng;
+  Tensor nan = ref != ref;
+  return where(nan, fill.expand(ref.shape()), ref);
+}
+
+struct Stats {
+  int cases = 0, comparisons = 0, nan_cases = 0;
+  std::map<std::string, int> per_kind;
+};
+
+void run_case(const Case& c, DType dt, Stats& st) {
+  const std::string kind = c.cfg["kind"];
+  const Tolerance tol = dt == kFloat32 ? tolerance_for(kind) : kTolFloat64;
+  const std::string label = c.key + " " + kind + (dt == kFloat32 ? " f32" : " f64");
+  Built b = build(c.cfg);
+  nn::StateDict sd(c.p.begin(), c.p.end());
+  b.module->load_state_dict(sd, true);  // PyTorch's keys, strict
+  b.module->to(dt);
+  b.module->train(c.cfg["train"].get<bool>());
+  Inputs in;
+  for (auto& [n, t] : c.in) {
+    if (n.rfind("torch_", 0) == 0) continue;  // the form of a mask only PyTorch 1.13 needs
+    Tensor x = t.is_floating_point() ? t.to(dt).clone() : t;
+    if (c.gin.count(n)) x.requires_grad_(true);
+    in[n] = x;
+  }
+  std::vector<Tensor> outs = b.run(in);
+  ASSERT_EQ(outs.size(), c.out.size()) << label << ": number of outputs";
+  const bool has_nan = c.cfg["has_nan"];
+  for (size_t i = 0; i < outs.size(); ++i) {
+    Tensor ref = c.out.at(std::to_string(i));
+    if (has_nan) {
+      Tensor fill = zeros({}, kFloat64);
+      if (kind == "MultiheadAttention" && i == 0) {
+        auto* mha = dynamic_cast<nn::MultiheadAttention*>(b.module.get());
+        if (mha->out_proj.bias.defined()) fill = mha->out_proj.bias.detach().to(kFloat64);
+      }
+      ref = fill_masked_rows(ref, fill);
+    }
+    Comparison cmp = compare(label + " output " + std::to_string(i), outs[i], ref, tol.rtol, tol.atol);
+    EXPECT_TRUE(cmp.ok) << cmp.message;
+    ++st.comparisons;
+  }
+  for (auto& [k, ref] : c.buf) {
+    Tensor got;
+    for (auto& [n, t] : b.module->named_buffers())
+      if (n == k) got = t;
+    Comparison cmp = compare(label + " buffer " + k, got, ref, tol.rtol, tol.atol);
+    EXPECT_TRUE(cmp.ok) << cmp.message;
+    ++st.comparisons;
+  }
+  if (has_nan) {
+    ++st.nan_cases;
+    return;  // PyTorch's gradients are NaN everywhere once a row is NaN
+  }
+  if (c.gout.empty()) return;
+  Tensor loss;
+  for (auto& [i, g] : c.gout) {
+    Tensor term = sum(outs.at(std::stoul(i)) * g.to(dt));
+    loss = loss.defined() ? loss + term : term;
+  }
+  loss.backward();
+  for (auto& [n, ref] : c.gin) {
+    Tensor g = in.at(n).grad();
+    if (!g.defined()) g = zeros(ref.shape(), dt);
+    Comparison cmp = compare(label + " grad of input " + n, g, ref, tol.rtol, tol.atol);
+    EXPECT_TRUE(cmp.ok) << cmp.message;
+    ++st.comparisons;
+  }
+  auto params = b.module->named_parameters();
+  EXPECT_EQ(params.size(), c.gp.size()) << label << ": parameters in attn vs PyTorch";
+  for (auto& [n, p] : params) {
+    auto it = c.gp.find(n);
+    if (it == c.gp.end()) {
+      ADD_FAILURE() << label << ": no PyTorch gradient for parameter " << n;
+      continue;
+    }
+    Tensor g = p.grad();
+    if (!g.defined()) g = zeros(p.shape(), dt);
+    Comparison cmp = compare(label + " grad of " + n, g, it->second, tol.rtol, tol.atol);
+    EXPECT_TRUE(cmp.ok) << cmp.message;
+    ++st.comparisons;
+  }
+}
+
+TEST(NnParity, ModulesMatchPyTorch) {
+  std::vector<Case> cases = load_cases();
+  if (cases.empty()) GTEST_SKIP() << "ATTN_PARITY_NN_FILE is not set (ctest sets it)";
+  Stats st;
+  for (const Case& c : cases) {
+    for (DType dt : {kFloat32, kFloat64}) {
+      try {
+        run_case(c, dt, st);
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << c.key << " " << c.cfg["kind"].get<std::string>() << " threw: " << e.what() << "\n"
+                      << c.cfg.dump();
+      }
+    }
+    ++st.cases;
+    ++st.per_kind[c.cfg["kind"]];
+  }
+  std::printf("nn parity: %d cases, %d comparisons against PyTorch (%d with fully masked rows, forward only)\n",
+              st.cases, st.comparisons, st.nan_cases);
+  for (auto& [k, n] : st.per_kind) EXPECT_GE(n, 20) << k << " has fewer than 20 cases";
+}
+
+}  // namespace
+}  // namespace attn::testing
