@@ -261,6 +261,21 @@ TEST(Attention, WeightsFromTheSavedLse) {
   EXPECT_TRUE(allclose(matmul(w, v), out, 1e-4, 1e-5));  // the weights reproduce the output
   auto [o64, l64] = F::scaled_dot_product_attention_with_lse(q.to(kFloat64), k.to(kFloat64), v.to(kFloat64), o);
   EXPECT_TRUE(allclose(F::scaled_dot_product_attention_weights(q.to(kFloat64), k.to(kFloat64), l64, o), w.to(kFloat64), 1e-4, 1e-6));
+  // Averaged over heads without the per-head tensor, with GQA and a padding mask.
+  Tensor kg = randn({2, 1, 150, 8}, kFloat32, &g), vg = randn({2, 1, 150, 4}, kFloat32, &g);
+  F::SdpaOptions og = F::SdpaOptions().enable_gqa(true).attn_mask(rand({2, 1, 1, 150}, kFloat32, &g) > 0.3);
+  auto [og_out, lg] = F::scaled_dot_product_attention_with_lse(q, kg, vg, og);
+  Tensor avg = F::scaled_dot_product_attention_weights(q, kg, lg, og, true);
+  EXPECT_EQ(avg.shape(), (Shape{2, 70, 150}));
+  Tensor per_head = F::scaled_dot_product_attention_weights(q, kg, lg, og);
+  EXPECT_TRUE(allclose(avg, mean(per_head, {1}), 1e-6, 1e-7));
+  auto [o64g, l64g] = F::scaled_dot_product_attention_with_lse(q.to(kFloat64), kg.to(kFloat64), vg.to(kFloat64), og);
+  EXPECT_TRUE(allclose(F::scaled_dot_product_attention_weights(q.to(kFloat64), kg.to(kFloat64), l64g, og, true),
+                       avg.to(kFloat64), 1e-4, 1e-6));
+  Tensor q2 = randn({5, 8}, kFloat32, &g), k2 = randn({6, 8}, kFloat32, &g);  // no head dim: nothing to average
+  auto [o2, l2] = F::scaled_dot_product_attention_with_lse(q2, k2, k2);
+  EXPECT_TRUE(equal(F::scaled_dot_product_attention_weights(q2, k2, l2, {}, true),
+                    F::scaled_dot_product_attention_weights(q2, k2, l2)));
 }
 
 // Runs c at 1 and at 2 threads and expects every result bit-identical.

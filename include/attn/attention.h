@@ -70,9 +70,10 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 std::tuple<Tensor, Tensor> scaled_dot_product_attention_with_lse(const Tensor& q, const Tensor& k,
                                                                  const Tensor& v, const SdpaOptions& options = {});
 // The attention probabilities (B..., Hq, L, S) before dropout, computed tile by
-// tile from the scores and a saved lse (not differentiable).
+// tile from the scores and a saved lse (not differentiable). average_heads:
+// their mean over the head dim, (B..., L, S), without the per-head tensor.
 Tensor scaled_dot_product_attention_weights(const Tensor& q, const Tensor& k, const Tensor& lse,
-                                            const SdpaOptions& options = {});
+                                            const SdpaOptions& options = {}, bool average_heads = false);
 // The composed reference: the same semantics built from matmul, softmax and
 // masks, differentiable through autograd (any float dtype).
 Tensor scaled_dot_product_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v,

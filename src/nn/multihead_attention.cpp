@@ -252,8 +252,8 @@ std::tuple<Tensor, Tensor> MultiheadAttention::forward(const Tensor& query, cons
   if (need_weights) {
     auto [o, lse] = F::scaled_dot_product_attention_with_lse(q, k, v, so);
     attn = o;
-    weights = F::scaled_dot_product_attention_weights(q.detach(), k.detach(), lse, so);  // (B, H, L, S)
-    if (average_attn_weights) weights = mean(weights, {1});
+    // (B, L, S) averaged over heads, or (B, H, L, S)
+    weights = F::scaled_dot_product_attention_weights(q.detach(), k.detach(), lse, so, average_attn_weights);
     if (!batched) weights = weights.squeeze(0);
   } else {
     attn = F::scaled_dot_product_attention(q, k, v, so);

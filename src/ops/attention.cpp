@@ -307,23 +307,27 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 }
 
 Tensor scaled_dot_product_attention_weights(const Tensor& q, const Tensor& k, const Tensor& lse,
-                                            const SdpaOptions& o) {
+                                            const SdpaOptions& o, bool average_heads) {
   const Geometry g = check(q, k, k, o);
   check_float(kOp, "lse", lse);
   ATTN_CHECK(lse.shape() == out_shape(g, -1), kOp, ": lse must be ", shape_str(out_shape(g, -1)), ", got ",
              shape_str(lse.shape()));
   NoGradGuard ng;
+  const bool avg = average_heads && g.has_heads;
+  Shape shape = out_shape(g, g.S);
+  if (avg) shape.erase(shape.end() - 3);  // no head dim
   if (q.dtype() != kFloat32) {
     // Reference: exp(scores - lse) from the composed scores.
     RefScores r = reference_scores(q.detach(), k.detach(), Tensor(), o, g);
-    return r.p.reshape(out_shape(g, g.S));
+    Tensor p = r.p.reshape({g.B, g.Hq, g.L, g.S});
+    return (avg ? sum(p, {1}) / static_cast<double>(g.Hq) : p).reshape(shape);
   }
   Fused f = fused_params(g, o);
-  Tensor probs = Tensor::make({g.B * g.Hq, g.L, g.S}, kFloat32);
+  Tensor probs = Tensor::make({avg ? g.B : g.B * g.Hq, g.L, g.S}, kFloat32);
   kernels::cpu::sdpa_probs(q.detach().reshape({g.B * g.Hq, g.L, g.E}).contiguous(),
                            k.detach().reshape({g.B * g.Hk, g.S, g.E}).contiguous(),
-                           lse.detach().to(kFloat32).reshape({g.B * g.Hq, g.L}).contiguous(), f.p, probs);
-  return probs.reshape(out_shape(g, g.S));
+                           lse.detach().to(kFloat32).reshape({g.B * g.Hq, g.L}).contiguous(), f.p, probs, avg);
+  return probs.reshape(shape);
 }
 
 }  // namespace attn::nn::functional

@@ -281,6 +281,33 @@ void sdpa_dropout_mask(const Tensor& out, double keep, uint64_t seed, uint64_t o
   });
 }
 
+// K^T packed once per kv head, one contiguous (E, kBk) block per key tile:
+// (BH / G, tiles, E, kBk). A plain (E, S) layout would walk a tile's rows at a
+// stride of S floats, a power of two that maps them onto the same cache sets.
+std::vector<float> pack_kt(const float* K, const SdpaParams& p) {
+  const int64_t S = p.S, E = p.E, BKV = p.BH / p.G, ktiles = (S + kBk - 1) / kBk;
+  std::vector<float> kt(static_cast<size_t>(BKV * ktiles * E * kBk));
+  detail::parallel_for(BKV * ktiles, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t h = t / ktiles, j0 = (t % ktiles) * kBk, cols = std::min(kBk, S - j0);
+      float* dst = kt.data() + t * E * kBk;
+      for (int64_t c = 0; c < cols; ++c)
+        for (int64_t x = 0; x < E; ++x) dst[x * kBk + c] = K[(h * S + j0 + c) * E + x];
+    }
+  });
+  return kt;
+}
+
+// Scores of query rows [i0, i0 + rows) against keys [j0, j0 + cols) from the
+// packed K^T of one kv head, into tile (leading dimension ldt): a key range
+// that starts mid-tile spans two packed tiles.
+void packed_scores(const SdpaParams& p, const float* Qt, const float* KTh, int64_t rows, int64_t j0, int64_t cols,
+                   float* tile, int64_t ldt) {
+  const int64_t E = p.E, tt = j0 / kBk, off = j0 - tt * kBk, c1 = std::min(cols, kBk - off);
+  tile_gemm(rows, c1, E, p.scale, Qt, E, KTh + tt * E * kBk + off, kBk, false, tile, ldt);
+  if (cols > c1) tile_gemm(rows, cols - c1, E, p.scale, Qt, E, KTh + (tt + 1) * E * kBk, kBk, false, tile + c1, ldt);
+}
+
 void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaParams& p, const Tensor& out,
                   const Tensor& lse) {
   const float* Q = q.data<float>();
@@ -294,20 +321,8 @@ void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaP
   const int64_t tasks = p.BH * qblocks;
   const Generator gen(p.seed);
   const bool dropout = p.keep < 1.0;
-  // K^T packed once per kv head, one contiguous (E, kBk) block per key tile:
-  // (BKV, tiles, E, kBk). A plain (E, S) layout would walk the tile's rows at
-  // a stride of S floats, a power of two that maps them onto the same cache sets.
-  const int64_t BKV = p.BH / p.G;
   const int64_t ktiles = (S + kBk - 1) / kBk;
-  std::vector<float> kt(static_cast<size_t>(BKV * ktiles * E * kBk));
-  detail::parallel_for(BKV * ktiles, 1, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      const int64_t h = t / ktiles, j0 = (t % ktiles) * kBk, cols = std::min(kBk, S - j0);
-      float* dst = kt.data() + t * E * kBk;
-      for (int64_t c = 0; c < cols; ++c)
-        for (int64_t x = 0; x < E; ++x) dst[x * kBk + c] = K[(h * S + j0 + c) * E + x];
-    }
-  });
+  const std::vector<float> kt = pack_kt(K, p);
 #pragma omp parallel if (tasks > 1 && !omp_in_parallel())
   {
     detail::DenormalGuard dg;
@@ -327,12 +342,7 @@ void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaP
       key_block_range(p, i0, i0 + rows, klen, jlo, jhi);
       for (int64_t j0 = jlo; j0 < jhi; j0 += kBk) {
         const int64_t cols = std::min(kBk, jhi - j0);
-        // key tiles start at multiples of kBk except where the band starts mid-tile
-        const int64_t tt = j0 / kBk, off = j0 - tt * kBk;
-        const int64_t c1 = std::min(cols, kBk - off);
-        tile_gemm(rows, c1, E, p.scale, Qt, E, KTh + tt * E * kBk + off, kBk, false, tile.data(), kBk);
-        if (c1 < cols)
-          tile_gemm(rows, cols - c1, E, p.scale, Qt, E, KTh + (tt + 1) * E * kBk, kBk, false, tile.data() + c1, kBk);
+        packed_scores(p, Qt, KTh, rows, j0, cols, tile.data(), kBk);
         transform_tile(p, bh, i0, rows, j0, cols, klen, tile.data(), kBk, nullptr);
         for (int64_t r = 0; r < rows; ++r) {
           float* s = tile.data() + r * kBk;
@@ -506,39 +516,58 @@ void sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const T
   }
 }
 
-void sdpa_probs(const Tensor& q, const Tensor& k, const Tensor& lse, const SdpaParams& p, const Tensor& probs) {
+void sdpa_probs(const Tensor& q, const Tensor& k, const Tensor& lse, const SdpaParams& p, const Tensor& probs,
+                bool average_heads) {
   const float* Q = q.data<float>();
   const float* K = k.data<float>();
   const float* LSE = lse.data<float>();
   float* Pr = probs.data<float>();
-  const int64_t L = p.L, S = p.S, E = p.E;
+  const int64_t L = p.L, S = p.S;
   const int64_t qblocks = (L + kBq - 1) / kBq;
-  const int64_t tasks = p.BH * qblocks;
-  std::fill(Pr, Pr + p.BH * L * S, 0.0f);
+  // A task owns rows of the output: (bh, query block), or (batch, query
+  // block) looping over the batch's heads when averaging.
+  const int64_t heads = average_heads ? p.Hq : 1, tasks = p.BH / heads * qblocks;
+  const float inv_heads = 1.0f / static_cast<float>(heads);
+  const std::vector<float> kt = pack_kt(K, p);
+  const int64_t ktiles = (S + kBk - 1) / kBk;
 #pragma omp parallel if (tasks > 1 && !omp_in_parallel())
   {
     detail::DenormalGuard dg;
     std::vector<float> tile(kBq * kBk);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t bh = t / qblocks, i0 = (t % qblocks) * kBq, rows = std::min(kBq, L - i0);
-      const float* Kh = K + (bh / p.G) * S * E;
-      const int64_t klen = key_length(p, bh);
-      int64_t jlo, jhi;
-      key_block_range(p, i0, i0 + rows, klen, jlo, jhi);
-      for (int64_t j0 = jlo; j0 < jhi; j0 += kBk) {
-        const int64_t cols = std::min(kBk, jhi - j0);
-        gemm(false, true, rows, cols, E, p.scale, Q + (bh * L + i0) * E, E, Kh + j0 * E, E, 0.0, tile.data(), kBk);
-        transform_tile(p, bh, i0, rows, j0, cols, klen, tile.data(), kBk, nullptr);
-        for (int64_t r = 0; r < rows; ++r) {
-          const float ls = LSE[bh * L + i0 + r];
-          if (ls == kNegInf) continue;
-          float* s = tile.data() + r * kBk;
-          for (int64_t c = 0; c < cols; ++c) s[c] -= ls;
-          exp_sub_sum(s, cols, 0.0f);
-          std::copy(s, s + cols, Pr + (bh * L + i0 + r) * S + j0);
+      const int64_t ob = t / qblocks, i0 = (t % qblocks) * kBq, rows = std::min(kBq, L - i0);
+      float* out = Pr + (ob * L + i0) * S;  // rows x S, owned by this task
+      std::fill(out, out + rows * S, 0.0f);
+      for (int64_t hh = 0; hh < heads; ++hh) {
+        const int64_t bh = ob * heads + hh;
+        const float* KTh = kt.data() + (bh / p.G) * ktiles * p.E * kBk;
+        const int64_t klen = key_length(p, bh);
+        int64_t jlo, jhi;
+        key_block_range(p, i0, i0 + rows, klen, jlo, jhi);
+        for (int64_t j0 = jlo; j0 < jhi; j0 += kBk) {
+          const int64_t cols = std::min(kBk, jhi - j0);
+          float* s = heads == 1 ? out + j0 : tile.data();  // averaging sums through a tile
+          const int64_t lds = heads == 1 ? S : kBk;
+          packed_scores(p, Q + (bh * L + i0) * p.E, KTh, rows, j0, cols, s, lds);
+          transform_tile(p, bh, i0, rows, j0, cols, klen, s, lds, nullptr);
+          for (int64_t r = 0; r < rows; ++r) {
+            float* sr = s + r * lds;
+            const float ls = LSE[bh * L + i0 + r];
+            if (ls == kNegInf) {
+              if (heads == 1) std::fill(sr, sr + cols, 0.0f);
+              continue;
+            }
+            exp_sub_sum(sr, cols, ls);
+            if (heads > 1) {
+              float* o = out + r * S + j0;
+              for (int64_t c = 0; c < cols; ++c) o[c] += sr[c];
+            }
+          }
         }
       }
+      if (heads > 1)
+        for (int64_t x = 0; x < rows * S; ++x) out[x] *= inv_heads;
     }
   }
 }

@@ -64,7 +64,10 @@ void sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const T
                    const Tensor& lse, const SdpaParams& p, const Tensor& dq, const Tensor& dk, const Tensor& dv,
                    const Tensor& dscores);
 
-// Probabilities (BH, L, S) = exp(scores - lse), 0 where masked, tile by tile.
-void sdpa_probs(const Tensor& q, const Tensor& k, const Tensor& lse, const SdpaParams& p, const Tensor& probs);
+// Probabilities exp(scores - lse), 0 where masked, tile by tile: probs is
+// (BH, L, S), or with average_heads (BH / Hq, L, S), the mean over each
+// batch's Hq heads (summed in head order, then divided by Hq).
+void sdpa_probs(const Tensor& q, const Tensor& k, const Tensor& lse, const SdpaParams& p, const Tensor& probs,
+                bool average_heads = false);
 
 }  // namespace attn::kernels::cpu
