@@ -164,5 +164,23 @@ TEST(Generator, PhiloxKnownAnswer) {
   EXPECT_EQ(out[3], 0x9b00dbd8u);
 }
 
+TEST(Generator, BulkBlocksEqualSingleBlocks) {
+  // The SIMD bulk path must give block(i) word for word: odd counts, a
+  // counter crossing 2^32, both streams, a 64-bit seed.
+  Generator g(0x123456789abcdefULL);
+  for (uint64_t first : {uint64_t{0}, uint64_t{5}, (uint64_t{1} << 32) - 3}) {
+    for (int64_t n : {1, 7, 8, 9, 37}) {
+      for (uint32_t stream : {0u, 1u}) {
+        std::vector<uint32_t> w(static_cast<size_t>(4 * n));
+        g.blocks(first, n, w.data(), stream);
+        for (int64_t i = 0; i < n; ++i) {
+          auto b = g.block(first + static_cast<uint64_t>(i), stream);
+          for (int x = 0; x < 4; ++x) ASSERT_EQ(w[4 * i + x], b[x]) << first << " " << n << " " << i << " " << x;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace attn

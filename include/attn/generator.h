@@ -25,6 +25,9 @@ class Generator {
   }
   // Four 32-bit random words of counter block `counter` (stateless).
   std::array<uint32_t, 4> block(uint64_t counter, uint32_t stream = 0) const;
+  // Blocks first .. first + n - 1 at once (SIMD where available): block i's
+  // words at words[4 * i .. 4 * i + 3], equal to block(first + i, stream).
+  void blocks(uint64_t first, int64_t n, uint32_t* words, uint32_t stream = 0) const;
 
  private:
   uint64_t seed_;

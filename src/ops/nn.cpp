@@ -99,8 +99,28 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     ATTN_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear: bias is ", shape_str(bias.shape()),
                " but weight is ", shape_str(weight.shape()), ": expected bias (", weight.size(0), ")");
   }
-  Tensor y = matmul(x, weight.t());
-  return bias.defined() ? add(y, bias) : y;
+  // One GEMM over every row of x, starting from the bias.
+  const int64_t K = weight.size(1), N = weight.size(0);
+  Shape out_shape(x.shape().begin(), x.shape().end() - 1);
+  const int64_t rows = shape_numel(out_shape);
+  out_shape.push_back(N);
+  Tensor x3 = x.detach().reshape({1, rows, K});
+  Tensor out = Tensor::make({1, rows, N}, x.dtype());
+  k::bmm(x3, weight.detach().t().unsqueeze(0), out, bias.defined() ? bias.detach().contiguous() : Tensor());
+  out = out.reshape(out_shape);
+  if (should_record({&x, &weight, &bias})) {
+    Tensor xs = x.detach(), ws = weight.detach();
+    Shape xshape = x.shape();
+    record("LinearBackward", {x, weight, bias}, out,
+           [xs, ws, xshape, rows, K, N](const Tensor& g, const std::vector<bool>& n) {
+             Tensor g2 = g.reshape({rows, N});
+             Tensor dx = n[0] ? mm(g2, ws).reshape(xshape) : Tensor();
+             Tensor dw = n[1] ? mm(g2.t(), xs.reshape({rows, K})) : Tensor();
+             Tensor db = n[2] ? sum(g2, {0}) : Tensor();
+             return std::vector<Tensor>{dx, dw, db};
+           });
+  }
+  return out;
 }
 
 Tensor embedding(const Tensor& indices, const Tensor& weight, std::optional<int64_t> padding_idx) {

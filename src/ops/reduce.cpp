@@ -58,6 +58,28 @@ Tensor expand_grad(const Tensor& g, const Plan& p, const Shape& in) { return g.r
 
 Tensor finish(const Tensor& rows, const Plan& p, bool keepdim) { return rows.reshape(keepdim ? p.out_keep : p.out); }
 
+// Sum or mean: when the reduced dims are one run [d0, d1] of a contiguous
+// input followed by kept dims, reduce in place as (O, R, I) (no transpose);
+// otherwise as rows of the permuted copy.
+Tensor sum_or_mean(k::Reduce op, const Tensor& a, const Plan& p) {
+  const int64_t nd = a.dim();
+  int64_t d0 = -1, d1 = -1;
+  for (int64_t i = 0; i < nd; ++i)
+    if (p.reduced[i]) {
+      if (d0 < 0) d0 = i;
+      d1 = i;
+    }
+  bool run = d0 >= 0 && d1 + 1 < nd;
+  for (int64_t i = d0; run && i <= d1; ++i) run = p.reduced[i];
+  if (run && a.is_contiguous()) {
+    int64_t O = 1, I = 1;
+    for (int64_t i = 0; i < d0; ++i) O *= a.size(i);
+    for (int64_t i = d1 + 1; i < nd; ++i) I *= a.size(i);
+    if (I > 1 && p.R > 0) return k::reduce_mid(op, a.detach(), O, p.R, I);
+  }
+  return k::reduce_rows(op, as_rows(a, p));
+}
+
 }  // namespace
 
 Tensor sum(const Tensor& a, const Shape& dims, bool keepdim) {
@@ -69,7 +91,7 @@ Tensor sum(const Tensor& a, const Shape& dims, bool keepdim) {
   }
   check_float("sum", "input", a);
   Plan p = make_plan(a, dims, "sum");
-  Tensor out = finish(k::reduce_rows(k::Reduce::Sum, as_rows(a, p)), p, keepdim);
+  Tensor out = finish(sum_or_mean(k::Reduce::Sum, a, p), p, keepdim);
   if (should_record({&a})) {
     Shape in = a.shape();
     record("SumBackward", {a}, out, [p, in](const Tensor& g, const std::vector<bool>&) {
@@ -84,7 +106,7 @@ Tensor sum(const Tensor& a) { return sum(a, {}, false); }
 Tensor mean(const Tensor& a, const Shape& dims, bool keepdim) {
   check_float("mean", "input", a);
   Plan p = make_plan(a, dims, "mean");
-  Tensor out = finish(k::reduce_rows(k::Reduce::Mean, as_rows(a, p)), p, keepdim);
+  Tensor out = finish(sum_or_mean(k::Reduce::Mean, a, p), p, keepdim);
   if (should_record({&a})) {
     Shape in = a.shape();
     record("MeanBackward", {a}, out, [p, in](const Tensor& g, const std::vector<bool>&) {

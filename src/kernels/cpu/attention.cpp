@@ -251,9 +251,10 @@ void transform_tile(const SdpaParams& p, int64_t bh, int64_t i0, int64_t rows, i
     std::fill(row + post, row + cols, kNegInf);  }
 }
 
-// Dropout multiplier for (bh, i, j): 1/keep or 0.
-inline float dropout_scale(const Generator& g, const SdpaParams& p, int64_t bh, int64_t i, int64_t j) {
-  return sdpa_dropout_keep(g, p.offset, bh, i, j, p.L, p.S, p.keep) ? static_cast<float>(1.0 / p.keep) : 0.0f;
+// Dropout multipliers (1/keep or 0) of row (bh, i), keys [j0, j0 + n).
+inline void dropout_scales(const Generator& g, const SdpaParams& p, int64_t bh, int64_t i, int64_t j0, int64_t n,
+                           float* out) {
+  sdpa_dropout_row(g, p.offset, bh, i, j0, n, p.L, p.S, p.keep, static_cast<float>(1.0 / p.keep), out);
 }
 
 // The key blocks [jb0, jb1) a query tile [i0, i1) can reach.
@@ -266,6 +267,24 @@ void key_block_range(const SdpaParams& p, int64_t i0, int64_t i1, int64_t klen, 
 
 }  // namespace
 
+void sdpa_dropout_row(const Generator& gen, uint64_t offset, int64_t bh, int64_t i, int64_t j0, int64_t n,
+                      int64_t L, int64_t S, double keep, float scale, float* out) {
+  if (n <= 0) return;
+  const int64_t b0 = j0 / 4, nb = (j0 + n - 1) / 4 - b0 + 1;
+  const uint64_t first = offset + (static_cast<uint64_t>(bh) * L + i) * static_cast<uint64_t>((S + 3) / 4) + b0;
+  constexpr int64_t kMax = 256;  // blocks per draw
+  alignas(32) uint32_t words[4 * kMax];
+  for (int64_t c0 = 0; c0 < nb; c0 += kMax) {
+    const int64_t m = std::min(kMax, nb - c0);
+    gen.blocks(first + static_cast<uint64_t>(c0), m, words, /*stream=*/1);
+    const int64_t jlo = std::max(j0, 4 * (b0 + c0)), jhi = std::min(j0 + n, 4 * (b0 + c0 + m));
+    for (int64_t j = jlo; j < jhi; ++j) {
+      const uint32_t w = words[j - 4 * (b0 + c0)];
+      out[j - j0] = (static_cast<double>(w) + 1.0) * (1.0 / 4294967296.0) <= keep ? scale : 0.0f;
+    }
+  }
+}
+
 void sdpa_dropout_mask(const Tensor& out, double keep, uint64_t seed, uint64_t offset) {
   const int64_t BH = out.size(0), L = out.size(1), S = out.size(2);
   Generator g(seed);
@@ -274,9 +293,11 @@ void sdpa_dropout_mask(const Tensor& out, double keep, uint64_t seed, uint64_t o
     using T = typename decltype(tag)::type;
     T* po = out.data<T>();
     detail::parallel_for(BH * L, 16, [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r)
-        for (int64_t j = 0; j < S; ++j)
-          po[r * S + j] = sdpa_dropout_keep(g, offset, r / L, r % L, j, L, S, keep) ? static_cast<T>(scale) : T(0);
+      std::vector<float> row(static_cast<size_t>(S));
+      for (int64_t r = b; r < e; ++r) {
+        sdpa_dropout_row(g, offset, r / L, r % L, 0, S, L, S, keep, scale, row.data());
+        for (int64_t j = 0; j < S; ++j) po[r * S + j] = static_cast<T>(row[j]);
+      }
     });
   });
 }
@@ -326,7 +347,7 @@ void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaP
 #pragma omp parallel if (tasks > 1 && !omp_in_parallel())
   {
     detail::DenormalGuard dg;
-    std::vector<float> tile(bq * kBk), acc(bq * Ev), m(bq), l(bq);
+    std::vector<float> tile(bq * kBk), acc(bq * Ev), m(bq), l(bq), zs(kBk);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t bh = t / qblocks, i0 = (t % qblocks) * bq, rows = std::min(bq, L - i0);
@@ -359,8 +380,10 @@ void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaP
             m[r] = mnew;
           }
           l[r] += exp_sub_sum(s, cols, mnew);
-          if (dropout)
-            for (int64_t c = 0; c < cols; ++c) s[c] *= dropout_scale(gen, p, bh, i0 + r, j0 + c);
+          if (dropout) {
+            dropout_scales(gen, p, bh, i0 + r, j0, cols, zs.data());
+            for (int64_t c = 0; c < cols; ++c) s[c] *= zs[c];
+          }
         }
         tile_gemm(rows, Ev, cols, 1.0f, tile.data(), kBk, Vh + j0 * Ev, Ev, true, acc.data(), Ev);
       }
@@ -406,8 +429,8 @@ void sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const T
 
   // Per-thread tile buffers.
   struct Buffers {
-    std::vector<float> P, dP, cg, Pd;
-    Buffers() : P(kBq * kBk), dP(kBq * kBk), cg(kBq * kBk), Pd(kBq * kBk) {}
+    std::vector<float> P, dP, cg, Pd, Z;  // Z: dropout multipliers
+    Buffers() : P(kBq * kBk), dP(kBq * kBk), cg(kBq * kBk), Pd(kBq * kBk), Z(kBq * kBk) {}
   };
   // For the tile (query rows [i0, i0 + rows) of head bh, keys [j0, j0 + cols)):
   // P = exp(S - lse) in b.P (0 where masked), P * Z in b.Pd when dropout is
@@ -436,16 +459,17 @@ void sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const T
       }
     }
     if (dropout)
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < cols; ++c)
-          b.Pd[r * kBk + c] = b.P[r * kBk + c] * dropout_scale(gen, p, bh, i0 + r, j0 + c);
+      for (int64_t r = 0; r < rows; ++r) {
+        dropout_scales(gen, p, bh, i0 + r, j0, cols, b.Z.data() + r * kBk);
+        for (int64_t c = 0; c < cols; ++c) b.Pd[r * kBk + c] = b.P[r * kBk + c] * b.Z[r * kBk + c];
+      }
     // dP = dO V^T (* Z); dS = P * (dP - D)
     gemm(false, true, rows, cols, Ev, 1.0, dOt, Ev, V + (kvh * S + j0) * Ev, Ev, 0.0, b.dP.data(), kBk);
     for (int64_t r = 0; r < rows; ++r) {
       const float Di = Dv[bh * L + i0 + r];
       for (int64_t c = 0; c < cols; ++c) {
         float d = b.dP[r * kBk + c];
-        if (dropout) d *= dropout_scale(gen, p, bh, i0 + r, j0 + c);
+        if (dropout) d *= b.Z[r * kBk + c];
         d = b.P[r * kBk + c] * (d - Di);
         if (dSc && write_dscores) dSc[(bh * L + i0 + r) * S + j0 + c] = d;
         if (p.softcap > 0) d *= b.cg[r * kBk + c];

@@ -50,6 +50,11 @@ inline bool sdpa_dropout_keep(const Generator& gen, uint64_t offset, int64_t bh,
   return (static_cast<double>(w) + 1.0) * (1.0 / 4294967296.0) <= keep;
 }
 
+// The multipliers of row (bh, i), keys [j0, j0 + n): scale where
+// sdpa_dropout_keep holds, else 0; the row's blocks are drawn together.
+void sdpa_dropout_row(const Generator& gen, uint64_t offset, int64_t bh, int64_t i, int64_t j0, int64_t n,
+                      int64_t L, int64_t S, double keep, float scale, float* out);
+
 // The dropout multiplier (BH, L, S): 1/keep where kept, else 0 (for the reference).
 void sdpa_dropout_mask(const Tensor& out, double keep, uint64_t seed, uint64_t offset);
 

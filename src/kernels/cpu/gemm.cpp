@@ -93,10 +93,10 @@ Operand classify(int64_t rows, int64_t cols, int64_t s0, int64_t s1) {
 }
 }  // namespace
 
-void bmm(const Tensor& a_in, const Tensor& b_in, const Tensor& out) {
+void bmm(const Tensor& a_in, const Tensor& b_in, const Tensor& out, const Tensor& bias) {
   const int64_t Bn = out.size(0), M = out.size(1), N = out.size(2), K = a_in.size(2);
   if (Bn == 0 || M == 0 || N == 0) return;
-  if (K == 0) {
+  if (K == 0 && !bias.defined()) {
     fill(out, 0.0);
     return;
   }
@@ -131,6 +131,7 @@ void bmm(const Tensor& a_in, const Tensor& b_in, const Tensor& out) {
     const T* pa = static_cast<const T*>(a.raw_data());
     const T* pb = static_cast<const T*>(b.raw_data());
     T* po = out.data<T>();
+    const T* pbias = bias.defined() ? bias.data<T>() : nullptr;
     // element (r, c) of op(X) with leading dim ld
     auto offset = [](const Operand& o, int64_t r, int64_t c) { return o.trans ? c * o.ld + r : r * o.ld + c; };
     auto tile = [&](int64_t t) {
@@ -139,10 +140,18 @@ void bmm(const Tensor& a_in, const Tensor& b_in, const Tensor& out) {
       const T* A = pa + i * sa;
       const T* B = pb + i * sb;
       T* C = po + i * M * N;
+      const int64_t r0 = split_m ? lo : 0, r1 = split_m ? lo + len : M;
+      const int64_t c0 = split_m ? 0 : lo, c1 = split_m ? N : lo + len;
+      if (pbias)
+        for (int64_t r = r0; r < r1; ++r) std::copy(pbias + c0, pbias + c1, C + r * N + c0);
+      else if (K == 0)
+        for (int64_t r = r0; r < r1; ++r) std::fill(C + r * N + c0, C + r * N + c1, T(0));
+      if (K == 0) return;
+      const double beta = pbias ? 1.0 : 0.0;
       if (split_m)
-        gemm(oa.trans, ob.trans, len, N, K, 1.0, A + offset(oa, lo, 0), oa.ld, B, ob.ld, 0.0, C + lo * N, N);
+        gemm(oa.trans, ob.trans, len, N, K, 1.0, A + offset(oa, lo, 0), oa.ld, B, ob.ld, beta, C + lo * N, N);
       else
-        gemm(oa.trans, ob.trans, M, len, K, 1.0, A, oa.ld, B + offset(ob, 0, lo), ob.ld, 0.0, C + lo, N);
+        gemm(oa.trans, ob.trans, M, len, K, 1.0, A, oa.ld, B + offset(ob, 0, lo), ob.ld, beta, C + lo, N);
     };
     detail::parallel_for(Bn * panels, 1, [&](int64_t s, int64_t e) {
       for (int64_t t = s; t < e; ++t) tile(t);

@@ -133,7 +133,14 @@ void fill_from_blocks(const Tensor& t, Generator& gen, F f) {
   const uint64_t first = gen.reserve(static_cast<uint64_t>(n));
   T* p = static_cast<T*>(t.raw_data());
   detail::parallel_for(n, 4096, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) p[i] = f(gen.block(first + static_cast<uint64_t>(i)));
+    constexpr int64_t kChunk = 256;
+    alignas(32) uint32_t words[4 * kChunk];
+    for (int64_t i0 = b; i0 < e; i0 += kChunk) {
+      const int64_t m = std::min(kChunk, e - i0);
+      gen.blocks(first + static_cast<uint64_t>(i0), m, words);
+      for (int64_t i = 0; i < m; ++i)
+        p[i0 + i] = f(std::array<uint32_t, 4>{words[4 * i], words[4 * i + 1], words[4 * i + 2], words[4 * i + 3]});
+    }
   });
 }
 }  // namespace
@@ -167,12 +174,24 @@ void fill_randint(const Tensor& t, int64_t low, int64_t high, Generator& gen) {
   });
 }
 
+// Element i keeps when word i % 4 of block first + i / 4 is <= keep (as a
+// uniform in (0, 1]): one Philox block serves four elements.
 void fill_dropout_mask(const Tensor& t, double keep, Generator& gen) {
+  const int64_t n = t.numel();
+  const uint64_t first = gen.reserve(static_cast<uint64_t>((n + 3) / 4));
   dispatch_float(t.dtype(), "dropout", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T scale = keep > 0 ? static_cast<T>(1.0 / keep) : T(0);
-    fill_from_blocks<T>(t, gen, [&](const std::array<uint32_t, 4>& w) {
-      return u01(w[0]) <= keep ? scale : T(0);
+    T* p = static_cast<T*>(t.raw_data());
+    detail::parallel_for(n, 16384, [&](int64_t b, int64_t e) {
+      constexpr int64_t kChunk = 256;  // blocks per draw
+      alignas(32) uint32_t words[4 * kChunk];
+      for (int64_t blk = b / 4; blk * 4 < e; blk += kChunk) {
+        const int64_t m = std::min(kChunk, (e + 3) / 4 - blk);
+        gen.blocks(first + static_cast<uint64_t>(blk), m, words);
+        const int64_t lo = std::max(b, 4 * blk), hi = std::min(e, 4 * (blk + m));
+        for (int64_t i = lo; i < hi; ++i) p[i] = u01(words[i - 4 * blk]) <= keep ? scale : T(0);
+      }
     });
   });
 }

@@ -58,6 +58,10 @@ enum class Reduce { Sum, Mean, Amax, Amin, LogSumExp, Var };
 // x: contiguous (M, N) -> (M). Var divides by N - correction (NaN when <= 0).
 // Float sums accumulate in double.
 Tensor reduce_rows(Reduce op, const Tensor& x, double correction = 0);
+// Sum (or Mean) of a contiguous x viewed as (O, R, I) over R -> (O, I): each
+// output accumulates its R entries in order in double, as reduce_rows does,
+// but the I outputs of a row advance together (vectorised, no transpose).
+Tensor reduce_mid(Reduce op, const Tensor& x, int64_t O, int64_t R, int64_t I);
 // x: contiguous (M, N), N >= 1 -> (values (M), int64 indices (M)) of the first
 // max (want_max) or min. NaN counts as the extreme, as PyTorch.
 std::pair<Tensor, Tensor> argreduce_rows(bool want_max, const Tensor& x);
@@ -75,8 +79,9 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double al
           int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc);
 // out (B, M, N) contiguous = a (B, M, K) @ b (B, K, N), a and b any strides
 // (batch stride 0 broadcasts). Copies an operand only when neither it nor its
-// transpose has unit inner stride.
-void bmm(const Tensor& a, const Tensor& b, const Tensor& out);
+// transpose has unit inner stride. bias (N), contiguous, when defined, is
+// added to every row (each tile starts from it: no extra pass over out).
+void bmm(const Tensor& a, const Tensor& b, const Tensor& out, const Tensor& bias = {});
 
 // ---- indexing ----------------------------------------------------------------------
 // index: int64 (n), values checked by the op.

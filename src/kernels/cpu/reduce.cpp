@@ -8,6 +8,34 @@
 
 namespace attn::kernels::cpu {
 
+Tensor reduce_mid(Reduce op, const Tensor& x, int64_t O, int64_t R, int64_t I) {
+  Tensor out = Tensor::make({O, I}, x.dtype());
+  dispatch_float(x.dtype(), "reduce", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* px = x.data<T>();
+    T* po = out.data<T>();
+    constexpr int64_t kChunk = 512;  // outputs per task: their double sums stay in L1
+    const int64_t chunks = (I + kChunk - 1) / kChunk;
+    const double div = op == Reduce::Mean ? static_cast<double>(R) : 1.0;
+    detail::parallel_for(O * chunks, std::max<int64_t>(1, 16384 / std::max<int64_t>(R * kChunk, 1)),
+                         [&](int64_t b, int64_t e) {
+      double acc[kChunk];
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t o = t / chunks, c0 = (t % chunks) * kChunk, n = std::min(kChunk, I - c0);
+        std::fill(acc, acc + n, 0.0);
+        const T* base = px + o * R * I + c0;
+        for (int64_t r = 0; r < R; ++r) {
+          const T* row = base + r * I;
+          for (int64_t c = 0; c < n; ++c) acc[c] += static_cast<double>(row[c]);
+        }
+        T* dst = po + o * I + c0;
+        for (int64_t c = 0; c < n; ++c) dst[c] = static_cast<T>(op == Reduce::Mean ? acc[c] / div : acc[c]);
+      }
+    });
+  });
+  return out;
+}
+
 Tensor reduce_rows(Reduce op, const Tensor& x, double correction) {
   const int64_t M = x.size(0), N = x.size(1);
   Tensor out = Tensor::make({M}, x.dtype());
