@@ -4,11 +4,9 @@
 // run, and the row's peak RSS (each row runs in its own child process).
 #include "bench_sdpa.h"
 
+#include "bench_common.h"
+
 #include <attn/attn.h>
-#include <cblas.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -19,38 +17,6 @@
 namespace attn::tools {
 
 namespace {
-
-double median_ms(const std::function<void()>& f, int min_reps, double min_seconds) {
-  f();  // warm up
-  std::vector<double> t;
-  const auto start = std::chrono::steady_clock::now();
-  while (static_cast<int>(t.size()) < min_reps ||
-         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < min_seconds) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    if (t.size() >= 200) break;
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-// OpenBLAS's own threaded cblas_sgemm on 2048^3: the machine's ceiling.
-double sgemm_gflops(const SdpaBenchOptions& o) {
-  Generator g(1);
-  Tensor a = randn({2048, 2048}, kFloat32, &g), b = randn({2048, 2048}, kFloat32, &g), c = empty({2048, 2048});
-  const double ms = median_ms(
-      [&] {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 2048, 2048, 2048, 1.0f, a.data<float>(), 2048,
-                    b.data<float>(), 2048, 0.0f, c.data<float>(), 2048);
-      },
-      o.min_reps, o.min_seconds);
-  return 2.0 * 2048.0 * 2048.0 * 2048.0 / ms / 1e6;
-}
-
-struct Measured {
-  double ms = 0, peak_rss_mb = 0;
-};
 
 // Runs in the child: times the row, returns ms and peak RSS.
 Measured measure(const SdpaBenchRow& r, const SdpaBenchOptions& o) {
@@ -73,39 +39,8 @@ Measured measure(const SdpaBenchRow& r, const SdpaBenchOptions& o) {
     NoGradGuard ng;
     m.ms = median_ms([&] { F::scaled_dot_product_attention(q, k, v, opt); }, o.min_reps, o.min_seconds);
   }
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  m.peak_rss_mb = static_cast<double>(u.ru_maxrss) / 1024.0;
+  m.peak_rss_mb = peak_rss_mb();
   return m;
-}
-
-// Forks, runs `f` in the child, reads its double result back through a pipe.
-// The parent never starts OpenMP threads: libgomp is not fork-safe once its
-// pool exists, so every measurement (the SGEMM ceiling too) runs in a child.
-bool in_child(const std::function<Measured()>& f, Measured& out) {
-  int fd[2];
-  if (pipe(fd) != 0) return false;
-  std::fflush(stdout);
-  const pid_t pid = fork();
-  if (pid < 0) return false;
-  if (pid == 0) {
-    close(fd[0]);
-    Measured m{};
-    try {
-      m = f();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "bench sdpa: %s\n", e.what());
-      _exit(1);
-    }
-    const ssize_t w = write(fd[1], &m, sizeof m);
-    _exit(w == static_cast<ssize_t>(sizeof m) ? 0 : 1);
-  }
-  close(fd[1]);
-  const ssize_t n = read(fd[0], &out, sizeof out);
-  close(fd[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return n == static_cast<ssize_t>(sizeof out) && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 }  // namespace
@@ -122,7 +57,7 @@ std::vector<SdpaBenchRow> standard_sdpa_rows() {
 int run_sdpa_bench(const SdpaBenchOptions& o) {
   const std::vector<SdpaBenchRow> rows = o.rows.empty() ? standard_sdpa_rows() : o.rows;
   Measured ceiling;
-  if (!in_child([&] { return Measured{sgemm_gflops(o), 0}; }, ceiling)) {
+  if (!in_child([&] { return Measured{sgemm_gflops(o.min_reps, o.min_seconds), 0}; }, ceiling)) {
     std::fprintf(stderr, "bench sdpa: timing the SGEMM ceiling failed\n");
     return 1;
   }

@@ -1,12 +1,14 @@
 // The attn command-line tool. Subcommands so far: inspect (list the tensors of
-// a safetensors file) and bench sdpa (the attention benchmark). train, eval
-// and viz arrive with the modules and applications.
+// a safetensors file), bench sdpa (the attention kernel) and bench mha (the
+// attention modules beside PyTorch). train, eval and viz arrive with the
+// applications.
 #include <CLI/CLI.hpp>
 #include <attn/attn.h>
 
 #include <cstdio>
 #include <iostream>
 
+#include "bench_mha.h"
 #include "bench_sdpa.h"
 
 namespace {
@@ -57,6 +59,27 @@ int main(int argc, char** argv) {
   sdpa->add_flag("--causal", row.causal, "causal mask");
   sdpa->add_flag("--backward", row.backward, "time forward + backward");
   sdpa->add_option("--min-seconds", sdpa_opts.min_seconds, "time each row for at least this long (default 1)");
+  auto* mha = bench->add_subcommand(
+      "mha", "MultiheadAttention forward and TransformerEncoderLayer forward+backward beside PyTorch "
+             "(bench/torch_mha.py, timed in the same run); with no shape flags, the standard table");
+  attn::tools::MhaBenchOptions mha_opts;
+  attn::tools::MhaBenchRow mrow{"MultiheadAttention", 8, 128, 512, 8, "fwd"};
+  bool no_torch = false;
+  mha->add_flag("--json", mha_opts.json, "one JSON object per row (keys module, B, L, E, H, pass, ms, gflops, "
+                                         "sgemm_gflops, ratio, peak_rss_mb, torch_ms, speedup)");
+  mha->add_option("--module", mrow.module, "MultiheadAttention or TransformerEncoderLayer (with any row flag: "
+                                           "run only that row)")
+      ->check(CLI::IsMember({"MultiheadAttention", "TransformerEncoderLayer"}));
+  mha->add_option("--batch,-B", mrow.B, "batch")->check(CLI::PositiveNumber);
+  mha->add_option("--seq,-L", mrow.L, "sequence length")->check(CLI::PositiveNumber);
+  mha->add_option("--embed,-E", mrow.E, "embed_dim (d_model)")->check(CLI::PositiveNumber);
+  mha->add_option("--heads,-H", mrow.H, "heads")->check(CLI::PositiveNumber);
+  mha->add_option("--pass", mrow.pass, "fwd or fwd+weights (MultiheadAttention), fwd+bwd (TransformerEncoderLayer)")
+      ->check(CLI::IsMember({"fwd", "fwd+weights", "fwd+bwd"}));
+  mha->add_flag("--no-torch", no_torch, "do not time PyTorch");
+  mha->add_option("--python", mha_opts.python, "Python with torch (default /usr/bin/python3)");
+  mha->add_option("--torch-script", mha_opts.torch_script, "bench/torch_mha.py (default: the source tree's)");
+  mha->add_option("--min-seconds", mha_opts.min_seconds, "time each row for at least this long (default 1)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -72,6 +95,22 @@ int main(int argc, char** argv) {
         sdpa_opts.rows = {row};
       }
       return attn::tools::run_sdpa_bench(sdpa_opts);
+    }
+    if (*mha) {
+      bool mcustom = false;
+      for (const char* f : {"--module", "--batch", "--seq", "--embed", "--heads", "--pass"})
+        mcustom = mcustom || mha->count(f) > 0;
+      if (mcustom) {
+        if (mha->count("--pass") == 0 && mrow.module == "TransformerEncoderLayer") mrow.pass = "fwd+bwd";
+        const bool enc = mrow.module == "TransformerEncoderLayer";
+        if (enc != (mrow.pass == "fwd+bwd")) {
+          std::fprintf(stderr, "attn: --pass %s does not apply to %s\n", mrow.pass.c_str(), mrow.module.c_str());
+          return 2;
+        }
+        mha_opts.rows = {mrow};
+      }
+      mha_opts.torch = !no_torch;
+      return attn::tools::run_mha_bench(mha_opts);
     }
   } catch (const attn::Error& e) {
     std::fprintf(stderr, "attn: %s\n", e.what());

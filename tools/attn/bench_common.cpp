@@ -1,0 +1,76 @@
+// Shared benchmark helpers (see bench_common.h).
+#include "bench_common.h"
+
+#include <attn/attn.h>
+#include <cblas.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <vector>
+
+namespace attn::tools {
+
+double median_ms(const std::function<void()>& f, int min_reps, double min_seconds) {
+  f();  // warm up
+  std::vector<double> t;
+  const auto start = std::chrono::steady_clock::now();
+  while (static_cast<int>(t.size()) < min_reps ||
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < min_seconds) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    if (t.size() >= 200) break;
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+double sgemm_gflops(int min_reps, double min_seconds) {
+  Generator g(1);
+  Tensor a = randn({2048, 2048}, kFloat32, &g), b = randn({2048, 2048}, kFloat32, &g), c = empty({2048, 2048});
+  const double ms = median_ms(
+      [&] {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 2048, 2048, 2048, 1.0f, a.data<float>(), 2048,
+                    b.data<float>(), 2048, 0.0f, c.data<float>(), 2048);
+      },
+      min_reps, min_seconds);
+  return 2.0 * 2048.0 * 2048.0 * 2048.0 / ms / 1e6;
+}
+
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;
+}
+
+bool in_child(const std::function<Measured()>& f, Measured& out) {
+  int fd[2];
+  if (pipe(fd) != 0) return false;
+  std::fflush(stdout);
+  const pid_t pid = fork();
+  if (pid < 0) return false;
+  if (pid == 0) {
+    close(fd[0]);
+    Measured m{};
+    try {
+      m = f();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "bench: %s\n", e.what());
+      _exit(1);
+    }
+    const ssize_t w = write(fd[1], &m, sizeof m);
+    _exit(w == static_cast<ssize_t>(sizeof m) ? 0 : 1);
+  }
+  close(fd[1]);
+  const ssize_t n = read(fd[0], &out, sizeof out);
+  close(fd[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return n == static_cast<ssize_t>(sizeof out) && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+}  // namespace attn::tools

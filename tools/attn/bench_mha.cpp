@@ -1,0 +1,172 @@
+// Module benchmark: MultiheadAttention forward and TransformerEncoderLayer
+// forward + backward. Median ms per row, GFLOPS (counted below), the ratio to
+// a 2048^3 OpenBLAS SGEMM timed in the same run, the row's peak RSS (each row
+// in its own child process), and PyTorch's time for the same row from
+// bench/torch_mha.py run afterwards in the same invocation.
+//
+// Flops (N = B * L tokens): MultiheadAttention fwd 8 N E^2 (four projections)
+// + 4 B L^2 E (scores and values); fwd+weights adds 2 B L^2 E (the scores
+// again for the weights). TransformerEncoderLayer fwd+bwd: 3 x the GEMMs of
+// the forward (8 N E^2 + 4 N E ff) + 3.5 x the attention's 4 B L^2 E.
+#include "bench_mha.h"
+
+#include <attn/attn.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+
+#include "bench_common.h"
+
+#ifndef ATTN_TORCH_MHA_SCRIPT
+#define ATTN_TORCH_MHA_SCRIPT ""
+#endif
+
+namespace attn::tools {
+
+namespace {
+
+constexpr int64_t kFF = 2048;  // the encoder layer's dim_feedforward (PyTorch's default)
+
+double flops(const MhaBenchRow& r) {
+  const double N = static_cast<double>(r.B * r.L), E = static_cast<double>(r.E);
+  const double attn = 4.0 * r.B * static_cast<double>(r.L) * r.L * E;
+  if (r.module == "MultiheadAttention") return 8 * N * E * E + attn + (r.pass == "fwd+weights" ? attn / 2 : 0);
+  return 3 * (8 * N * E * E + 4 * N * E * kFF) + 3.5 * attn;
+}
+
+Measured measure(const MhaBenchRow& r, const MhaBenchOptions& o) {
+  Generator g(3);
+  Tensor x = randn({r.B, r.L, r.E}, kFloat32, &g);
+  Measured m;
+  if (r.module == "MultiheadAttention") {
+    nn::MultiheadAttention mha(nn::MultiheadAttentionOptions(r.E, r.H).batch_first(true));
+    mha.eval();
+    const bool weights = r.pass == "fwd+weights";
+    NoGradGuard ng;
+    m.ms = median_ms([&] { mha.forward(x, x, x, {}, weights); }, o.min_reps, o.min_seconds);
+  } else {
+    nn::TransformerEncoderLayer layer(nn::TransformerEncoderLayerOptions(r.E, r.H).batch_first(true));
+    x.requires_grad_(true);
+    Tensor gout = randn(x.shape(), kFloat32, &g);
+    m.ms = median_ms(
+        [&] {
+          layer.forward(x).backward(gout);
+          layer.zero_grad();
+          x.set_grad({});
+        },
+        o.min_reps, o.min_seconds);
+  }
+  m.peak_rss_mb = peak_rss_mb();
+  return m;
+}
+
+std::string key(const MhaBenchRow& r) {
+  return r.module + "," + std::to_string(r.B) + "," + std::to_string(r.L) + "," + std::to_string(r.E) + "," +
+         std::to_string(r.H) + "," + r.pass;
+}
+
+// PyTorch's ms per row key; empty when torch or the script is unavailable.
+std::map<std::string, double> torch_times(const std::vector<MhaBenchRow>& rows, const MhaBenchOptions& o,
+                                          std::string& why) {
+  std::map<std::string, double> out;
+  const std::string script = o.torch_script.empty() ? ATTN_TORCH_MHA_SCRIPT : o.torch_script;
+  if (script.empty() || !std::ifstream(script)) {
+    why = "the script bench/torch_mha.py was not found";
+    return out;
+  }
+  std::string cmd = "'" + o.python + "' '" + script + "' --min-seconds " + std::to_string(o.min_seconds) +
+                    " --min-reps " + std::to_string(o.min_reps) + " --threads " + std::to_string(get_num_threads());
+  for (const auto& r : rows) cmd += " --row " + key(r);
+  cmd += " 2>&1";
+  std::fflush(stdout);
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
+  if (!pipe) {
+    why = "could not run " + o.python;
+    return out;
+  }
+  char line[4096];
+  std::string rest;
+  while (std::fgets(line, sizeof line, pipe.get())) {
+    try {
+      auto j = nlohmann::json::parse(line);
+      MhaBenchRow r{j.at("module"), j.at("B"), j.at("L"), j.at("E"), j.at("H"), j.at("pass")};
+      out[key(r)] = j.at("ms").get<double>();
+    } catch (const std::exception&) {
+      rest += line;
+    }
+  }
+  if (out.empty()) why = "PyTorch did not run: " + (rest.size() > 300 ? rest.substr(0, 300) + "..." : rest);
+  return out;
+}
+
+}  // namespace
+
+std::vector<MhaBenchRow> standard_mha_rows() {
+  std::vector<MhaBenchRow> rows;
+  for (const char* pass : {"fwd", "fwd+weights"})
+    for (auto [B, L] : {std::pair<int64_t, int64_t>{8, 128}, {4, 512}, {1, 2048}})
+      rows.push_back({"MultiheadAttention", B, L, 512, 8, pass});
+  rows.push_back({"TransformerEncoderLayer", 8, 256, 512, 8, "fwd+bwd"});
+  return rows;
+}
+
+int run_mha_bench(const MhaBenchOptions& o) {
+  const std::vector<MhaBenchRow> rows = o.rows.empty() ? standard_mha_rows() : o.rows;
+  for (const auto& r : rows)
+    ATTN_CHECK(r.module == "MultiheadAttention" || r.module == "TransformerEncoderLayer",
+               "bench mha: unknown module ", r.module);
+  Measured ceiling;
+  if (!in_child([&] { return Measured{sgemm_gflops(o.min_reps, o.min_seconds), 0}; }, ceiling)) {
+    std::fprintf(stderr, "bench mha: timing the SGEMM ceiling failed\n");
+    return 1;
+  }
+  const double sg = ceiling.ms;  // GFLOPS, carried in the first field
+  std::vector<Measured> got(rows.size());
+  std::vector<bool> ok(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) ok[i] = in_child([&] { return measure(rows[i], o); }, got[i]);
+  std::string why;
+  std::map<std::string, double> torch = o.torch ? torch_times(rows, o, why) : std::map<std::string, double>{};
+  if (!o.torch) why = "not timed (--no-torch)";
+  if (!o.json) {
+    std::printf("nn modules, float32, %d threads; SGEMM 2048^3 in this run: %.1f GFLOPS\n", get_num_threads(), sg);
+    if (torch.empty()) std::printf("PyTorch: %s\n", why.c_str());
+    std::printf("%-24s %3s %5s %4s %3s %-12s %9s %8s %6s %7s %9s %7s\n", "module", "B", "L", "E", "H", "pass", "ms",
+                "GFLOPS", "ratio", "rss MB", "torch ms", "speedup");
+  }
+  int failures = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const MhaBenchRow& r = rows[i];
+    if (!ok[i]) {
+      std::fprintf(stderr, "bench mha: the row %s failed\n", key(r).c_str());
+      ++failures;
+      continue;
+    }
+    const double gf = flops(r) / got[i].ms / 1e6;
+    auto it = torch.find(key(r));
+    const bool has_torch = it != torch.end();
+    const double tms = has_torch ? it->second : 0;
+    if (o.json) {
+      nlohmann::json j = {{"module", r.module}, {"B", r.B}, {"L", r.L}, {"E", r.E}, {"H", r.H}, {"pass", r.pass},
+                          {"ms", got[i].ms}, {"gflops", gf}, {"sgemm_gflops", sg}, {"ratio", gf / sg},
+                          {"peak_rss_mb", got[i].peak_rss_mb}};
+      j["torch_ms"] = has_torch ? nlohmann::json(tms) : nlohmann::json(nullptr);
+      j["speedup"] = has_torch ? nlohmann::json(tms / got[i].ms) : nlohmann::json(nullptr);
+      std::printf("%s\n", j.dump().c_str());
+    } else {
+      std::printf("%-24s %3lld %5lld %4lld %3lld %-12s %9.2f %8.1f %6.3f %7.1f", r.module.c_str(),
+                  static_cast<long long>(r.B), static_cast<long long>(r.L), static_cast<long long>(r.E),
+                  static_cast<long long>(r.H), r.pass.c_str(), got[i].ms, gf, gf / sg, got[i].peak_rss_mb);
+      if (has_torch)
+        std::printf(" %9.2f %6.2fx\n", tms, tms / got[i].ms);
+      else
+        std::printf(" %9s %7s\n", "-", "-");
+    }
+    std::fflush(stdout);
+  }
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace attn::tools
