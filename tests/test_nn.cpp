@@ -454,6 +454,36 @@ TEST(NnAttention, GenerateSquareSubsequentMask) {
   EXPECT_EQ(m.select(0, 2).sum().item<float>(), 0.0f);
 }
 
+// ---- Empty dimensions: empty results where PyTorch gives them -----------------------------
+TEST(NnEmpty, ZeroSizeDimsGiveEmptyResults) {
+  MultiheadAttention mha(MultiheadAttentionOptions(8, 2));
+  Tensor q0 = zeros({0, 2, 8}).requires_grad_(true), kv = randn({3, 2, 8});
+  auto [o, w] = mha.forward(q0, kv, kv);
+  EXPECT_EQ(o.shape(), (Shape{0, 2, 8}));
+  EXPECT_EQ(w.shape(), (Shape{2, 0, 3}));
+  (o.sum() + std::get<0>(mha.forward(kv, kv, kv)).sum()).backward();
+  EXPECT_EQ(q0.grad().shape(), (Shape{0, 2, 8}));
+  // No keys: attention output 0, so out_proj.bias (PyTorch gives the same here).
+  auto [os, ws] = mha.forward(randn({3, 2, 8}), zeros({0, 2, 8}), zeros({0, 2, 8}));
+  EXPECT_TRUE(equal(os, mha.out_proj.bias.detach().expand({3, 2, 8})));
+  EXPECT_EQ(ws.shape(), (Shape{2, 3, 0}));
+  EXPECT_EQ(std::get<0>(mha.forward(zeros({3, 0, 8}), zeros({3, 0, 8}), zeros({3, 0, 8}))).shape(), (Shape{3, 0, 8}));
+  TransformerEncoderLayer enc(TransformerEncoderLayerOptions(8, 2).dim_feedforward(8));
+  EXPECT_EQ(enc.forward(zeros({0, 2, 8})).shape(), (Shape{0, 2, 8}));
+  EXPECT_EQ(enc.forward(zeros({3, 0, 8})).shape(), (Shape{3, 0, 8}));
+  LSTM lstm(LSTMOptions(3, 4).bidirectional(true));
+  auto [lo, ls] = lstm.forward(zeros({5, 0, 3}));
+  EXPECT_EQ(lo.shape(), (Shape{5, 0, 8}));
+  EXPECT_EQ(std::get<0>(ls).shape(), (Shape{2, 0, 4}));
+  expect_error([&] { lstm.forward(zeros({0, 2, 3})); }, {"LSTM:", "sequence length larger than 0"});
+  EXPECT_EQ(GRUCell(GRUCellOptions(2, 3)).forward(zeros({0, 2})).shape(), (Shape{0, 3}));
+  EXPECT_EQ(Linear(4, 3).forward(zeros({0, 4})).shape(), (Shape{0, 3}));
+  EXPECT_EQ(LayerNorm(LayerNormOptions({4})).forward(zeros({0, 4})).shape(), (Shape{0, 4}));
+  BatchNorm1d bn(BatchNormOptions(3));
+  EXPECT_EQ(bn.forward(zeros({0, 3})).shape(), (Shape{0, 3}));
+  EXPECT_TRUE(equal(bn.running_mean, zeros({3}))) << "an empty batch leaves the running statistics alone";
+}
+
 // ---- Bad input ----------------------------------------------------------------------------
 TEST(NnErrors, ClearMessages) {
   int n = 0;

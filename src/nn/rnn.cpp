@@ -213,6 +213,8 @@ std::tuple<Tensor, bool> RNNBase::prepare_input(const Tensor& input) const {
              " has size ", input.size(-1), " in its last dim but input_size is ", options.input_size());
   ATTN_CHECK(input.dtype() == weights_[0].dtype(), type_name(), ": input is ", dtype_name(input.dtype()),
              " but the weights are ", dtype_name(weights_[0].dtype()), "; convert one with to()");
+  ATTN_CHECK(input.size(input.dim() == 3 && options.batch_first() ? 1 : 0) > 0, type_name(),
+             ": expected a sequence length larger than 0, got input ", shape_str(input.shape()));
   if (input.dim() == 2) return {input.unsqueeze(1), true};
   return {options.batch_first() ? input.transpose(0, 1) : input, false};
 }

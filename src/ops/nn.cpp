@@ -327,8 +327,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   Tensor xhat;
   if (training) {
     const int64_t n = C == 0 ? 0 : x.numel() / C;
-    ATTN_CHECK(n > 1, "batch_norm: expected more than 1 value per channel when training, got input ",
+    ATTN_CHECK(n != 1, "batch_norm: expected more than 1 value per channel when training, got input ",
                shape_str(x.shape()));
+    if (n == 0) return x.reshape(x.shape()) * 1.0;  // empty: nothing to normalise, running stats untouched
     Tensor mu = mean(x, dims, true);
     Tensor xc = x - mu;
     Tensor var_b = mean(xc * xc, dims, true);
