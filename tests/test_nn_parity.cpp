@@ -290,6 +290,76 @@ Built build(const json& c) {
                                                     get(a, "memory_kpm"), src_causal, tgt_causal, false)};
             }};
   }
+  // ---- the attention family (gen_family.py) ----
+  if (kind == "AdditiveAttention" || kind == "LuongAttention") {
+    std::function<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&, const Tensor&)> f;
+    std::unique_ptr<nn::Module> m;
+    if (kind == "AdditiveAttention") {
+      auto a = std::make_unique<nn::AdditiveAttention>(
+          nn::AdditiveAttentionOptions(c["dq"], c["dk"], c["h"]).bias(c["bias"]));
+      auto* p = a.get();
+      f = [p](const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& m) { return p->forward(q, k, v, m); };
+      m = std::move(a);
+    } else {
+      const std::string sc = c["score"];
+      auto a = std::make_unique<nn::LuongAttention>(
+          nn::LuongAttentionOptions(c["dq"], c["dk"])
+              .score(sc == "dot" ? nn::LuongScore::Dot : sc == "general" ? nn::LuongScore::General : nn::LuongScore::Concat)
+              .hidden_dim(c["hidden"])
+              .scale(c["scale"]));
+      auto* p = a.get();
+      f = [p](const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& m) { return p->forward(q, k, v, m); };
+      m = std::move(a);
+    }
+    return {std::move(m), [f](Inputs& a) {
+              auto [ctx, w] = f(a.at("q"), a.at("keys"), get(a, "values"), get(a, "kpm"));
+              return std::vector<Tensor>{ctx, w};
+            }};
+  }
+  if (kind == "AttentionPooling") {
+    auto m = std::make_unique<nn::AttentionPooling>(c["D"].get<int64_t>(), c["batch_first"].get<bool>());
+    auto* p = m.get();
+    return {std::move(m), [p](Inputs& a) {
+              auto [pooled, w] = p->forward(a.at("x"), get(a, "kpm"));
+              return std::vector<Tensor>{pooled, w};
+            }};
+  }
+  if (kind == "CosineAttention") {
+    auto m = std::make_unique<nn::CosineAttention>(c["init"].get<double>());
+    auto* p = m.get();
+    return {std::move(m), [p](Inputs& a) {
+              return std::vector<Tensor>{p->forward(a.at("q"), a.at("k"), a.at("v"), get(a, "mask"))};
+            }};
+  }
+  if (kind == "RotaryEmbedding") {
+    auto m = std::make_unique<nn::RotaryEmbedding>(
+        nn::RotaryEmbeddingOptions(c["D"]).base(c["base"]).layout(
+            c["interleaved"].get<bool>() ? F::RopeLayout::Interleaved : F::RopeLayout::HalfSplit));
+    auto* p = m.get();
+    const int64_t offset = c["offset"];
+    return {std::move(m), [p, offset](Inputs& a) { return std::vector<Tensor>{p->forward(a.at("x"), offset)}; }};
+  }
+  if (kind == "AlibiSlopes") {
+    // The slopes themselves (float64; the float32 ones are their rounding, tested in test_nn).
+    const int64_t heads = c["heads"];
+    return {std::make_unique<nn::Identity>(),
+            [heads](Inputs&) { return std::vector<Tensor>{F::alibi_slopes(heads, kFloat64)}; }};
+  }
+  if (kind == "seeds.AttentionLayer") {
+    auto m = std::make_unique<nn::seeds::AttentionLayer>(c["in"].get<int64_t>(), c["out"].get<int64_t>());
+    auto* p = m.get();
+    return {std::move(m), [p](Inputs& a) {
+              return std::vector<Tensor>{p->forward(a.at("q"), a.at("k"), a.at("v"))};
+            }};
+  }
+  if (kind == "seeds.MultiHeadAttention") {
+    auto m = std::make_unique<nn::seeds::MultiHeadAttention>(c["E"].get<int64_t>(), c["H"].get<int64_t>());
+    auto* p = m.get();
+    return {std::move(m), [p](Inputs& a) {
+              auto [out, w] = p->forward(a.at("q"), a.at("k"), a.at("v"), get(a, "mask"));
+              return std::vector<Tensor>{out, w};
+            }};
+  }
   throw Error("test_nn_parity: unknown module kind " + kind);
 }
 

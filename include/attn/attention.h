@@ -79,4 +79,25 @@ Tensor scaled_dot_product_attention_weights(const Tensor& q, const Tensor& k, co
 Tensor scaled_dot_product_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v,
                                               const SdpaOptions& options = {});
 
+// ---- Position encodings that plug into attention ------------------------------------
+
+// ALiBi slopes for num_heads heads (Press et al. 2022, their reference code):
+// a geometric sequence 2^(-8 i / n) for n a power of two; otherwise those of the
+// nearest lower power of two, then every other slope of the next one. Pass as
+// SdpaOptions::alibi_slopes. (num_heads), float32 unless dtype says otherwise.
+Tensor alibi_slopes(int64_t num_heads, DType dtype = kFloat32);
+
+// Rotary position embedding (RoPE, Su et al.): rotates pairs of features of a
+// query or key by the angle pos * base^(-2i / D). HalfSplit pairs feature i
+// with i + D/2 (GPT-NeoX, Llama); Interleaved pairs 2i with 2i + 1 (GPT-J, the paper).
+enum class RopeLayout { HalfSplit, Interleaved };
+struct RotaryOptions {
+  ATTN_ARG(double, base) = 10000.0;
+  ATTN_ARG(RopeLayout, layout) = RopeLayout::HalfSplit;
+  ATTN_ARG(int64_t, offset) = 0;   // position of the first row (decoding after a cache)
+  ATTN_ARG(Tensor, positions) = {};  // int64 (L): explicit positions instead of offset + row
+};
+// x: (..., L, D), D even; the positions run along dim -2. Differentiable.
+Tensor rotary_embedding(const Tensor& x, const RotaryOptions& options = {});
+
 }  // namespace attn::nn::functional

@@ -51,6 +51,14 @@ Tensor sigmoid(const Tensor& x);
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
 
+// softmax(x) along dim with entries where mask is true (**true = masked**,
+// broadcastable to x) removed: they get probability 0. A row with every entry
+// masked gives all zeros and zero gradients, never NaN.
+Tensor masked_softmax(const Tensor& x, const Tensor& mask, int64_t dim = -1);
+
+// x / max(||x||_p, eps) along dim, as torch.nn.functional.normalize (p = 2).
+Tensor normalize(const Tensor& x, int64_t dim = -1, double eps = 1e-12);
+
 // Normalises over the trailing normalized_shape dims; weight and bias have that shape.
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = {},
                   const Tensor& bias = {}, double eps = 1e-5);

@@ -1,6 +1,7 @@
 // attn::nn: modules with PyTorch's names, options, defaults and state_dict keys.
 #pragma once
 
+#include "attn/nn/attention_layers.h"
 #include "attn/nn/init.h"
 #include "attn/nn/layers.h"
 #include "attn/nn/module.h"

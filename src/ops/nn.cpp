@@ -381,3 +381,33 @@ Tensor bilinear(const Tensor& x1, const Tensor& x2, const Tensor& weight, const 
 }
 
 }  // namespace attn::nn::functional
+
+namespace attn::nn::functional {
+
+Tensor masked_softmax(const Tensor& x, const Tensor& mask, int64_t dim) {
+  using namespace attn::ops;
+  check_float("masked_softmax", "input", x);
+  if (!mask.defined()) return softmax(x, dim);
+  check_dtype("masked_softmax", "mask", mask, kBool);
+  Shape b = broadcast_shapes(x.shape(), mask.shape(), "masked_softmax");
+  ATTN_CHECK(b == x.shape(), "masked_softmax: mask ", shape_str(mask.shape()), " does not broadcast to the input ",
+             shape_str(x.shape()));
+  Tensor m = mask.expand(x.shape());
+  // Rows with nothing left get scores 0 (then probabilities 0 below): no -inf
+  // row ever reaches softmax, so no NaN in the forward or the backward.
+  Tensor none_left = logical_not(sum(logical_not(m).to(kInt64), {dim}, true) > 0.0);
+  Tensor s = where(logical_or(m, none_left.expand(x.shape())), x.dtype() == kFloat32 ? -1e30 : -1e300, x);
+  Tensor p = softmax(s, dim);
+  return where(m, 0.0, p);
+}
+
+Tensor normalize(const Tensor& x, int64_t dim, double eps) {
+  using namespace attn::ops;
+  check_float("normalize", "input", x);
+  ATTN_CHECK(eps >= 0, "normalize: eps must be non-negative, got ", eps);
+  // max(||x||, eps) as sqrt(max(||x||^2, eps^2)): equal values, and no
+  // infinite derivative of the square root at x = 0.
+  return x / sqrt(clamp_min(sum(x * x, {dim}, true), eps * eps));
+}
+
+}  // namespace attn::nn::functional

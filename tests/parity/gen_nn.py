@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch reference cases for the nn modules (tests/test_nn_parity.cpp).
+"""PyTorch reference cases for the nn modules (tests/test_nn_parity.cpp),
+and, from gen_family.py, for the attention family built on them.
 
 For each module kind, random configurations (every option varied, odd sizes,
 batch 1, unbatched inputs, padding masks, packed bidirectional multi-layer
@@ -31,6 +32,7 @@ import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gen_family import gen_family  # noqa: E402
 from st_writer import write_safetensors  # noqa: E402
 
 torch.set_num_threads(1)
@@ -556,6 +558,7 @@ def main():
     gen_rnn(g, n)
     gen_mha(g, n)
     gen_transformer(g, n)
+    gen_family(g, n)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     write_safetensors(args.out, g.tensors, g.meta)
     kinds = {}

@@ -1,0 +1,142 @@
+// Attention modules beyond nn::MultiheadAttention: additive (Bahdanau) and
+// multiplicative (Luong) attention for recurrent encoder-decoders, attention
+// pooling, cosine-similarity attention, rotary embeddings, and the seeds'
+// hand-written forms (seeds::AttentionLayer, seeds::MultiHeadAttention).
+//
+// Legend: B = batch, Lq = query steps, S = keys (encoder steps), Dq / Dk / Dv
+// = query / key / value features.
+//   query: (B, Dq) for one decoder step, or (B, Lq, Dq)
+//   keys: (B, S, Dk); values: (B, S, Dv), the keys when not given
+//   key_padding_mask: (B, S) bool, **true = masked** (padding), as MultiheadAttention
+//   returns (context (B, Dv) or (B, Lq, Dv), weights (B, S) or (B, Lq, S))
+// A query whose keys are all masked gets weights 0 and context 0.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <tuple>
+
+#include "attn/attention.h"
+#include "attn/nn/layers.h"
+#include "attn/nn/module.h"
+#include "attn/tensor.h"
+
+namespace attn::nn {
+
+struct AdditiveAttentionOptions {
+  AdditiveAttentionOptions(int64_t query_dim, int64_t key_dim, int64_t hidden_dim)
+      : query_dim_(query_dim), key_dim_(key_dim), hidden_dim_(hidden_dim) {}
+  ATTN_ARG(int64_t, query_dim);
+  ATTN_ARG(int64_t, key_dim);
+  ATTN_ARG(int64_t, hidden_dim);
+  ATTN_ARG(bool, bias) = true;  // the bias of key_proj (the b in tanh(W q + U k + b))
+};
+
+// Bahdanau et al. 2015: score(q, k) = v^T tanh(query_proj(q) + key_proj(k)).
+// Parameters query_proj.weight (H, Dq), key_proj.weight (H, Dk), key_proj.bias
+// (H), v.weight (1, H). For step-by-step decoding, project the keys once with
+// project_keys and pass them to forward_projected at every step.
+class AdditiveAttention : public Module {
+ public:
+  explicit AdditiveAttention(const AdditiveAttentionOptions& options);
+  std::tuple<Tensor, Tensor> forward(const Tensor& query, const Tensor& keys, const Tensor& values = {},
+                                     const Tensor& key_padding_mask = {}) const;
+  // key_proj(keys): (B, S, H), reusable across decoder steps.
+  Tensor project_keys(const Tensor& keys) const;
+  std::tuple<Tensor, Tensor> forward_projected(const Tensor& query, const Tensor& projected_keys,
+                                               const Tensor& values, const Tensor& key_padding_mask = {}) const;
+  std::string extra_repr() const override;
+  AdditiveAttentionOptions options;
+  Linear query_proj, key_proj, v;
+};
+
+enum class LuongScore { Dot, General, Concat };
+
+struct LuongAttentionOptions {
+  LuongAttentionOptions(int64_t query_dim, int64_t key_dim) : query_dim_(query_dim), key_dim_(key_dim) {}
+  ATTN_ARG(int64_t, query_dim);
+  ATTN_ARG(int64_t, key_dim);
+  ATTN_ARG(LuongScore, score) = LuongScore::General;
+  ATTN_ARG(int64_t, hidden_dim) = 0;  // concat only: 0 means query_dim
+  ATTN_ARG(bool, scale) = false;      // divide dot/general scores by sqrt(Dq) (scaled dot product)
+};
+
+// Luong et al. 2015: dot q.k (Dq == Dk); general q.(W k), linear.weight (Dq, Dk);
+// concat v^T tanh(W [q; k]), linear.weight (H, Dq + Dk), v.weight (1, H). No biases.
+class LuongAttention : public Module {
+ public:
+  explicit LuongAttention(const LuongAttentionOptions& options);
+  std::tuple<Tensor, Tensor> forward(const Tensor& query, const Tensor& keys, const Tensor& values = {},
+                                     const Tensor& key_padding_mask = {}) const;
+  std::string extra_repr() const override;
+  LuongAttentionOptions options;
+  std::unique_ptr<Linear> linear, v;  // general: linear; concat: linear and v; dot: neither
+};
+
+// The BiLSTM tagger's pooling: weights = softmax over time of attention(x)
+// (a Linear(D, 1) named "attention"), pooled = sum over time of weights * x.
+// x: (B, T, D) (or (T, B, D) with batch_first false); key_padding_mask (B, T)
+// true = padding. Returns (pooled (B, D), weights (B, T)).
+class AttentionPooling : public Module {
+ public:
+  explicit AttentionPooling(int64_t input_dim, bool batch_first = true);
+  std::tuple<Tensor, Tensor> forward(const Tensor& x, const Tensor& key_padding_mask = {}) const;
+  bool batch_first;
+  Linear attention;
+};
+
+// Cosine-similarity attention: scores = exp(logit_scale) * cos(q_i, k_j), a
+// learnable temperature (logit_scale, a 0-d parameter, starts at log(10)),
+// computed through the fused attention. q (..., L, E), k (..., S, E), v (..., S, Ev);
+// attn_mask as SdpaOptions (bool **true = attend**, or float). Returns the output.
+class CosineAttention : public Module {
+ public:
+  explicit CosineAttention(double initial_logit_scale = 2.302585092994046);
+  Tensor forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask = {}) const;
+  Tensor logit_scale;
+};
+
+// RoPE as a module: forward(x, offset) = F::rotary_embedding of x (..., L, D).
+struct RotaryEmbeddingOptions {
+  RotaryEmbeddingOptions(int64_t dim) : dim_(dim) {}  // NOLINT
+  ATTN_ARG(int64_t, dim);
+  ATTN_ARG(double, base) = 10000.0;
+  ATTN_ARG(F::RopeLayout, layout) = F::RopeLayout::HalfSplit;
+};
+class RotaryEmbedding : public Module {
+ public:
+  explicit RotaryEmbedding(const RotaryEmbeddingOptions& options);
+  Tensor forward(const Tensor& x, int64_t offset = 0) const;
+  RotaryEmbeddingOptions options;
+};
+
+namespace seeds {
+
+// The seed's single-head AttentionLayer: softmax(query(q) key(k)^T) value(v),
+// unscaled. Parameters query, key, value: Linear(input_dim, output_dim).
+class AttentionLayer : public Module {
+ public:
+  AttentionLayer(int64_t input_dim, int64_t output_dim);
+  // q (..., L, input_dim), k and v (..., S, input_dim) -> (..., L, output_dim)
+  Tensor forward(const Tensor& query, const Tensor& key, const Tensor& value) const;
+  Linear query, key, value;
+};
+
+// The seeds' hand-written multi-head attention: query, key, value, output
+// Linear(E, E); heads split from batch-first (B, L, E); softmax(QK^T / sqrt(E/H)) V.
+// The same numbers as nn::MultiheadAttention(batch_first) with in_proj_weight =
+// [query; key; value] and out_proj = output. mask: broadcastable to (B, H, L, S),
+// bool **true = attend** (the seed fills mask == 0 with -inf). Returns (output,
+// weights (B, H, L, S)).
+class MultiHeadAttention : public Module {
+ public:
+  MultiHeadAttention(int64_t embed_dim, int64_t num_heads);
+  std::tuple<Tensor, Tensor> forward(const Tensor& query, const Tensor& key, const Tensor& value,
+                                     const Tensor& mask = {}) const;
+  int64_t embed_dim, num_heads;
+  Linear query, key, value, output;
+};
+
+}  // namespace seeds
+
+}  // namespace attn::nn

@@ -1,0 +1,240 @@
+// Additive and Luong attention, attention pooling, cosine attention, RoPE and
+// the seeds' hand-written attention modules. Scores are composed from ops and
+// normalised by F::masked_softmax (no NaN for fully masked rows); the
+// dot-product forms run through the fused scaled-dot-product attention.
+#include "attn/nn/attention_layers.h"
+
+#include <cmath>
+
+#include "attn/nn/init.h"
+#include "attn/ops.h"
+
+namespace attn::nn {
+
+namespace {
+
+struct Steps {
+  Tensor q;        // (B, Lq, Dq)
+  bool one_step;   // query was (B, Dq)
+};
+
+Steps check_query(const char* op, const Tensor& query, int64_t dq) {
+  ATTN_CHECK(query.defined(), op, ": query is undefined");
+  ATTN_CHECK(query.is_floating_point(), op, ": query must be float32 or float64, got ", dtype_name(query.dtype()));
+  ATTN_CHECK((query.dim() == 2 || query.dim() == 3) && query.size(-1) == dq, op, ": query must be (B, ", dq,
+             ") or (B, Lq, ", dq, "), got ", shape_str(query.shape()));
+  return {query.dim() == 2 ? query.unsqueeze(1) : query, query.dim() == 2};
+}
+
+void check_keys(const char* op, const char* arg, const Tensor& t, int64_t B, int64_t d, int64_t S = -1) {
+  ATTN_CHECK(t.defined(), op, ": ", arg, " is undefined");
+  ATTN_CHECK(t.dim() == 3 && t.size(0) == B && (d < 0 || t.size(2) == d) && (S < 0 || t.size(1) == S), op, ": ",
+             arg, " must be (", B, ", ", S < 0 ? std::string("S") : std::to_string(S), ", ",
+             d < 0 ? std::string("D") : std::to_string(d), "), got ", shape_str(t.shape()));
+}
+
+// weights = masked softmax over the keys; context = weights @ values.
+std::tuple<Tensor, Tensor> attend(const char* op, const Tensor& scores, const Tensor& values, const Tensor& kpm,
+                                  bool one_step) {
+  const int64_t B = scores.size(0), S = scores.size(2);
+  Tensor mask;
+  if (kpm.defined()) {
+    ATTN_CHECK(kpm.dtype() == kBool && kpm.shape() == (Shape{B, S}), op, ": key_padding_mask must be bool (", B,
+               ", ", S, ") (true = padding), got ", dtype_name(kpm.dtype()), " ", shape_str(kpm.shape()));
+    mask = kpm.unsqueeze(1);
+  }
+  Tensor w = F::masked_softmax(scores, mask, -1);
+  Tensor ctx = matmul(w, values);
+  if (one_step) return {ctx.squeeze(1), w.squeeze(1)};
+  return {ctx, w};
+}
+
+}  // namespace
+
+// ---- Additive (Bahdanau) ------------------------------------------------------------
+AdditiveAttention::AdditiveAttention(const AdditiveAttentionOptions& o)
+    : Module("AdditiveAttention"),
+      options(o),
+      query_proj(LinearOptions(o.query_dim(), o.hidden_dim()).bias(false)),
+      key_proj(LinearOptions(o.key_dim(), o.hidden_dim()).bias(o.bias())),
+      v(LinearOptions(o.hidden_dim(), 1).bias(false)) {
+  ATTN_CHECK(o.query_dim() > 0 && o.key_dim() > 0 && o.hidden_dim() > 0,
+             "AdditiveAttention: query_dim, key_dim and hidden_dim must be positive");
+  register_module("query_proj", query_proj);
+  register_module("key_proj", key_proj);
+  register_module("v", v);
+}
+
+Tensor AdditiveAttention::project_keys(const Tensor& keys) const {
+  ATTN_CHECK(keys.defined() && keys.dim() == 3 && keys.size(2) == options.key_dim(),
+             "AdditiveAttention: keys must be (B, S, ", options.key_dim(), "), got ",
+             keys.defined() ? shape_str(keys.shape()) : std::string("undefined"));
+  return key_proj.forward(keys);
+}
+
+std::tuple<Tensor, Tensor> AdditiveAttention::forward_projected(const Tensor& query, const Tensor& pk,
+                                                                const Tensor& values, const Tensor& kpm) const {
+  Steps s = check_query("AdditiveAttention", query, options.query_dim());
+  const int64_t B = s.q.size(0);
+  check_keys("AdditiveAttention", "projected_keys", pk, B, options.hidden_dim());
+  check_keys("AdditiveAttention", "values", values, B, -1, pk.size(1));
+  // (B, Lq, 1, H) + (B, 1, S, H) -> tanh -> v -> (B, Lq, S)
+  Tensor e = tanh(query_proj.forward(s.q).unsqueeze(2) + pk.unsqueeze(1));
+  Tensor scores = v.forward(e).squeeze(-1);
+  return attend("AdditiveAttention", scores, values, kpm, s.one_step);
+}
+
+std::tuple<Tensor, Tensor> AdditiveAttention::forward(const Tensor& query, const Tensor& keys, const Tensor& values,
+                                                      const Tensor& kpm) const {
+  return forward_projected(query, project_keys(keys), values.defined() ? values : keys, kpm);
+}
+
+std::string AdditiveAttention::extra_repr() const {
+  return "query_dim=" + std::to_string(options.query_dim()) + ", key_dim=" + std::to_string(options.key_dim()) +
+         ", hidden_dim=" + std::to_string(options.hidden_dim());
+}
+
+// ---- Luong ----------------------------------------------------------------------------
+LuongAttention::LuongAttention(const LuongAttentionOptions& o) : Module("LuongAttention"), options(o) {
+  ATTN_CHECK(o.query_dim() > 0 && o.key_dim() > 0, "LuongAttention: query_dim and key_dim must be positive");
+  if (o.score() == LuongScore::Dot)
+    ATTN_CHECK(o.query_dim() == o.key_dim(), "LuongAttention: the dot score needs query_dim == key_dim, got ",
+               o.query_dim(), " and ", o.key_dim());
+  if (o.score() == LuongScore::General) {
+    linear = std::make_unique<Linear>(LinearOptions(o.key_dim(), o.query_dim()).bias(false));
+    register_module("linear", *linear);
+  } else if (o.score() == LuongScore::Concat) {
+    const int64_t H = o.hidden_dim() > 0 ? o.hidden_dim() : o.query_dim();
+    options.hidden_dim(H);
+    linear = std::make_unique<Linear>(LinearOptions(o.query_dim() + o.key_dim(), H).bias(false));
+    v = std::make_unique<Linear>(LinearOptions(H, 1).bias(false));
+    register_module("linear", *linear);
+    register_module("v", *v);
+  }
+}
+
+std::tuple<Tensor, Tensor> LuongAttention::forward(const Tensor& query, const Tensor& keys, const Tensor& values_in,
+                                                   const Tensor& kpm) const {
+  Steps s = check_query("LuongAttention", query, options.query_dim());
+  const int64_t B = s.q.size(0), Dq = options.query_dim();
+  check_keys("LuongAttention", "keys", keys, B, options.key_dim());
+  Tensor values = values_in.defined() ? values_in : keys;
+  check_keys("LuongAttention", "values", values, B, -1, keys.size(1));
+  Tensor scores;
+  switch (options.score()) {
+    case LuongScore::Dot: scores = matmul(s.q, keys.transpose(1, 2)); break;
+    case LuongScore::General: scores = matmul(s.q, linear->forward(keys).transpose(1, 2)); break;
+    case LuongScore::Concat: {
+      // W [q; k] = W_q q + W_k k, the two halves of linear.weight.
+      Tensor wq = linear->weight.narrow(1, 0, Dq), wk = linear->weight.narrow(1, Dq, options.key_dim());
+      Tensor e = tanh(F::linear(s.q, wq).unsqueeze(2) + F::linear(keys, wk).unsqueeze(1));
+      scores = v->forward(e).squeeze(-1);
+      break;
+    }
+  }
+  if (options.scale() && options.score() != LuongScore::Concat)
+    scores = scores / std::sqrt(static_cast<double>(Dq));
+  return attend("LuongAttention", scores, values, kpm, s.one_step);
+}
+
+std::string LuongAttention::extra_repr() const {
+  const char* names[] = {"dot", "general", "concat"};
+  return std::string("score=") + names[static_cast<int>(options.score())] +
+         ", query_dim=" + std::to_string(options.query_dim()) + ", key_dim=" + std::to_string(options.key_dim());
+}
+
+// ---- Attention pooling ---------------------------------------------------------------------
+AttentionPooling::AttentionPooling(int64_t input_dim, bool bf)
+    : Module("AttentionPooling"), batch_first(bf), attention(LinearOptions(input_dim, 1)) {
+  register_module("attention", attention);
+}
+
+std::tuple<Tensor, Tensor> AttentionPooling::forward(const Tensor& x_in, const Tensor& kpm) const {
+  ATTN_CHECK(x_in.defined() && x_in.dim() == 3, "AttentionPooling: x must be ", batch_first ? "(B, T, D)" : "(T, B, D)",
+             ", got ", x_in.defined() ? shape_str(x_in.shape()) : std::string("undefined"));
+  Tensor x = batch_first ? x_in : x_in.transpose(0, 1);  // (B, T, D)
+  Tensor scores = attention.forward(x).squeeze(-1);      // (B, T)
+  if (kpm.defined())
+    ATTN_CHECK(kpm.dtype() == kBool && kpm.shape() == (Shape{x.size(0), x.size(1)}),
+               "AttentionPooling: key_padding_mask must be bool (", x.size(0), ", ", x.size(1), "), got ",
+               dtype_name(kpm.dtype()), " ", shape_str(kpm.shape()));
+  Tensor w = F::masked_softmax(scores, kpm, 1);
+  return {sum(x * w.unsqueeze(-1), {1}), w};
+}
+
+// ---- Cosine attention ------------------------------------------------------------------------
+CosineAttention::CosineAttention(double initial_logit_scale) : Module("CosineAttention") {
+  logit_scale = full({}, initial_logit_scale);
+  register_parameter("logit_scale", logit_scale);
+}
+
+Tensor CosineAttention::forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask) const {
+  ATTN_CHECK(q.defined() && k.defined() && v.defined(), "CosineAttention: q, k and v must be defined");
+  Tensor t = exp(logit_scale.to(q.dtype()));
+  return F::scaled_dot_product_attention(F::normalize(q) * t, F::normalize(k), v,
+                                         F::SdpaOptions().attn_mask(attn_mask).scale(1.0));
+}
+
+// ---- RoPE ---------------------------------------------------------------------------------------
+RotaryEmbedding::RotaryEmbedding(const RotaryEmbeddingOptions& o) : Module("RotaryEmbedding"), options(o) {
+  ATTN_CHECK(o.dim() > 0 && o.dim() % 2 == 0, "RotaryEmbedding: dim must be positive and even, got ", o.dim());
+}
+
+Tensor RotaryEmbedding::forward(const Tensor& x, int64_t offset) const {
+  ATTN_CHECK(x.defined() && x.dim() >= 2 && x.size(-1) == options.dim(), "RotaryEmbedding: x must be (..., L, ",
+             options.dim(), "), got ", x.defined() ? shape_str(x.shape()) : std::string("undefined"));
+  return F::rotary_embedding(x, F::RotaryOptions().base(options.base()).layout(options.layout()).offset(offset));
+}
+
+// ---- The seeds' forms ---------------------------------------------------------------------------
+namespace seeds {
+
+AttentionLayer::AttentionLayer(int64_t input_dim, int64_t output_dim)
+    : Module("AttentionLayer"),
+      query(LinearOptions(input_dim, output_dim)),
+      key(LinearOptions(input_dim, output_dim)),
+      value(LinearOptions(input_dim, output_dim)) {
+  register_module("query", query);
+  register_module("key", key);
+  register_module("value", value);
+}
+
+Tensor AttentionLayer::forward(const Tensor& q, const Tensor& k, const Tensor& v) const {
+  return F::scaled_dot_product_attention(query.forward(q), key.forward(k), value.forward(v),
+                                         F::SdpaOptions().scale(1.0));  // the seed does not scale
+}
+
+MultiHeadAttention::MultiHeadAttention(int64_t E, int64_t H)
+    : Module("MultiHeadAttention"),
+      embed_dim(E),
+      num_heads(H),
+      query(LinearOptions(E, E)),
+      key(LinearOptions(E, E)),
+      value(LinearOptions(E, E)),
+      output(LinearOptions(E, E)) {
+  ATTN_CHECK(H > 0 && E % H == 0, "MultiHeadAttention: embed_dim (", E, ") must be divisible by num_heads (", H, ")");
+  register_module("query", query);
+  register_module("key", key);
+  register_module("value", value);
+  register_module("output", output);
+}
+
+std::tuple<Tensor, Tensor> MultiHeadAttention::forward(const Tensor& q, const Tensor& k, const Tensor& v,
+                                                       const Tensor& mask) const {
+  ATTN_CHECK(q.defined() && q.dim() == 3 && q.size(2) == embed_dim, "MultiHeadAttention: query must be (B, L, ",
+             embed_dim, "), got ", q.defined() ? shape_str(q.shape()) : std::string("undefined"));
+  if (mask.defined())
+    ATTN_CHECK(mask.dtype() == kBool, "MultiHeadAttention: mask must be bool (true = attend), got ",
+               dtype_name(mask.dtype()));
+  const int64_t B = q.size(0), d = embed_dim / num_heads;
+  auto heads = [&](const Tensor& t) { return t.reshape({B, -1, num_heads, d}).transpose(1, 2); };
+  Tensor Q = heads(query.forward(q)), K = heads(key.forward(k)), V = heads(value.forward(v));
+  F::SdpaOptions o = F::SdpaOptions().attn_mask(mask);
+  auto [ctx, lse] = F::scaled_dot_product_attention_with_lse(Q, K, V, o);
+  Tensor w = F::scaled_dot_product_attention_weights(Q.detach(), K.detach(), lse, o);
+  return {output.forward(ctx.transpose(1, 2).reshape({B, -1, embed_dim})), w};
+}
+
+}  // namespace seeds
+
+}  // namespace attn::nn

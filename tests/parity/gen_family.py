@@ -1,0 +1,261 @@
+"""PyTorch references for attn's attention family (imported by gen_nn.py; the
+cases go into the same file and test): additive (Bahdanau) and Luong
+attention, attention pooling, cosine attention, rotary embeddings, ALiBi
+slopes, and the seeds' hand-written AttentionLayer and MultiHeadAttention
+(their own PyTorch code). Each is written here from its definition in plain
+torch, with PyTorch's parameter names where attn's module has them.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def masked_softmax(scores, kpm):
+    """Softmax over keys with padding (True) removed; callers keep a key per row."""
+    if kpm is not None:
+        scores = scores.masked_fill(kpm.unsqueeze(1), -math.inf)
+    return torch.softmax(scores, -1)
+
+
+def steps(q):
+    return (q.unsqueeze(1), True) if q.dim() == 2 else (q, False)
+
+
+class Additive(nn.Module):
+    def __init__(self, dq, dk, h, bias):
+        super().__init__()
+        self.query_proj = nn.Linear(dq, h, bias=False)
+        self.key_proj = nn.Linear(dk, h, bias=bias)
+        self.v = nn.Linear(h, 1, bias=False)
+
+    def forward(self, q, keys, values, kpm):
+        q, one = steps(q)
+        scores = self.v(torch.tanh(self.query_proj(q).unsqueeze(2) + self.key_proj(keys).unsqueeze(1))).squeeze(-1)
+        w = masked_softmax(scores, kpm)
+        ctx = w @ values
+        return (ctx.squeeze(1), w.squeeze(1)) if one else (ctx, w)
+
+
+class Luong(nn.Module):
+    def __init__(self, dq, dk, score, hidden, scale):
+        super().__init__()
+        self.score, self.scale, self.dq = score, scale, dq
+        if score == "general":
+            self.linear = nn.Linear(dk, dq, bias=False)
+        elif score == "concat":
+            self.linear = nn.Linear(dq + dk, hidden, bias=False)
+            self.v = nn.Linear(hidden, 1, bias=False)
+
+    def forward(self, q, keys, values, kpm):
+        q, one = steps(q)
+        if self.score == "dot":
+            s = q @ keys.transpose(1, 2)
+        elif self.score == "general":
+            s = q @ self.linear(keys).transpose(1, 2)
+        else:  # v^T tanh(W [q; k]) over every (query, key) pair
+            Lq, S = q.size(1), keys.size(1)
+            pair = torch.cat([q.unsqueeze(2).expand(-1, -1, S, -1), keys.unsqueeze(1).expand(-1, Lq, -1, -1)], -1)
+            s = self.v(torch.tanh(self.linear(pair))).squeeze(-1)
+        if self.scale and self.score != "concat":
+            s = s / math.sqrt(self.dq)
+        w = masked_softmax(s, kpm)
+        ctx = w @ values
+        return (ctx.squeeze(1), w.squeeze(1)) if one else (ctx, w)
+
+
+class Pooling(nn.Module):
+    """The BiLSTM tagger's attention pooling, over the time dim."""
+    def __init__(self, d, batch_first):
+        super().__init__()
+        self.attention = nn.Linear(d, 1)
+        self.batch_first = batch_first
+
+    def forward(self, x, kpm):
+        if not self.batch_first:
+            x = x.transpose(0, 1)
+        scores = self.attention(x).squeeze(-1)
+        if kpm is not None:
+            scores = scores.masked_fill(kpm, -math.inf)
+        w = torch.softmax(scores, dim=1)
+        return (x * w.unsqueeze(-1)).sum(dim=1), w
+
+
+class Cosine(nn.Module):
+    def __init__(self, init):
+        super().__init__()
+        self.logit_scale = nn.Parameter(torch.tensor(init))
+
+    def forward(self, q, k, v, mask):
+        s = self.logit_scale.exp() * (F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-1, -2))
+        if mask is not None:
+            s = s.masked_fill(~mask, -math.inf)
+        return torch.softmax(s, -1) @ v
+
+
+def rope(x, base, interleaved, offset):
+    L, D = x.size(-2), x.size(-1)
+    pos = torch.arange(offset, offset + L, dtype=torch.float64).view(L, 1)
+    freq = base ** (-2.0 * torch.arange(D // 2, dtype=torch.float64) / D)
+    ang = pos * freq.view(1, -1)
+    c, s = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    if interleaved:
+        xe, xo = x[..., 0::2], x[..., 1::2]
+        return torch.stack([xe * c - xo * s, xe * s + xo * c], -1).flatten(-2)
+    x1, x2 = x[..., : D // 2], x[..., D // 2:]
+    return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], -1)
+
+
+class Rope(nn.Module):
+    def __init__(self, base, interleaved, offset):
+        super().__init__()
+        self.base, self.interleaved, self.offset = base, interleaved, offset
+
+    def forward(self, x):
+        return rope(x, self.base, self.interleaved, self.offset)
+
+
+def alibi_reference(n):
+    """ALiBi's slopes, as the paper's reference code computes them."""
+    def pow2(n):
+        start = 2 ** (-2 ** -(math.log2(n) - 3))
+        return [start * start ** i for i in range(n)]
+    if math.log2(n).is_integer():
+        return pow2(n)
+    closest = 2 ** math.floor(math.log2(n))
+    return pow2(closest) + alibi_reference(2 * closest)[0::2][: n - closest]
+
+
+class SeedAttentionLayer(nn.Module):
+    """The seed's AttentionLayer, verbatim."""
+    def __init__(self, input_dim, output_dim):
+        super().__init__()
+        self.query = nn.Linear(input_dim, output_dim)
+        self.key = nn.Linear(input_dim, output_dim)
+        self.value = nn.Linear(input_dim, output_dim)
+
+    def forward(self, query, key, value):
+        scores = torch.matmul(self.query(query), self.key(key).transpose(-2, -1))
+        attention_weights = nn.functional.softmax(scores, dim=-1)
+        return torch.matmul(attention_weights, self.value(value))
+
+
+class SeedMultiHeadAttention(nn.Module):
+    """The seeds' MultiHeadAttention (000's names; 002's mask == 0 -> -inf)."""
+    def __init__(self, embed_dim, num_heads):
+        super().__init__()
+        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
+        self.query = nn.Linear(embed_dim, embed_dim)
+        self.key = nn.Linear(embed_dim, embed_dim)
+        self.value = nn.Linear(embed_dim, embed_dim)
+        self.output = nn.Linear(embed_dim, embed_dim)
+
+    def forward(self, query, key, value, mask=None):
+        batch_size = query.size(0)
+        query = self.query(query).view(batch_size, -1, self.num_heads, self.head_dim).permute(0, 2, 1, 3)
+        key = self.key(key).view(batch_size, -1, self.num_heads, self.head_dim).permute(0, 2, 1, 3)
+        value = self.value(value).view(batch_size, -1, self.num_heads, self.head_dim).permute(0, 2, 1, 3)
+        scores = torch.matmul(query, key.transpose(-2, -1)) / math.sqrt(self.head_dim)
+        if mask is not None:
+            scores = scores.masked_fill(mask == 0, float("-inf"))
+        attention_weights = nn.functional.softmax(scores, dim=-1)
+        attended_values = torch.matmul(attention_weights, value)
+        attended_values = attended_values.permute(0, 2, 1, 3).contiguous().view(batch_size, -1, self.embed_dim)
+        return self.output(attended_values), attention_weights
+
+
+def padding(g, B, S):
+    """A bool (B, S) padding mask (True = padding) that keeps key 0."""
+    kpm = g.rand(B, S) < 0.3
+    kpm[:, 0] = False
+    return kpm
+
+
+def gen_family(g, n):
+    for ci in range(n):
+        dq, dk, h = g.c(1, 3, 6), g.c(2, 5), g.c(1, 4, 7)
+        cfg = {"dq": dq, "dk": dk, "h": h, "bias": g.r.random() < 0.7, "one_step": ci % 2 == 0,
+               "values": g.r.random() < 0.5, "kpm": g.r.random() < 0.5}
+        B, S, Lq = g.c(1, 2, 3), g.c(1, 4, 6), g.c(1, 3)
+        m = Additive(dq, dk, h, cfg["bias"])
+        ins = {"q": g.randn(B, dq) if cfg["one_step"] else g.randn(B, Lq, dq), "keys": g.randn(B, S, dk)}
+        if cfg["values"]:
+            ins["values"] = g.randn(B, S, g.c(2, 3))
+        if cfg["kpm"]:
+            ins["kpm"] = padding(g, B, S)
+        cfg["n_grad_outs"] = 2
+        g.emit("AdditiveAttention", cfg, m, ins,
+               lambda m, a: list(m(a["q"], a["keys"], a.get("values", a["keys"]), a.get("kpm"))),
+               [k for k in ("q", "keys", "values") if k in ins])
+    for ci in range(n):
+        score = ["dot", "general", "concat"][ci % 3]
+        dq = g.c(2, 4, 5)
+        dk = dq if score == "dot" else g.c(3, 6)
+        cfg = {"dq": dq, "dk": dk, "score": score, "hidden": g.c(0, 3), "scale": g.r.random() < 0.5,
+               "one_step": g.r.random() < 0.5, "values": g.r.random() < 0.5, "kpm": g.r.random() < 0.5}
+        hidden = cfg["hidden"] or dq
+        B, S, Lq = g.c(1, 2, 3), g.c(1, 4, 6), g.c(1, 3)
+        m = Luong(dq, dk, score, hidden, cfg["scale"])
+        ins = {"q": g.randn(B, dq) if cfg["one_step"] else g.randn(B, Lq, dq), "keys": g.randn(B, S, dk)}
+        if cfg["values"]:
+            ins["values"] = g.randn(B, S, g.c(2, 3))
+        if cfg["kpm"]:
+            ins["kpm"] = padding(g, B, S)
+        cfg["n_grad_outs"] = 2
+        g.emit("LuongAttention", cfg, m, ins,
+               lambda m, a: list(m(a["q"], a["keys"], a.get("values", a["keys"]), a.get("kpm"))),
+               [k for k in ("q", "keys", "values") if k in ins])
+    for ci in range(n):
+        D, B, T = g.c(1, 4, 6), g.c(1, 2, 3), g.c(1, 5, 7)
+        cfg = {"D": D, "batch_first": g.r.random() < 0.5, "kpm": g.r.random() < 0.5, "n_grad_outs": 2}
+        ins = {"x": g.randn(B, T, D) if cfg["batch_first"] else g.randn(T, B, D)}
+        if cfg["kpm"]:
+            ins["kpm"] = padding(g, B, T)
+        g.emit("AttentionPooling", cfg, Pooling(D, cfg["batch_first"]), ins,
+               lambda m, a: list(m(a["x"], a.get("kpm"))), ["x"])
+    for ci in range(n):
+        E, L, S = g.c(1, 3, 8), g.c(1, 4, 7), g.c(1, 5)
+        lead = list(g.c((2,), (1, 3), (2, 2)))
+        cfg = {"init": g.c(2.302585092994046, 0.5, 1.5), "mask": g.r.random() < 0.4}
+        ins = {"q": g.randn(*(lead + [L, E])), "k": g.randn(*(lead + [S, E])), "v": g.randn(*(lead + [S, g.c(2, 4)]))}
+        if cfg["mask"]:
+            mask = g.rand(L, S) > 0.3
+            mask[:, 0] = True
+            ins["mask"] = mask
+        g.emit("CosineAttention", cfg, Cosine(cfg["init"]), ins,
+               lambda m, a: [m(a["q"], a["k"], a["v"], a.get("mask"))], ["q", "k", "v"])
+    for ci in range(n):
+        D = g.c(2, 4, 8, 16)
+        cfg = {"D": D, "base": g.c(10000.0, 500.0), "interleaved": ci % 2 == 1, "offset": g.c(0, 0, 3, 100)}
+        x = g.randn(*(list(g.c((5,), (2, 3), (1, 2, 2))) + [g.c(1, 4, 9), D]))
+        g.emit("RotaryEmbedding", cfg, Rope(cfg["base"], cfg["interleaved"], cfg["offset"]), {"x": x},
+               lambda m, a: [m(a["x"])], ["x"])
+    for ci in range(n):
+        heads = ci + 1 if ci < 12 else g.c(16, 20, 24, 32, 48, 64, 96, 128)
+        cfg = {"heads": heads, "n_grad_outs": 0}
+
+        class Slopes(nn.Module):
+            def forward(self):
+                return torch.tensor(alibi_reference(heads), dtype=torch.float64)
+        g.emit("AlibiSlopes", cfg, Slopes(), {}, lambda m, a: [m()], [])
+    for ci in range(n):
+        i, o = g.c(1, 4, 6), g.c(1, 3, 5)
+        lead = list(g.c((), (2,), (2, 3)))
+        ins = {"q": g.randn(*(lead + [g.c(1, 4), i])), "k": g.randn(*(lead + [g.c(1, 5), i]))}
+        ins["v"] = g.randn(*(list(ins["k"].shape[:-1]) + [i]))
+        g.emit("seeds.AttentionLayer", {"in": i, "out": o}, SeedAttentionLayer(i, o), ins,
+               lambda m, a: [m(a["q"], a["k"], a["v"])], ["q", "k", "v"])
+    for ci in range(n):
+        E = g.c(4, 6, 8)
+        H = g.c(*[h for h in (1, 2, 3, 4) if E % h == 0])
+        B, L, S = g.c(1, 2), g.c(1, 3, 5), g.c(1, 4)
+        cfg = {"E": E, "H": H, "mask": g.c("none", "2d", "4d"), "n_grad_outs": 1}
+        ins = {"q": g.randn(B, L, E), "k": g.randn(B, S, E)}
+        ins["v"] = g.randn(B, S, E)
+        if cfg["mask"] != "none":
+            mask = (g.rand(L, S) > 0.3) if cfg["mask"] == "2d" else (g.rand(B, 1, L, S) > 0.3)
+            mask[..., 0] = True
+            ins["mask"] = mask
+        g.emit("seeds.MultiHeadAttention", cfg, SeedMultiHeadAttention(E, H), ins,
+               lambda m, a: list(m(a["q"], a["k"], a["v"], a.get("mask"))), ["q", "k", "v"])

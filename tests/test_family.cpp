@@ -1,0 +1,229 @@
+// The attention family beyond MultiheadAttention: finite-difference gradients
+// in float64, fully masked rows, step-by-step decoding, the seeds' forms
+// against nn::MultiheadAttention, RoPE's and ALiBi's properties, bad input.
+// PyTorch parity for the same modules is in test_nn_parity (gen_family.py).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+
+#include <attn/attn.h>
+
+namespace attn {
+namespace {
+
+using namespace attn::nn;
+
+void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
+  try {
+    f();
+    ADD_FAILURE() << "no attn::Error; expected one containing '" << parts[0] << "'";
+  } catch (const Error& e) {
+    for (auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what() << "\n  lacks: " << p;
+  }
+}
+
+// Every input and parameter gradient of sum(f() * w) against central differences (float64).
+void gradcheck(const std::string& label, Module& m, std::vector<Tensor> inputs,
+               const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& f) {
+  SCOPED_TRACE(label);
+  m.to(kFloat64);
+  m.zero_grad();
+  for (auto& x : inputs)
+    if (x.is_floating_point()) x = x.to(kFloat64).detach().requires_grad_(true);
+  Generator gen(17);
+  std::vector<Tensor> outs = f(inputs), ws;
+  Tensor loss = zeros({}, kFloat64);
+  for (auto& o : outs) {
+    ws.push_back(randn(o.shape(), kFloat64, &gen));
+    loss = loss + (o * ws.back()).sum();
+  }
+  loss.backward();
+  auto eval = [&] {
+    NoGradGuard ng;
+    auto o = f(inputs);
+    double s = 0;
+    for (size_t i = 0; i < o.size(); ++i) s += (o[i] * ws[i]).sum().item<double>();
+    return s;
+  };
+  std::vector<std::pair<std::string, Tensor>> targets;
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (inputs[i].is_floating_point()) targets.emplace_back("input " + std::to_string(i), inputs[i]);
+  for (auto& p : m.named_parameters()) targets.push_back(p);
+  for (auto& [name, t] : targets) {
+    Tensor g = t.grad();
+    if (!g.defined()) g = zeros(t.shape(), kFloat64);
+    Tensor data = t.detach();
+    double* p = data.data<double>();
+    Tensor gc = g.contiguous();
+    double worst = -1;
+    for (int64_t e = 0; e < t.numel(); ++e) {
+      const double x0 = p[e];
+      p[e] = x0 + 1e-6;
+      const double lp = eval();
+      p[e] = x0 - 1e-6;
+      const double lm = eval();
+      p[e] = x0;
+      const double num = (lp - lm) / 2e-6;
+      worst = std::max(worst, std::abs(num - gc.data<double>()[e]) - (1e-7 + 1e-5 * std::abs(num)));
+    }
+    EXPECT_LE(worst, 0.0) << name;
+  }
+}
+
+Tensor padding(const std::vector<int>& v, int64_t B, int64_t S) { return from_vector(v, {B, S}).to(kBool); }
+
+TEST(FamilyGradcheck, AdditiveLuongPoolingCosineRope) {
+  Tensor kpm = padding({0, 0, 1, 0, 1, 0, 0, 0}, 2, 4);
+  {
+    AdditiveAttention m(AdditiveAttentionOptions(3, 2, 4));
+    gradcheck("Additive", m, {randn({2, 2, 3}), randn({2, 4, 2}), randn({2, 4, 3})}, [&](auto& x) {
+      auto [c, w] = m.forward(x[0], x[1], x[2], kpm);
+      return std::vector<Tensor>{c, w};
+    });
+  }
+  for (auto sc : {LuongScore::Dot, LuongScore::General, LuongScore::Concat}) {
+    LuongAttention m(LuongAttentionOptions(3, sc == LuongScore::Dot ? 3 : 2).score(sc).scale(true));
+    gradcheck("Luong", m, {randn({2, 3}), randn({2, 4, sc == LuongScore::Dot ? 3 : 2})}, [&](auto& x) {
+      auto [c, w] = m.forward(x[0], x[1], {}, kpm);
+      return std::vector<Tensor>{c, w};
+    });
+  }
+  {
+    AttentionPooling m(3, false);
+    gradcheck("AttentionPooling", m, {randn({4, 2, 3})}, [&](auto& x) {
+      auto [p, w] = m.forward(x[0], kpm);
+      return std::vector<Tensor>{p, w};
+    });
+  }
+  {
+    CosineAttention m(0.7);
+    gradcheck("CosineAttention", m, {randn({2, 3, 4}), randn({2, 5, 4}), randn({2, 5, 2})},
+              [&](auto& x) { return std::vector<Tensor>{m.forward(x[0], x[1], x[2])}; });
+  }
+  for (auto layout : {F::RopeLayout::HalfSplit, F::RopeLayout::Interleaved}) {
+    RotaryEmbedding m(RotaryEmbeddingOptions(6).layout(layout));
+    gradcheck("RoPE", m, {randn({2, 3, 6})}, [&](auto& x) { return std::vector<Tensor>{m.forward(x[0], 5)}; });
+  }
+  {
+    seeds::MultiHeadAttention m(4, 2);
+    gradcheck("seeds::MultiHeadAttention", m, {randn({2, 3, 4}), randn({2, 2, 4}), randn({2, 2, 4})},
+              [&](auto& x) { return std::vector<Tensor>{std::get<0>(m.forward(x[0], x[1], x[2]))}; });
+  }
+}
+
+TEST(Family, FullyMaskedRowsGiveZeros) {
+  AdditiveAttention m(AdditiveAttentionOptions(3, 2, 4));
+  Tensor q = randn({2, 3}).requires_grad_(true), keys = randn({2, 3, 2}).requires_grad_(true);
+  Tensor kpm = padding({1, 1, 1, 0, 1, 0}, 2, 3);  // batch 0: every key is padding
+  auto [ctx, w] = m.forward(q, keys, {}, kpm);
+  EXPECT_EQ(attn::abs(ctx.select(0, 0)).sum().item<float>(), 0.0f);
+  EXPECT_EQ(attn::abs(w.select(0, 0)).sum().item<float>(), 0.0f);
+  EXPECT_NEAR(w.select(0, 1).sum().item<float>(), 1.0f, 1e-6);
+  EXPECT_EQ(w.select(0, 1).select(0, 1).item<float>(), 0.0f);
+  (ctx.sum() + w.sum()).backward();
+  for (const Tensor& g : {q.grad(), keys.grad()})
+    EXPECT_EQ((g != g).to(kInt64).sum().item<int64_t>(), 0) << "NaN in a gradient";
+}
+
+TEST(Family, StepByStepDecodingEqualsAllQueriesAtOnce) {
+  // An LSTMCell decoder over padded encoder outputs: attention per step with
+  // the keys projected once gives the same context as all queries at once.
+  AdditiveAttention att(AdditiveAttentionOptions(5, 4, 6));
+  LSTMCell cell(LSTMCellOptions(4, 5));
+  Tensor enc = randn({2, 6, 4});
+  Tensor kpm = padding({0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1}, 2, 6);
+  Tensor pk = att.project_keys(enc);
+  Tensor h = zeros({2, 5}), c = zeros({2, 5});
+  std::vector<Tensor> hs, ctxs;
+  for (int t = 0; t < 4; ++t) {
+    auto [ctx, w] = att.forward_projected(h, pk, enc, kpm);
+    EXPECT_EQ(attn::abs(w.select(0, 1).narrow(0, 4, 2)).sum().item<float>(), 0.0f) << "padding gets no weight";
+    ctxs.push_back(ctx);
+    hs.push_back(h);
+    std::tie(h, c) = cell.forward(ctx, {h, c});
+  }
+  auto [all, w_all] = att.forward(stack(hs, 1), enc, {}, kpm);
+  EXPECT_LT(attn::max(attn::abs(all - stack(ctxs, 1))).item<float>(), 1e-6);
+}
+
+TEST(Family, SeedMultiHeadAttentionEqualsMultiheadAttention) {
+  seeds::MultiHeadAttention seed(8, 2);
+  MultiheadAttention mha(MultiheadAttentionOptions(8, 2).batch_first(true));
+  StateDict sd{{"in_proj_weight", cat({seed.query.weight, seed.key.weight, seed.value.weight}, 0).detach()},
+               {"in_proj_bias", cat({seed.query.bias, seed.key.bias, seed.value.bias}, 0).detach()},
+               {"out_proj.weight", seed.output.weight.detach()},
+               {"out_proj.bias", seed.output.bias.detach()}};
+  mha.load_state_dict(sd);
+  Tensor q = randn({2, 5, 8}), kv = randn({2, 7, 8});
+  auto [a, wa] = seed.forward(q, kv, kv);
+  auto [b, wb] = mha.forward(q, kv, kv, {}, true, {}, false);
+  EXPECT_LT(attn::max(attn::abs(a - b)).item<float>(), 1e-5);
+  EXPECT_LT(attn::max(attn::abs(wa - wb)).item<float>(), 1e-6);
+  seeds::AttentionLayer layer(8, 3);
+  Tensor out = layer.forward(q, kv, kv);
+  Tensor ref = matmul(F::softmax(matmul(layer.query.forward(q), layer.key.forward(kv).transpose(-2, -1)), -1),
+                      layer.value.forward(kv));
+  EXPECT_LT(attn::max(attn::abs(out - ref)).item<float>(), 1e-5) << "unscaled, as the seed";
+}
+
+TEST(Family, RopeAndAlibiProperties) {
+  // Rotations keep norms, and q.k after RoPE depends only on the offset between positions.
+  Tensor q = randn({1, 8}), k = randn({1, 8});
+  for (auto layout : {F::RopeLayout::HalfSplit, F::RopeLayout::Interleaved}) {
+    auto dot = [&](int64_t i, int64_t j) {
+      Tensor qi = F::rotary_embedding(q, F::RotaryOptions().layout(layout).offset(i));
+      Tensor kj = F::rotary_embedding(k, F::RotaryOptions().layout(layout).offset(j));
+      return (qi * kj).sum().item<double>();
+    };
+    EXPECT_NEAR(dot(3, 1), dot(12, 10), 1e-4);
+    EXPECT_NEAR(dot(0, 0), (q * k).sum().item<double>(), 1e-5);
+    Tensor r = F::rotary_embedding(q, F::RotaryOptions().layout(layout).offset(7));
+    EXPECT_NEAR((r * r).sum().item<double>(), (q * q).sum().item<double>(), 1e-4);
+  }
+  Tensor pos = from_vector(std::vector<int>{4, 9}, {2});
+  Tensor x = randn({2, 4});
+  Tensor a = F::rotary_embedding(x, F::RotaryOptions().positions(pos));
+  EXPECT_TRUE(allclose(a.select(0, 1), F::rotary_embedding(x.narrow(0, 1, 1), F::RotaryOptions().offset(9)).select(0, 0)));
+  // float32 slopes are the float64 ones rounded; 8 heads: 1/2, 1/4, ..., 1/256.
+  for (int64_t n : {1, 5, 8, 12})
+    EXPECT_TRUE(equal(F::alibi_slopes(n), F::alibi_slopes(n, kFloat64).to(kFloat32))) << n;
+  EXPECT_EQ(F::alibi_slopes(8).select(0, 7).item<float>(), 1.0f / 256);
+  // They plug into the fused attention.
+  Tensor qq = randn({1, 8, 5, 4}), kk = randn({1, 8, 5, 4});
+  EXPECT_EQ(F::scaled_dot_product_attention(qq, kk, kk, F::SdpaOptions().alibi_slopes(F::alibi_slopes(8))).shape(),
+            (Shape{1, 8, 5, 4}));
+}
+
+TEST(Family, MaskedSoftmaxAndNormalize) {
+  Tensor x = from_vector(std::vector<float>{1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor m = from_vector(std::vector<int>{0, 1, 0, 1, 1, 1}, {2, 3}).to(kBool);
+  Tensor p = F::masked_softmax(x, m);
+  EXPECT_TRUE(allclose(p.select(0, 0), F::softmax(from_vector(std::vector<float>{1, 0, 3}, {3}) +
+                                                       from_vector(std::vector<float>{0, -1e30f, 0}, {3}), 0)));
+  EXPECT_EQ(attn::abs(p.select(0, 1)).sum().item<float>(), 0.0f);
+  Tensor z = zeros({2, 3}, kFloat64).requires_grad_(true);
+  F::normalize(z).sum().backward();
+  EXPECT_EQ((z.grad() != z.grad()).to(kInt64).sum().item<int64_t>(), 0) << "normalize of 0 has a finite gradient";
+}
+
+TEST(Family, BadInput) {
+  AdditiveAttention add(AdditiveAttentionOptions(3, 2, 4));
+  expect_error([&] { add.forward(randn({2, 4}), randn({2, 5, 2})); }, {"AdditiveAttention:", "query must be (B, 3)"});
+  expect_error([&] { add.forward(randn({2, 3}), randn({2, 5, 3})); }, {"AdditiveAttention:", "keys must be (B, S, 2)"});
+  expect_error([&] { add.forward(randn({2, 3}), randn({2, 5, 2}), {}, zeros({2, 4}, kBool)); },
+               {"AdditiveAttention:", "key_padding_mask must be bool (2, 5)"});
+  expect_error([] { LuongAttention(LuongAttentionOptions(3, 4).score(LuongScore::Dot)); },
+               {"LuongAttention:", "query_dim == key_dim"});
+  expect_error([] { RotaryEmbedding(RotaryEmbeddingOptions(5)); }, {"RotaryEmbedding:", "even"});
+  expect_error([] { F::rotary_embedding(randn({3, 5})); }, {"rotary_embedding:", "even"});
+  expect_error([] { F::alibi_slopes(0); }, {"alibi_slopes:", "positive"});
+  expect_error([] { seeds::MultiHeadAttention(6, 4); }, {"MultiHeadAttention:", "divisible"});
+  seeds::MultiHeadAttention mh(4, 2);
+  expect_error([&] { mh.forward(randn({1, 2, 4}), randn({1, 2, 4}), randn({1, 2, 4}), zeros({2, 2})); },
+               {"MultiHeadAttention:", "mask must be bool"});
+  expect_error([] { F::masked_softmax(randn({2, 3}), zeros({2, 3})); }, {"masked_softmax:", "mask must be bool"});
+}
+
+}  // namespace
+}  // namespace attn
