@@ -4,7 +4,8 @@ settings, torch.set_num_threads(2) (or --threads), median of repeated calls.
 
 Each --row is module,B,L,E,H,pass with module MultiheadAttention (pass fwd:
 eval, no grad, need_weights=False; fwd+weights: the default need_weights=True,
-averaged) or TransformerEncoderLayer (pass fwd+bwd: train mode, PyTorch's
+averaged; step: one decoding step, which nn.MultiheadAttention can only take
+by attending the last query to the whole prefix again) or TransformerEncoderLayer (pass fwd+bwd: train mode, PyTorch's
 defaults, backward of a random gradient). Prints one JSON object per row with
 the keys module, B, L, E, H, pass, ms.
 """
@@ -41,7 +42,16 @@ def main():
         module, B, L, E, H, pas = row.split(",")
         B, L, E, H = int(B), int(L), int(E), int(H)
         x = torch.randn(B, L, E)
-        if module == "MultiheadAttention":
+        if module == "MultiheadAttention" and pas == "step":
+            # nn.MultiheadAttention has no cache: the last step's query
+            # against the whole prefix, projecting every key and value again.
+            m = torch.nn.MultiheadAttention(E, H, batch_first=True).eval()
+            last = x[:, -1:]
+
+            def f():
+                with torch.no_grad():
+                    m(last, x, x, need_weights=False)
+        elif module == "MultiheadAttention":
             m = torch.nn.MultiheadAttention(E, H, batch_first=True).eval()
             nw = pas == "fwd+weights"
 

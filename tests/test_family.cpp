@@ -207,6 +207,75 @@ TEST(Family, MaskedSoftmaxAndNormalize) {
   EXPECT_EQ((z.grad() != z.grad()).to(kInt64).sum().item<int64_t>(), 0) << "normalize of 0 has a finite gradient";
 }
 
+// ---- KV cache ---------------------------------------------------------------------------------
+TEST(KVCache, StepsEqualTheFullCausalForward) {
+  for (bool bf : {false, true}) {
+    MultiheadAttention m(MultiheadAttentionOptions(8, 2).batch_first(bf));
+    const int64_t B = 2, T = 37;  // past the cache's first capacity (16), so it grows twice
+    Tensor x = bf ? randn({B, T, 8}) : randn({T, B, 8});
+    NoGradGuard ng;
+    Tensor full = std::get<0>(m.forward(x, x, x, {}, false, {}, true, /*is_causal=*/true));
+    KVCache cache;
+    std::vector<Tensor> outs;
+    for (int64_t t = 0; t < T;) {
+      const int64_t n = t % 3 == 0 ? 1 : 2;  // single steps and pairs of steps
+      const int64_t len = std::min(n, T - t);
+      Tensor xt = x.narrow(bf ? 1 : 0, t, len);
+      outs.push_back(std::get<0>(m.forward_cached(xt, xt, xt, cache)));
+      t += len;
+    }
+    EXPECT_EQ(cache.length(), T);
+    EXPECT_LT(attn::max(attn::abs(cat(outs, bf ? 1 : 0) - full)).item<float>(), 1e-5) << bf;
+  }
+}
+
+TEST(KVCache, DecoderGreedyDecodingMatchesFullForward) {
+  // A tiny Transformer decoder with an embedding and an output head, greedy
+  // decoding: the cached steps give the same logits as the full forward over
+  // the prefix at every step, and so the same tokens.
+  const int64_t V = 11, E = 16, B = 2, S = 5;
+  Generator gen(21);
+  Embedding embed(EmbeddingOptions(V, E));
+  Linear head(LinearOptions(E, V));
+  TransformerDecoder dec(TransformerDecoderOptions(
+      TransformerDecoderLayerOptions(E, 4).dim_feedforward(32).batch_first(true).norm_first(true), 2)
+      .norm(LayerNormOptions({E})));
+  dec.eval();
+  Tensor memory = randn({B, S, E}, kFloat32, &gen);
+  Tensor mem_pad = padding({0, 0, 0, 0, 0, 0, 0, 0, 1, 1}, B, S);
+  NoGradGuard ng;
+  std::vector<TransformerDecoderCache> caches;
+  std::vector<int64_t> tokens(B, 1);  // BOS = 1
+  Tensor prefix = from_vector(tokens, {B, 1});
+  for (int step = 0; step < 12; ++step) {
+    Tensor last = prefix.narrow(1, prefix.size(1) - 1, 1);
+    Tensor cached = head.forward(dec.forward_cached(embed.forward(last), memory, caches, mem_pad)).select(1, 0);
+    Tensor full = head.forward(dec.forward(embed.forward(prefix), memory, {}, {}, {}, mem_pad, /*tgt_is_causal=*/true));
+    full = full.select(1, full.size(1) - 1);
+    ASSERT_LT(attn::max(attn::abs(cached - full)).item<float>(), 2e-5) << "step " << step;
+    Tensor next = argmax(cached, 1, true);
+    EXPECT_TRUE(equal(next, argmax(full, 1, true)));
+    prefix = cat({prefix, next}, 1);
+  }
+  EXPECT_EQ(caches.size(), 2u);
+  EXPECT_EQ(caches[0].self_attn.length(), 12);
+  EXPECT_EQ(caches[1].cross_attn.length(), S);
+}
+
+TEST(KVCache, BadInput) {
+  MultiheadAttention bkv(MultiheadAttentionOptions(4, 2).add_bias_kv(true));
+  KVCache c;
+  Tensor x = randn({1, 2, 4});
+  expect_error([&] { bkv.forward_cached(x, x, x, c); }, {"forward_cached", "add_bias_kv"});
+  MultiheadAttention m(MultiheadAttentionOptions(4, 2));
+  expect_error([&] { m.forward_cached(x, {}, {}, c); }, {"forward_cached", "cache is empty"});
+  m.forward_cached(x, x, x, c);
+  Tensor y = randn({1, 3, 4});
+  expect_error([&] { m.forward_cached(y, y, y, c); }, {"KVCache.append", "clear()"});
+  expect_error([&] { m.forward_cached(x, x, x, c, zeros({2, 5}, kBool)); }, {"key_padding_mask must be bool (2, 2)"});
+  EXPECT_EQ(c.length(), 1) << "refused calls leave the cache as it was";
+}
+
 TEST(Family, BadInput) {
   AdditiveAttention add(AdditiveAttentionOptions(3, 2, 4));
   expect_error([&] { add.forward(randn({2, 4}), randn({2, 5, 2})); }, {"AdditiveAttention:", "query must be (B, 3)"});

@@ -268,4 +268,119 @@ std::tuple<Tensor, Tensor> MultiheadAttention::forward(const Tensor& query, cons
   return {out, weights};
 }
 
+// ---- Incremental decoding ------------------------------------------------------------
+void KVCache::append(const Tensor& k, const Tensor& v) {
+  ATTN_CHECK(k.defined() && v.defined() && k.dim() == 4 && v.dim() == 4 && k.size(2) == v.size(2),
+             "KVCache.append: k and v must be (B, H, n, D) with the same n");
+  const int64_t n = k.size(2);
+  if (k_.defined()) {
+    ATTN_CHECK(k.size(0) == k_.size(0) && k.size(1) == k_.size(1) && k.size(3) == k_.size(3) &&
+                   v.size(3) == v_.size(3) && k.dtype() == k_.dtype(),
+               "KVCache.append: the new keys ", shape_str(k.shape()), " do not match the cache's ",
+               shape_str(k_.shape()), " (", dtype_name(k_.dtype()), "); clear() it first");
+  }
+  NoGradGuard ng;
+  if (!k_.defined() || length_ + n > k_.size(2)) {
+    int64_t cap = k_.defined() ? k_.size(2) : 16;
+    while (cap < length_ + n) cap *= 2;
+    Tensor nk = zeros({k.size(0), k.size(1), cap, k.size(3)}, k.dtype());
+    Tensor nv = zeros({v.size(0), v.size(1), cap, v.size(3)}, v.dtype());
+    if (length_ > 0) {
+      Tensor dk = nk.narrow(2, 0, length_), dv = nv.narrow(2, 0, length_);
+      dk.copy_(keys());
+      dv.copy_(values());
+    }
+    k_ = nk, v_ = nv;
+  }
+  Tensor dk = k_.narrow(2, length_, n), dv = v_.narrow(2, length_, n);
+  dk.copy_(k.detach());
+  dv.copy_(v.detach());
+  length_ += n;
+}
+
+Tensor KVCache::keys() const { return length_ ? k_.narrow(2, 0, length_) : Tensor(); }
+Tensor KVCache::values() const { return length_ ? v_.narrow(2, 0, length_) : Tensor(); }
+
+void KVCache::truncate(int64_t length) {
+  ATTN_CHECK(length >= 0 && length <= length_, "KVCache.truncate: length must be in [0, ", length_, "], got ", length);
+  length_ = length;
+}
+
+void KVCache::clear() {
+  k_ = Tensor(), v_ = Tensor();
+  length_ = 0;
+}
+
+std::tuple<Tensor, Tensor> MultiheadAttention::forward_cached(const Tensor& query, const Tensor& key,
+                                                              const Tensor& value, KVCache& cache,
+                                                              const Tensor& key_padding_mask, bool is_causal,
+                                                              bool need_weights) const {
+  const int64_t E = options.embed_dim(), H = options.num_heads(), D = E / H;
+  ATTN_CHECK(!options.add_bias_kv() && !options.add_zero_attn(), kOp,
+             ".forward_cached: add_bias_kv and add_zero_attn are not supported with a cache");
+  ATTN_CHECK(query.defined() && (query.dim() == 2 || query.dim() == 3) && query.size(-1) == E, kOp,
+             ".forward_cached: query must be (B, L, ", E, "), (L, B, ", E, ") or (L, ", E, "), got ",
+             query.defined() ? shape_str(query.shape()) : std::string("undefined"));
+  ATTN_CHECK(key.defined() == value.defined(), kOp, ".forward_cached: give both key and value or neither");
+  const bool batched = query.dim() == 3;
+  auto bf = [&](const Tensor& t) {
+    return !batched ? t.unsqueeze(0) : options.batch_first() ? t : t.transpose(0, 1);
+  };
+  Tensor q_in = bf(query);
+  const int64_t B = q_in.size(0), L = q_in.size(1);
+  auto bias_part = [&](int64_t i) { return in_proj_bias.defined() ? in_proj_bias.narrow(0, i * E, E) : Tensor(); };
+  auto heads = [&](const Tensor& t) { return t.reshape({B, t.size(1), H, D}).transpose(1, 2); };
+  Tensor q = heads(F::linear(q_in, same_dim_ ? in_proj_weight.narrow(0, 0, E) : q_proj_weight, bias_part(0)));
+  // Every check before the cache changes: a refused call leaves it as it was.
+  const int64_t S = cache.length() + (key.defined() ? bf(key).size(1) : 0);
+  Tensor kpm;
+  if (key_padding_mask.defined()) {
+    ATTN_CHECK(key_padding_mask.dtype() == kBool &&
+                   key_padding_mask.shape() == (batched ? Shape{B, S} : Shape{S}),
+               kOp, ".forward_cached: key_padding_mask must be bool ", shape_str(batched ? Shape{B, S} : Shape{S}),
+               " (true = masked), got ", dtype_name(key_padding_mask.dtype()), " ",
+               shape_str(key_padding_mask.shape()));
+    kpm = key_padding_mask.reshape({B, S});
+  }
+  if (key.defined()) {
+    ATTN_CHECK(key.dim() == query.dim() && value.dim() == query.dim(), kOp,
+               ".forward_cached: query, key and value must all be batched or all unbatched");
+    Tensor k_in = bf(key), v_in = bf(value);
+    ATTN_CHECK(k_in.size(0) == B && v_in.size(0) == B && k_in.size(1) == v_in.size(1) &&
+                   k_in.size(2) == *options.kdim() && v_in.size(2) == *options.vdim(),
+               kOp, ".forward_cached: key ", shape_str(key.shape()), " and value ", shape_str(value.shape()),
+               " do not match query ", shape_str(query.shape()));
+    Tensor k = F::linear(k_in, same_dim_ ? in_proj_weight.narrow(0, E, E) : k_proj_weight, bias_part(1));
+    Tensor v = F::linear(v_in, same_dim_ ? in_proj_weight.narrow(0, 2 * E, E) : v_proj_weight, bias_part(2));
+    cache.append(heads(k), heads(v));
+  }
+  ATTN_CHECK(cache.length() > 0, kOp, ".forward_cached: the cache is empty and no key/value was given");
+  ATTN_CHECK(cache.keys().size(0) == B, kOp, ".forward_cached: the cache holds batch ", cache.keys().size(0),
+             " but the query has ", B);
+  F::SdpaOptions so;
+  so.is_causal(is_causal).causal_align(F::CausalAlign::BottomRight);
+  if (key_padding_mask.defined()) {
+    Tensor lens = suffix_lengths(kpm);
+    if (lens.defined())
+      so.key_lengths(lens);
+    else
+      so.attn_mask(logical_not(kpm).reshape({B, 1, 1, cache.length()}));
+  }
+  Tensor attn, weights;
+  if (need_weights) {
+    auto [o, lse] = F::scaled_dot_product_attention_with_lse(q, cache.keys(), cache.values(), so);
+    attn = o;
+    weights = F::scaled_dot_product_attention_weights(q.detach(), cache.keys(), lse, so, true);
+    if (!batched) weights = weights.squeeze(0);
+  } else {
+    attn = F::scaled_dot_product_attention(q, cache.keys(), cache.values(), so);
+  }
+  Tensor out = out_proj.forward(attn.transpose(1, 2).reshape({B, L, E}));
+  if (!batched)
+    out = out.squeeze(0);
+  else if (!options.batch_first())
+    out = out.transpose(0, 1);
+  return {out, weights};
+}
+
 }  // namespace attn::nn

@@ -144,6 +144,29 @@ Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory,
   return x;
 }
 
+Tensor TransformerDecoderLayer::forward_cached(const Tensor& tgt, const Tensor& memory, TransformerDecoderCache& cache,
+                                               const Tensor& mem_kpm) const {
+  auto sa = [&](const Tensor& x) {
+    return dropout1.forward(std::get<0>(self_attn.forward_cached(x, x, x, cache.self_attn, {}, true)));
+  };
+  auto mha = [&](const Tensor& x) {
+    const bool first = cache.cross_attn.length() == 0;
+    return dropout2.forward(std::get<0>(multihead_attn.forward_cached(
+        x, first ? memory : Tensor(), first ? memory : Tensor(), cache.cross_attn, mem_kpm, false)));
+  };
+  Tensor x = tgt;
+  if (options.norm_first()) {
+    x = x + sa(norm1.forward(x));
+    x = x + mha(norm2.forward(x));
+    x = x + ff_block(norm3.forward(x));
+  } else {
+    x = norm1.forward(x + sa(x));
+    x = norm2.forward(x + mha(x));
+    x = norm3.forward(x + ff_block(x));
+  }
+  return x;
+}
+
 // ---- Stacks ---------------------------------------------------------------------------
 namespace {
 template <class Layer, class Options>
@@ -185,6 +208,14 @@ Tensor TransformerDecoder::forward(const Tensor& tgt, const Tensor& memory, cons
   Tensor x = tgt;
   for (size_t i = 0; i < layers.size(); ++i)
     x = layer(i).forward(x, memory, tgt_mask, memory_mask, tgt_kpm, mem_kpm, tgt_is_causal, memory_is_causal);
+  return norm ? norm->forward(x) : x;
+}
+
+Tensor TransformerDecoder::forward_cached(const Tensor& tgt, const Tensor& memory,
+                                          std::vector<TransformerDecoderCache>& caches, const Tensor& mem_kpm) const {
+  caches.resize(layers.size());
+  Tensor x = tgt;
+  for (size_t i = 0; i < layers.size(); ++i) x = layer(i).forward_cached(x, memory, caches[i], mem_kpm);
   return norm ? norm->forward(x) : x;
 }
 

@@ -6,7 +6,8 @@
 //
 // Flops (N = B * L tokens): MultiheadAttention fwd 8 N E^2 (four projections)
 // + 4 B L^2 E (scores and values); fwd+weights adds 2 B L^2 E (the scores
-// again for the weights). TransformerEncoderLayer fwd+bwd: 3 x the GEMMs of
+// again for the weights); step (one decoding step with a KV cache of L - 1
+// steps) B (8 E^2 + 4 L E). TransformerEncoderLayer fwd+bwd: 3 x the GEMMs of
 // the forward (8 N E^2 + 4 N E ff) + 3.5 x the attention's 4 B L^2 E.
 #include "bench_mha.h"
 
@@ -33,6 +34,7 @@ constexpr int64_t kFF = 2048;  // the encoder layer's dim_feedforward (PyTorch's
 double flops(const MhaBenchRow& r) {
   const double N = static_cast<double>(r.B * r.L), E = static_cast<double>(r.E);
   const double attn = 4.0 * r.B * static_cast<double>(r.L) * r.L * E;
+  if (r.module == "MultiheadAttention" && r.pass == "step") return r.B * (8 * E * E + 4 * r.L * E);
   if (r.module == "MultiheadAttention") return 8 * N * E * E + attn + (r.pass == "fwd+weights" ? attn / 2 : 0);
   return 3 * (8 * N * E * E + 4 * N * E * kFF) + 3.5 * attn;
 }
@@ -41,7 +43,21 @@ Measured measure(const MhaBenchRow& r, const MhaBenchOptions& o) {
   Generator g(3);
   Tensor x = randn({r.B, r.L, r.E}, kFloat32, &g);
   Measured m;
-  if (r.module == "MultiheadAttention") {
+  if (r.module == "MultiheadAttention" && r.pass == "step") {
+    // One decoding step with a cache already holding L - 1 steps.
+    nn::MultiheadAttention mha(nn::MultiheadAttentionOptions(r.E, r.H).batch_first(true));
+    mha.eval();
+    NoGradGuard ng;
+    nn::KVCache cache;
+    Tensor prefix = x.narrow(1, 0, r.L - 1), last = x.narrow(1, r.L - 1, 1);
+    mha.forward_cached(prefix, prefix, prefix, cache);
+    m.ms = median_ms(
+        [&] {
+          mha.forward_cached(last, last, last, cache);
+          cache.truncate(r.L - 1);
+        },
+        o.min_reps, o.min_seconds);
+  } else if (r.module == "MultiheadAttention") {
     nn::MultiheadAttention mha(nn::MultiheadAttentionOptions(r.E, r.H).batch_first(true));
     mha.eval();
     const bool weights = r.pass == "fwd+weights";
@@ -110,6 +126,7 @@ std::vector<MhaBenchRow> standard_mha_rows() {
     for (auto [B, L] : {std::pair<int64_t, int64_t>{8, 128}, {4, 512}, {1, 2048}})
       rows.push_back({"MultiheadAttention", B, L, 512, 8, pass});
   rows.push_back({"TransformerEncoderLayer", 8, 256, 512, 8, "fwd+bwd"});
+  for (int64_t L : {512, 2048, 8192}) rows.push_back({"MultiheadAttention", 1, L, 512, 8, "step"});
   return rows;
 }
 

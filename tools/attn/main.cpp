@@ -74,8 +74,10 @@ int main(int argc, char** argv) {
   mha->add_option("--seq,-L", mrow.L, "sequence length")->check(CLI::PositiveNumber);
   mha->add_option("--embed,-E", mrow.E, "embed_dim (d_model)")->check(CLI::PositiveNumber);
   mha->add_option("--heads,-H", mrow.H, "heads")->check(CLI::PositiveNumber);
-  mha->add_option("--pass", mrow.pass, "fwd or fwd+weights (MultiheadAttention), fwd+bwd (TransformerEncoderLayer)")
-      ->check(CLI::IsMember({"fwd", "fwd+weights", "fwd+bwd"}));
+  mha->add_option("--pass", mrow.pass,
+                  "fwd, fwd+weights or step (one decoding step with a KV cache of L - 1 steps) for "
+                  "MultiheadAttention; fwd+bwd for TransformerEncoderLayer")
+      ->check(CLI::IsMember({"fwd", "fwd+weights", "step", "fwd+bwd"}));
   mha->add_flag("--no-torch", no_torch, "do not time PyTorch");
   mha->add_option("--python", mha_opts.python, "Python with torch (default /usr/bin/python3)");
   mha->add_option("--torch-script", mha_opts.torch_script, "bench/torch_mha.py (default: the source tree's)");

@@ -34,6 +34,24 @@
 
 namespace attn::nn {
 
+// Keys and values of past steps for incremental decoding, per head:
+// (B, H, length, D) views of storage that grows by doubling, so appending a
+// step copies only that step. For inference: no gradient flows into the cache.
+class KVCache {
+ public:
+  void append(const Tensor& k, const Tensor& v);  // (B, H, n, D) each
+  Tensor keys() const;    // (B, H, length, D), undefined when empty
+  Tensor values() const;
+  int64_t length() const { return length_; }
+  // Forgets the steps past `length` (rewinding, e.g. for beam search); keeps the storage.
+  void truncate(int64_t length);
+  void clear();
+
+ private:
+  Tensor k_, v_;  // (B, H, capacity, D)
+  int64_t length_ = 0;
+};
+
 struct MultiheadAttentionOptions {
   MultiheadAttentionOptions(int64_t embed_dim, int64_t num_heads) : embed_dim_(embed_dim), num_heads_(num_heads) {}
   ATTN_ARG(int64_t, embed_dim);
@@ -64,6 +82,18 @@ class MultiheadAttention : public Module {
                                      const Tensor& key_padding_mask = {}, bool need_weights = true,
                                      const Tensor& attn_mask = {}, bool average_attn_weights = true,
                                      bool is_causal = false) const;
+  // Incremental decoding: query (B, L, E) (or (L, B, E), or (L, E) unbatched)
+  // holds the new steps; key and value, when defined, are projected and
+  // appended to `cache` (self-attention); undefined, the cache is used as it
+  // is (cross-attention over a memory cached once). The new queries attend to
+  // every cached key, with is_causal aligning them to the end (query i of L
+  // new ones sees the keys up to length - L + i). Same options as forward
+  // except add_bias_kv and add_zero_attn, which are refused. Returns (output,
+  // weights averaged over heads or undefined).
+  // key_padding_mask: (B, cache length after appending) bool, true = masked.
+  std::tuple<Tensor, Tensor> forward_cached(const Tensor& query, const Tensor& key, const Tensor& value,
+                                            KVCache& cache, const Tensor& key_padding_mask = {},
+                                            bool is_causal = true, bool need_weights = false) const;
   std::string extra_repr() const override;
   bool qkv_same_embed_dim() const { return same_dim_; }
 

@@ -17,6 +17,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "attn/nn/layers.h"
 #include "attn/nn/module.h"
@@ -74,6 +75,13 @@ class TransformerEncoderLayer : public Module {
   Tensor ff_block(const Tensor& x) const;
 };
 
+// Per decoder layer, for incremental decoding: the self-attention keys and
+// values of the steps so far, and the cross-attention ones of the memory
+// (projected once, at the first step).
+struct TransformerDecoderCache {
+  KVCache self_attn, cross_attn;
+};
+
 // Submodules: self_attn, multihead_attn, linear1, dropout, linear2, norm1,
 // norm2, norm3, dropout1, dropout2, dropout3.
 class TransformerDecoderLayer : public Module {
@@ -83,6 +91,12 @@ class TransformerDecoderLayer : public Module {
                  const Tensor& memory_mask = {}, const Tensor& tgt_key_padding_mask = {},
                  const Tensor& memory_key_padding_mask = {}, bool tgt_is_causal = false,
                  bool memory_is_causal = false) const;
+  // Incremental decoding: tgt (B, T_new, E) (layout as forward) are the next
+  // steps; they attend causally to every step in cache.self_attn and to the
+  // memory (cached at the first call). The outputs equal forward's rows for
+  // these steps with a causal tgt mask.
+  Tensor forward_cached(const Tensor& tgt, const Tensor& memory, TransformerDecoderCache& cache,
+                        const Tensor& memory_key_padding_mask = {}) const;
   TransformerDecoderLayerOptions options;
   MultiheadAttention self_attn, multihead_attn;
   Linear linear1;
@@ -132,6 +146,10 @@ class TransformerDecoder : public Module {
                  const Tensor& memory_key_padding_mask = {}, bool tgt_is_causal = false,
                  bool memory_is_causal = false) const;
   TransformerDecoderLayer& layer(size_t i) const { return layers.at<TransformerDecoderLayer>(i); }
+  // Incremental decoding with one cache per layer (resized as needed): a step
+  // costs O(steps so far), not a forward over the whole prefix.
+  Tensor forward_cached(const Tensor& tgt, const Tensor& memory, std::vector<TransformerDecoderCache>& caches,
+                        const Tensor& memory_key_padding_mask = {}) const;
   TransformerDecoderOptions options;
   ModuleList layers;
   std::unique_ptr<LayerNorm> norm;
