@@ -207,6 +207,34 @@ TEST(Family, MaskedSoftmaxAndNormalize) {
   EXPECT_EQ((z.grad() != z.grad()).to(kInt64).sum().item<int64_t>(), 0) << "normalize of 0 has a finite gradient";
 }
 
+TEST(Family, LinearAttention) {
+  Identity none;
+  for (bool causal : {false, true}) {
+    gradcheck(causal ? "linear_attention causal" : "linear_attention", none,
+              {randn({2, 5, 3}), randn({2, 5, 3}), randn({2, 5, 2})}, [&](auto& x) {
+                return std::vector<Tensor>{F::linear_attention(x[0], x[1], x[2],
+                                                               F::LinearAttentionOptions().causal(causal).chunk(2))};
+              });
+  }
+  // The chunk size changes only the order of the sums.
+  Tensor q = randn({3, 50, 8}), k = randn({3, 50, 8}), v = randn({3, 50, 4});
+  Tensor a = F::linear_attention(q, k, v, F::LinearAttentionOptions().causal(true).chunk(1));
+  for (int64_t c : {7, 64})
+    EXPECT_LT(attn::max(attn::abs(a - F::linear_attention(q, k, v, F::LinearAttentionOptions().causal(true).chunk(c))))
+                  .item<float>(), 1e-5) << c;
+  // Causal: row i ignores keys after i.
+  Tensor k2 = k.clone(), v2 = v.clone();
+  {
+    NoGradGuard ng;
+    k2.narrow(1, 30, 20).fill_(3.0);
+    v2.narrow(1, 30, 20).fill_(-2.0);
+  }
+  Tensor b = F::linear_attention(q, k2, v2, F::LinearAttentionOptions().causal(true));
+  EXPECT_TRUE(allclose(a.narrow(1, 0, 30), b.narrow(1, 0, 30), 1e-5, 1e-6));
+  expect_error([] { F::linear_attention(randn({4, 2}), randn({5, 2}), randn({5, 2}), F::LinearAttentionOptions().causal(true)); },
+               {"linear_attention:", "L == S"});
+}
+
 // ---- KV cache ---------------------------------------------------------------------------------
 TEST(KVCache, StepsEqualTheFullCausalForward) {
   for (bool bf : {false, true}) {

@@ -345,6 +345,12 @@ Built build(const json& c) {
     return {std::make_unique<nn::Identity>(),
             [heads](Inputs&) { return std::vector<Tensor>{F::alibi_slopes(heads, kFloat64)}; }};
   }
+  if (kind == "LinearAttention") {
+    auto o = F::LinearAttentionOptions().causal(c["causal"]).chunk(c["chunk"]).eps(c["eps"]);
+    return {std::make_unique<nn::Identity>(), [o](Inputs& a) {
+              return std::vector<Tensor>{F::linear_attention(a.at("q"), a.at("k"), a.at("v"), o)};
+            }};
+  }
   if (kind == "seeds.AttentionLayer") {
     auto m = std::make_unique<nn::seeds::AttentionLayer>(c["in"].get<int64_t>(), c["out"].get<int64_t>());
     auto* p = m.get();

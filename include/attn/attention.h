@@ -79,6 +79,19 @@ Tensor scaled_dot_product_attention_weights(const Tensor& q, const Tensor& k, co
 Tensor scaled_dot_product_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v,
                                               const SdpaOptions& options = {});
 
+// ---- Linear attention (Katharopoulos et al. 2020) ------------------------------------
+struct LinearAttentionOptions {
+  ATTN_ARG(bool, causal) = false;
+  ATTN_ARG(double, eps) = 1e-6;    // added to the normaliser
+  ATTN_ARG(int64_t, chunk) = 64;   // causal: queries per chunk (exact for any value)
+};
+// out_i = phi(q_i)^T sum_j phi(k_j) v_j^T / (phi(q_i)^T sum_j phi(k_j) + eps),
+// phi(x) = elu(x) + 1, over all keys j, or j <= i when causal. q (..., L, E),
+// k (..., S, E), v (..., S, Ev) -> (..., L, Ev). Time and memory O(L E Ev)
+// (causal: plus O(L * chunk * E) for the chunks' own triangles), never L x S.
+// Differentiable (composed from matmul, tril and elu).
+Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v, const LinearAttentionOptions& options = {});
+
 // ---- Position encodings that plug into attention ------------------------------------
 
 // ALiBi slopes for num_heads heads (Press et al. 2022, their reference code):

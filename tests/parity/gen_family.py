@@ -116,6 +116,19 @@ class Rope(nn.Module):
         return rope(x, self.base, self.interleaved, self.offset)
 
 
+class LinearAttention(nn.Module):
+    """Katharopoulos et al.'s linear attention in its quadratic form (the oracle)."""
+    def __init__(self, causal, eps):
+        super().__init__()
+        self.causal, self.eps = causal, eps
+
+    def forward(self, q, k, v):
+        a = (F.elu(q) + 1) @ (F.elu(k) + 1).transpose(-1, -2)
+        if self.causal:
+            a = a.tril()
+        return (a @ v) / (a.sum(-1, keepdim=True) + self.eps)
+
+
 def alibi_reference(n):
     """ALiBi's slopes, as the paper's reference code computes them."""
     def pow2(n):
@@ -259,3 +272,12 @@ def gen_family(g, n):
             ins["mask"] = mask
         g.emit("seeds.MultiHeadAttention", cfg, SeedMultiHeadAttention(E, H), ins,
                lambda m, a: list(m(a["q"], a["k"], a["v"], a.get("mask"))), ["q", "k", "v"])
+    for ci in range(n):
+        causal = ci % 2 == 0
+        E, Ev, L = g.c(1, 3, 8), g.c(1, 4), g.c(1, 5, 13, 40)
+        S = L if causal else g.c(1, 6, 17)
+        cfg = {"causal": causal, "chunk": g.c(1, 3, 4, 64), "eps": g.c(1e-6, 0.1)}
+        lead = list(g.c((), (2,), (2, 3)))
+        ins = {"q": g.randn(*(lead + [L, E])), "k": g.randn(*(lead + [S, E])), "v": g.randn(*(lead + [S, Ev]))}
+        g.emit("LinearAttention", cfg, LinearAttention(causal, cfg["eps"]), ins,
+               lambda m, a: [m(a["q"], a["k"], a["v"])], ["q", "k", "v"])
