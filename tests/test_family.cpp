@@ -71,6 +71,12 @@ void gradcheck(const std::string& label, Module& m, std::vector<Tensor> inputs,
   }
 }
 
+std::vector<std::string> names_of(const Module& m) {
+  std::vector<std::string> out;
+  for (auto& [n, t] : m.named_parameters()) out.push_back(n);
+  return out;
+}
+
 Tensor padding(const std::vector<int>& v, int64_t B, int64_t S) { return from_vector(v, {B, S}).to(kBool); }
 
 TEST(FamilyGradcheck, AdditiveLuongPoolingCosineRope) {
@@ -104,6 +110,24 @@ TEST(FamilyGradcheck, AdditiveLuongPoolingCosineRope) {
   for (auto layout : {F::RopeLayout::HalfSplit, F::RopeLayout::Interleaved}) {
     RotaryEmbedding m(RotaryEmbeddingOptions(6).layout(layout));
     gradcheck("RoPE", m, {randn({2, 3, 6})}, [&](auto& x) { return std::vector<Tensor>{m.forward(x[0], 5)}; });
+  }
+  {
+    CosineAttention m(0.3);  // E = 1: the gradient through normalize is 0 (kept out of the float32 parity)
+    gradcheck("CosineAttention E=1", m, {randn({3, 1}), randn({4, 1}), randn({4, 2})},
+              [&](auto& x) { return std::vector<Tensor>{m.forward(x[0], x[1], x[2])}; });
+  }
+  {
+    BatchNorm1d m(BatchNormOptions(3));  // 2 values per channel (kept out of the float32 parity)
+    gradcheck("BatchNorm1d N=2", m, {randn({2, 3})}, [&](auto& x) { return std::vector<Tensor>{m.forward(x[0])}; });
+  }
+  {
+    LocalitySelfAttention m(LocalitySelfAttentionOptions(4).heads(2).dim_head(3));
+    gradcheck("LocalitySelfAttention", m, {randn({2, 3, 4})}, [&](auto& x) { return std::vector<Tensor>{m.forward(x[0])}; });
+  }
+  {
+    ShiftedPatchTokenization m(ShiftedPatchTokenizationOptions(1, 2, 3));
+    gradcheck("ShiftedPatchTokenization", m, {randn({1, 1, 4, 2})},
+              [&](auto& x) { return std::vector<Tensor>{m.forward(x[0])}; });
   }
   {
     seeds::MultiHeadAttention m(4, 2);
@@ -205,6 +229,18 @@ TEST(Family, MaskedSoftmaxAndNormalize) {
   Tensor z = zeros({2, 3}, kFloat64).requires_grad_(true);
   F::normalize(z).sum().backward();
   EXPECT_EQ((z.grad() != z.grad()).to(kInt64).sum().item<int64_t>(), 0) << "normalize of 0 has a finite gradient";
+}
+
+TEST(Family, LocalityAndShiftedPatches) {
+  // Parameter names as the authors' code; the temperature starts at log(dim_head^-1/2).
+  LocalitySelfAttention lsa(LocalitySelfAttentionOptions(4).heads(1).dim_head(4));
+  EXPECT_EQ(names_of(lsa), (std::vector<std::string>{"temperature", "norm.weight", "norm.bias", "to_qkv.weight",
+                                                      "to_out.0.weight", "to_out.0.bias"}));
+  EXPECT_NEAR(lsa.temperature.item<float>(), std::log(0.5f), 1e-6);
+  // SPT: (B, C, H, W) -> (B, H W / p^2, dim).
+  ShiftedPatchTokenization spt(ShiftedPatchTokenizationOptions(3, 4, 8));
+  EXPECT_EQ(spt.forward(randn({2, 3, 8, 12})).shape(), (Shape{2, 6, 8}));
+  expect_error([&] { spt.forward(randn({2, 3, 8, 10})); }, {"ShiftedPatchTokenization:", "multiples of 4"});
 }
 
 TEST(Family, LinearAttention) {

@@ -186,6 +186,72 @@ Tensor RotaryEmbedding::forward(const Tensor& x, int64_t offset) const {
   return F::rotary_embedding(x, F::RotaryOptions().base(options.base()).layout(options.layout()).offset(offset));
 }
 
+// ---- LSA and SPT -------------------------------------------------------------------------------
+LocalitySelfAttention::LocalitySelfAttention(const LocalitySelfAttentionOptions& o)
+    : Module("LocalitySelfAttention"),
+      options(o),
+      norm(LayerNormOptions({o.dim()})),
+      to_qkv(LinearOptions(o.dim(), 3 * o.heads() * o.dim_head()).bias(false)) {
+  ATTN_CHECK(o.dim() > 0 && o.heads() > 0 && o.dim_head() > 0,
+             "LocalitySelfAttention: dim, heads and dim_head must be positive");
+  temperature = full({}, std::log(1.0 / std::sqrt(static_cast<double>(o.dim_head()))));
+  register_parameter("temperature", temperature);
+  register_module("norm", norm);
+  register_module("to_qkv", to_qkv);
+  to_out.emplace_back<Linear>(LinearOptions(o.heads() * o.dim_head(), o.dim()));
+  to_out.emplace_back<Dropout>(DropoutOptions(o.dropout()).generator(o.generator()));
+  register_module("to_out", to_out);
+}
+
+Tensor LocalitySelfAttention::forward(const Tensor& x_in) const {
+  ATTN_CHECK(x_in.defined() && x_in.dim() == 3 && x_in.size(2) == options.dim(),
+             "LocalitySelfAttention: x must be (B, N, ", options.dim(), "), got ",
+             x_in.defined() ? shape_str(x_in.shape()) : std::string("undefined"));
+  const int64_t B = x_in.size(0), N = x_in.size(1), H = options.heads(), d = options.dim_head();
+  auto qkv = chunk(to_qkv.forward(norm.forward(x_in)), 3, -1);
+  auto heads = [&](const Tensor& t) { return t.reshape({B, N, H, d}).transpose(1, 2); };
+  Tensor q = heads(qkv[0]) * exp(temperature.to(x_in.dtype())), k = heads(qkv[1]), v = heads(qkv[2]);
+  Tensor off_diagonal = logical_not(eye(N, N, kBool));  // true = attend: every key but the token itself
+  Tensor out = F::scaled_dot_product_attention(
+      q, k, v,
+      F::SdpaOptions().attn_mask(off_diagonal).scale(1.0).dropout_p(is_training() ? options.dropout() : 0.0)
+          .generator(options.generator()));
+  return to_out.forward(out.transpose(1, 2).reshape({B, N, H * d}));
+}
+
+namespace {
+int64_t spt_patch_dim(const ShiftedPatchTokenizationOptions& o) {
+  return o.patch_size() * o.patch_size() * 5 * o.in_channels();
+}
+}  // namespace
+
+ShiftedPatchTokenization::ShiftedPatchTokenization(const ShiftedPatchTokenizationOptions& o)
+    : Module("ShiftedPatchTokenization"),
+      options(o),
+      norm(LayerNormOptions({spt_patch_dim(o)})),
+      proj(LinearOptions(spt_patch_dim(o), o.dim())) {
+  ATTN_CHECK(o.in_channels() > 0 && o.patch_size() > 0 && o.dim() > 0,
+             "ShiftedPatchTokenization: in_channels, patch_size and dim must be positive");
+  register_module("norm", norm);
+  register_module("proj", proj);
+}
+
+Tensor ShiftedPatchTokenization::forward(const Tensor& x) const {
+  const int64_t C = options.in_channels(), p = options.patch_size();
+  ATTN_CHECK(x.defined() && x.dim() == 4 && x.size(1) == C && x.size(2) % p == 0 && x.size(3) % p == 0,
+             "ShiftedPatchTokenization: x must be (B, ", C, ", H, W) with H and W multiples of ", p, ", got ",
+             x.defined() ? shape_str(x.shape()) : std::string("undefined"));
+  const int64_t B = x.size(0), Hh = x.size(2) / p, Ww = x.size(3) / p, s = p / 2;
+  // (left, right, top, bottom) pads: the four diagonal moves by half a patch, zero filled.
+  std::vector<Tensor> parts{x};
+  for (auto [dx, dy] : {std::pair{1, 1}, std::pair{-1, 1}, std::pair{1, -1}, std::pair{-1, -1}})
+    parts.push_back(pad(x, {dx * s, -dx * s, dy * s, -dy * s}));
+  Tensor xs = cat(parts, 1);  // (B, 5C, H, W)
+  // b c (h p1) (w p2) -> b (h w) (p1 p2 c)
+  Tensor t = xs.reshape({B, 5 * C, Hh, p, Ww, p}).permute({0, 2, 4, 3, 5, 1}).reshape({B, Hh * Ww, p * p * 5 * C});
+  return proj.forward(norm.forward(t));
+}
+
 // ---- The seeds' forms ---------------------------------------------------------------------------
 namespace seeds {
 

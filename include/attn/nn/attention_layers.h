@@ -110,6 +110,56 @@ class RotaryEmbedding : public Module {
   RotaryEmbeddingOptions options;
 };
 
+// ---- Vision transformers for small datasets (Lee, Lee, Song 2021, arXiv 2112.13492) ----
+
+struct LocalitySelfAttentionOptions {
+  LocalitySelfAttentionOptions(int64_t dim) : dim_(dim) {}  // NOLINT
+  ATTN_ARG(int64_t, dim);
+  ATTN_ARG(int64_t, heads) = 8;
+  ATTN_ARG(int64_t, dim_head) = 64;
+  ATTN_ARG(double, dropout) = 0.0;
+  ATTN_ARG(Generator*, generator) = nullptr;
+};
+
+// Locality Self-Attention: the diagonal (a token attending to itself) is
+// masked out and the softmax temperature is learned: scores = q.k *
+// exp(temperature), temperature starting at log(dim_head^-1/2). x (B, N, dim),
+// normalised first (norm), then to_qkv (no bias), heads, attention through the
+// fused kernel, to_out. Parameter names as the authors' code (vit-pytorch):
+// norm, to_qkv, to_out.0, temperature. A single token (N = 1) has no key left
+// and gets attention output 0 (the reference code's -max fill lets it see itself).
+class LocalitySelfAttention : public Module {
+ public:
+  explicit LocalitySelfAttention(const LocalitySelfAttentionOptions& options);
+  Tensor forward(const Tensor& x) const;
+  LocalitySelfAttentionOptions options;
+  Tensor temperature;
+  LayerNorm norm;
+  Linear to_qkv;
+  Sequential to_out;  // 0: Linear(heads * dim_head, dim), 1: Dropout
+};
+
+struct ShiftedPatchTokenizationOptions {
+  ShiftedPatchTokenizationOptions(int64_t in_channels, int64_t patch_size, int64_t dim)
+      : in_channels_(in_channels), patch_size_(patch_size), dim_(dim) {}
+  ATTN_ARG(int64_t, in_channels);
+  ATTN_ARG(int64_t, patch_size);
+  ATTN_ARG(int64_t, dim);
+};
+
+// Shifted Patch Tokenization: the image and its four diagonal shifts by half
+// a patch (zero filled) stacked on channels (5C), cut into patch_size^2
+// patches flattened as (p1, p2, c), then norm (LayerNorm) and proj (Linear) to
+// dim. x (B, C, H, W), H and W multiples of patch_size -> (B, H W / p^2, dim).
+class ShiftedPatchTokenization : public Module {
+ public:
+  explicit ShiftedPatchTokenization(const ShiftedPatchTokenizationOptions& options);
+  Tensor forward(const Tensor& x) const;
+  ShiftedPatchTokenizationOptions options;
+  LayerNorm norm;
+  Linear proj;
+};
+
 namespace seeds {
 
 // The seed's single-head AttentionLayer: softmax(query(q) key(k)^T) value(v),
