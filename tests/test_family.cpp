@@ -271,6 +271,85 @@ TEST(Family, LinearAttention) {
                {"linear_attention:", "L == S"});
 }
 
+// ---- Graph attention ------------------------------------------------------------------------------
+TEST(Graph, GatGradientsAndSegmentSoftmax) {
+  Tensor ei = from_vector(std::vector<int>{0, 1, 2, 2, 3, 1, /**/ 1, 2, 0, 2, 1, 1}, {2, 6});
+  for (bool v2 : {false, true}) {
+    auto o = GATConvOptions(3, 2).heads(2).concat(!v2);
+    if (v2) {
+      GATv2Conv m(o.share_weights(true));
+      gradcheck("GATv2Conv", m, {randn({4, 3})}, [&](auto& x) { return std::vector<Tensor>{m.forward(x[0], ei)}; });
+    } else {
+      GATConv m(o);
+      gradcheck("GATConv", m, {randn({4, 3})}, [&](auto& x) { return std::vector<Tensor>{m.forward(x[0], ei)}; });
+    }
+  }
+  // Coefficients sum to 1 over each target's incoming edges; the self-loop
+  // rule leaves exactly one loop per node; a node nothing points to gets the bias.
+  GATConv m(GATConvOptions(3, 2).heads(3));
+  {
+    NoGradGuard ng;
+    m.bias.copy_(from_vector(std::vector<float>{1, 2, 3, 4, 5, 6}, {6}));
+  }
+  auto [out, att] = m.forward_with_attention(randn({5, 3}), ei);
+  auto [used, alpha] = att;
+  EXPECT_EQ(used.size(1), 4 + 5);  // 6 edges minus 2 self-loops, plus one per node
+  Tensor sums = index_add(zeros({5, 3}), 0, used.select(0, 1).contiguous(), alpha);
+  EXPECT_TRUE(allclose(sums, ones({5, 3}), 1e-6, 1e-6));
+  GATConv no_loops(GATConvOptions(3, 2).add_self_loops(false));
+  {
+    NoGradGuard ng;
+    no_loops.bias.fill_(0.5);
+  }
+  Tensor y = no_loops.forward(randn({5, 3}), ei);
+  EXPECT_TRUE(equal(y.select(0, 4), full({2}, 0.5))) << "node 4 has no incoming edge";
+  EXPECT_TRUE(equal(y.select(0, 3), full({2}, 0.5))) << "nor node 3";
+  // share_weights: PyG's state_dict lists the shared projection under both names.
+  GATv2Conv shared(GATv2ConvOptions(3, 2).share_weights(true));
+  EXPECT_EQ(shared.state_dict().count("lin_r.weight"), 1u);
+  EXPECT_EQ(shared.named_parameters().size(), 4u);  // att, bias, lin_l.weight, lin_l.bias
+}
+
+TEST(Graph, SeedDenseGat) {
+  seeds::GAT gat(4, 3, 2, 0.5, 0.2, 2);
+  auto names = names_of(gat);
+  EXPECT_EQ(names.front(), "attention_0.W");
+  EXPECT_EQ(names.back(), "out_attention.a");
+  Tensor adj = from_vector(std::vector<float>{1, 1, 0, 0, 1, 1, 0, 0, 1}, {3, 3});
+  gat.eval();
+  Tensor y = gat.forward(randn({3, 4}), adj);
+  EXPECT_TRUE(allclose(sum(exp(y), {1}), ones({3}), 1e-5, 1e-6));  // log-probabilities
+  seeds::GraphAttentionLayer layer(3, 2, 0.0, 0.2);
+  gradcheck("seeds::GraphAttentionLayer", layer, {randn({3, 3})},
+            [&](auto& x) { return std::vector<Tensor>{layer.forward(x[0], adj)}; });
+}
+
+TEST(Graph, IndexAddAndIndexReduce) {
+  Tensor a = zeros({3, 2}, kFloat64).requires_grad_(true);
+  Tensor src = from_vector(std::vector<double>{1, 2, 3, 4, 5, 6, 7, 8}, {4, 2}).requires_grad_(true);
+  Tensor idx = from_vector(std::vector<int>{2, 0, 2, 1});
+  Tensor out = index_add(a, 0, idx, src);
+  EXPECT_TRUE(equal(out.detach(), from_vector(std::vector<double>{3, 4, 7, 8, 6, 8}, {3, 2})));
+  (out * from_vector(std::vector<double>{1, 2, 3, 4, 5, 6}, {3, 2})).sum().backward();
+  EXPECT_TRUE(equal(src.grad(), from_vector(std::vector<double>{5, 6, 1, 2, 5, 6, 3, 4}, {4, 2})));
+  EXPECT_TRUE(equal(a.grad(), from_vector(std::vector<double>{1, 2, 3, 4, 5, 6}, {3, 2})));
+  Tensor m = index_reduce(full({3, 2}, -INFINITY, kFloat64), 0, idx, src.detach());
+  EXPECT_TRUE(equal(m, from_vector(std::vector<double>{3, 4, 7, 8, 5, 6}, {3, 2})));
+  Tensor keep = index_reduce(full({3, 2}, 9.0, kFloat64), 0, from_vector(std::vector<int>{0, 0, 0, 0}), src.detach(),
+                             "amax", false);
+  EXPECT_TRUE(equal(keep.select(0, 1), full({2}, 9.0, kFloat64))) << "untouched slices keep their value";
+  EXPECT_TRUE(equal(keep.select(0, 0), from_vector(std::vector<double>{7, 8}, {2})));
+  expect_error([&] { index_reduce(a, 0, idx, src); }, {"index_reduce:", "not differentiable"});
+  expect_error([&] { index_add(a, 0, from_vector(std::vector<int>{0, 3, 0, 0}), src); },
+               {"index_add:", "index 3 is out of range"});
+  expect_error([&] { index_add(a, 0, idx, zeros({3, 2}, kFloat64)); }, {"index_add:", "source must be (4, 2)"});
+  GATConv g(GATConvOptions(3, 2));
+  expect_error([&] { g.forward(randn({4, 3}), from_vector(std::vector<int>{0, 5}, {2, 1})); },
+               {"GATConv:", "out of range for 4 nodes"});
+  expect_error([&] { g.forward(randn({4, 3}), from_vector(std::vector<int>{0, 1, 2}, {3, 1})); },
+               {"GATConv:", "edge_index must be int64 (2, E)"});
+}
+
 // ---- KV cache ---------------------------------------------------------------------------------
 TEST(KVCache, StepsEqualTheFullCausalForward) {
   for (bool bf : {false, true}) {

@@ -367,6 +367,28 @@ Built build(const json& c) {
   if (kind == "ShiftedPatchTokenization")
     return simple(std::make_unique<nn::ShiftedPatchTokenization>(
         nn::ShiftedPatchTokenizationOptions(c["C"], c["p"], c["dim"])));
+  if (kind == "GATConv" || kind == "GATv2Conv") {
+    auto o = nn::GATConvOptions(c["in"], c["out"])
+                 .heads(c["heads"])
+                 .concat(c["concat"])
+                 .negative_slope(c["slope"])
+                 .add_self_loops(c["loops"])
+                 .bias(c["bias"])
+                 .share_weights(c["share"]);
+    if (kind == "GATConv") {
+      auto m = std::make_unique<nn::GATConv>(o);
+      auto* p = m.get();
+      return {std::move(m), [p](Inputs& a) { return std::vector<Tensor>{p->forward(a.at("x"), a.at("edge_index"))}; }};
+    }
+    auto m = std::make_unique<nn::GATv2Conv>(o);
+    auto* p = m.get();
+    return {std::move(m), [p](Inputs& a) { return std::vector<Tensor>{p->forward(a.at("x"), a.at("edge_index"))}; }};
+  }
+  if (kind == "seeds.GAT") {
+    auto m = std::make_unique<nn::seeds::GAT>(c["in"], c["hidden"], c["classes"], c["dropout"], c["alpha"], c["heads"]);
+    auto* p = m.get();
+    return {std::move(m), [p](Inputs& a) { return std::vector<Tensor>{p->forward(a.at("x"), a.at("adj"))}; }};
+  }
   if (kind == "seeds.AttentionLayer") {
     auto m = std::make_unique<nn::seeds::AttentionLayer>(c["in"].get<int64_t>(), c["out"].get<int64_t>());
     auto* p = m.get();

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "attn/nn/attention_layers.h"
+#include "attn/nn/graph_attention.h"
 #include "attn/nn/init.h"
 #include "attn/nn/layers.h"
 #include "attn/nn/module.h"

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -134,6 +135,16 @@ std::vector<Tensor> split(const Tensor& a, const std::vector<int64_t>& split_siz
 std::vector<Tensor> chunk(const Tensor& a, int64_t chunks, int64_t dim = 0);
 // index: int64 1-d.
 Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index);
+// a with src's slices added at index along dim: out.select(dim, index[j]) +=
+// src.select(dim, j), repeated indices summed (as torch.index_add). index:
+// int64 (n); src: a's shape with n in dim. Differentiable in a and src.
+Tensor index_add(const Tensor& a, int64_t dim, const Tensor& index, const Tensor& src);
+// As torch.index_reduce with reduce "amax" (the only one here): a with each
+// slice replaced by the max of itself (include_self) and the src slices
+// indexed to it. Not differentiable: attn::Error if an input requires grad in
+// grad mode (use it on detached values, e.g. a softmax's shift).
+Tensor index_reduce(const Tensor& a, int64_t dim, const Tensor& index, const Tensor& src,
+                    const std::string& reduce = "amax", bool include_self = true);
 // index: int64 with a's number of dims.
 Tensor gather(const Tensor& a, int64_t dim, const Tensor& index);
 // Out of place: a copy of a with src added at index along dim.

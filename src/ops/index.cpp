@@ -1,4 +1,6 @@
 // Joins, splits, indexing, padding and triangles, with their backward.
+#include <cmath>
+
 #include "ops/internal.h"
 
 namespace attn {
@@ -125,6 +127,55 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
       k::index_add(gx, d, idx, gs);
       return std::vector<Tensor>{gx.reshape(in)};
     });
+  }
+  return out;
+}
+
+namespace {
+// Checks shared by index_add and index_reduce; returns the wrapped dim.
+int64_t check_index_into(const char* op, const Tensor& a, int64_t dim, const Tensor& index, const Tensor& src) {
+  check_float(op, "input", a);
+  check_float(op, "source", src);
+  check_same_dtype(op, "input", a, "source", src);
+  check_dtype(op, "index", index, kInt64);
+  check_dim(op, "index", index, 1, 1);
+  ATTN_CHECK(a.dim() >= 1, op, ": input must have at least 1 dim");
+  const int64_t d = wrap_dim(dim, a.dim(), op);
+  Shape want = a.shape();
+  want[d] = index.size(0);
+  ATTN_CHECK(src.shape() == want, op, ": source must be ", shape_str(want), " (the input's shape with the index's ",
+             index.size(0), " in dim ", d, "), got ", shape_str(src.shape()));
+  check_index_range(op, index, a.size(d), d);
+  return d;
+}
+}  // namespace
+
+Tensor index_add(const Tensor& a, int64_t dim, const Tensor& index, const Tensor& src) {
+  const int64_t d = check_index_into("index_add", a, dim, index, src);
+  Tensor out = a.detach().clone();
+  k::index_add(out, d, index, src.detach());
+  if (should_record({&a, &src})) {
+    record("IndexAddBackward", {a, src}, out, [d, index](const Tensor& g, const std::vector<bool>& n) {
+      return std::vector<Tensor>{n[0] ? g : Tensor(), n[1] ? index_select(g, d, index) : Tensor()};
+    });
+  }
+  return out;
+}
+
+Tensor index_reduce(const Tensor& a, int64_t dim, const Tensor& index, const Tensor& src, const std::string& reduce,
+                    bool include_self) {
+  const int64_t d = check_index_into("index_reduce", a, dim, index, src);
+  ATTN_CHECK(reduce == "amax", "index_reduce: reduce must be \"amax\" (the only one attn has), got \"", reduce,
+             "\"");
+  ATTN_CHECK(!should_record({&a, &src}), "index_reduce: not differentiable; detach the input and source");
+  Tensor out = include_self ? a.detach().clone() : a.detach().clone().fill_(-INFINITY);
+  k::index_amax(out, d, index, src);
+  if (!include_self) {  // slices nothing was indexed to keep their value, as torch
+    Tensor one = ones({index.size(0)}, kFloat64);
+    Tensor cnt = index_add(zeros({a.size(d)}, kFloat64), 0, index, one);
+    Shape bs(static_cast<size_t>(a.dim()), 1);
+    bs[d] = a.size(d);
+    out = where((cnt > 0.0).reshape(bs), out, a.detach());
   }
   return out;
 }

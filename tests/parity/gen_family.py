@@ -6,6 +6,7 @@ slopes, and the seeds' hand-written AttentionLayer and MultiHeadAttention
 torch, with PyTorch's parameter names where attn's module has them.
 """
 import math
+import warnings
 
 import torch
 import torch.nn as nn
@@ -168,6 +169,128 @@ class SPT(nn.Module):
         p = self.p
         t = x.reshape(b, c, H // p, p, W // p, p).permute(0, 2, 4, 3, 5, 1).reshape(b, (H // p) * (W // p), -1)
         return self.proj(self.norm(t))
+
+
+def with_self_loops(edge_index, N, add):
+    """PyG's remove_self_loops then add_self_loops (one loop per node, appended)."""
+    src, dst = edge_index
+    if not add:
+        return src, dst
+    keep = src != dst
+    loops = torch.arange(N)
+    return torch.cat([src[keep], loops]), torch.cat([dst[keep], loops])
+
+
+warnings.filterwarnings("ignore", message="scatter_reduce")
+
+
+def segment_softmax(e, dst, N):
+    """Softmax of e (E, H) over the edges of each target, as PyG's softmax."""
+    H = e.size(1)
+    m = torch.full((N, H), -math.inf, dtype=e.dtype).scatter_reduce(
+        0, dst.view(-1, 1).expand(-1, H), e.detach(), "amax", include_self=True)
+    ex = (e - m[dst]).exp()
+    den = torch.zeros(N, H, dtype=e.dtype).index_add(0, dst, ex)
+    return ex / den[dst]
+
+
+class GATConvRef(nn.Module):
+    """GATConv's arithmetic as PyTorch Geometric defines it, in plain torch."""
+    def __init__(self, cin, cout, heads, concat, slope, loops, bias):
+        super().__init__()
+        self.H, self.C, self.concat, self.slope, self.loops = heads, cout, concat, slope, loops
+        self.lin = nn.Linear(cin, heads * cout, bias=False)
+        self.att_src = nn.Parameter(torch.randn(1, heads, cout) * 0.5)
+        self.att_dst = nn.Parameter(torch.randn(1, heads, cout) * 0.5)
+        self.bias = nn.Parameter(torch.randn(heads * cout if concat else cout) * 0.3) if bias else None
+
+    def forward(self, x, edge_index):
+        N = x.size(0)
+        src, dst = with_self_loops(edge_index, N, self.loops)
+        xs = self.lin(x).view(N, self.H, self.C)
+        a_src, a_dst = (xs * self.att_src).sum(-1), (xs * self.att_dst).sum(-1)
+        e = F.leaky_relu(a_src[src] + a_dst[dst], self.slope)
+        alpha = segment_softmax(e, dst, N)
+        out = torch.zeros(N, self.H, self.C, dtype=x.dtype).index_add(0, dst, xs[src] * alpha.unsqueeze(-1))
+        out = out.reshape(N, -1) if self.concat else out.mean(1)
+        return out + self.bias if self.bias is not None else out
+
+
+class GATv2ConvRef(nn.Module):
+    def __init__(self, cin, cout, heads, concat, slope, loops, bias, share):
+        super().__init__()
+        self.H, self.C, self.concat, self.slope, self.loops = heads, cout, concat, slope, loops
+        self.lin_l = nn.Linear(cin, heads * cout, bias=bias)
+        self.lin_r = self.lin_l if share else nn.Linear(cin, heads * cout, bias=bias)
+        self.att = nn.Parameter(torch.randn(1, heads, cout) * 0.5)
+        self.bias = nn.Parameter(torch.randn(heads * cout if concat else cout) * 0.3) if bias else None
+
+    def forward(self, x, edge_index):
+        N = x.size(0)
+        src, dst = with_self_loops(edge_index, N, self.loops)
+        xl, xr = self.lin_l(x).view(N, self.H, self.C), self.lin_r(x).view(N, self.H, self.C)
+        e = (F.leaky_relu(xl[src] + xr[dst], self.slope) * self.att).sum(-1)
+        alpha = segment_softmax(e, dst, N)
+        out = torch.zeros(N, self.H, self.C, dtype=x.dtype).index_add(0, dst, xl[src] * alpha.unsqueeze(-1))
+        out = out.reshape(N, -1) if self.concat else out.mean(1)
+        return out + self.bias if self.bias is not None else out
+
+
+class SeedGraphAttentionLayer(nn.Module):
+    """The seed's GraphAttentionLayer, verbatim."""
+    def __init__(self, in_features, out_features, dropout, alpha, concat=True):
+        super().__init__()
+        self.dropout, self.in_features, self.out_features, self.alpha, self.concat = \
+            dropout, in_features, out_features, alpha, concat
+        self.W = nn.Parameter(torch.empty(size=(in_features, out_features)))
+        nn.init.xavier_uniform_(self.W.data, gain=1.414)
+        self.a = nn.Parameter(torch.empty(size=(2 * out_features, 1)))
+        nn.init.xavier_uniform_(self.a.data, gain=1.414)
+        self.leakyrelu = nn.LeakyReLU(self.alpha)
+
+    def forward(self, h, adj):
+        Wh = torch.mm(h, self.W)
+        Wh1 = torch.matmul(Wh, self.a[:self.out_features, :])
+        Wh2 = torch.matmul(Wh, self.a[self.out_features:, :])
+        e = self.leakyrelu(Wh1 + Wh2.T)
+        zero_vec = -9e15 * torch.ones_like(e)
+        attention = torch.where(adj > 0, e, zero_vec)
+        attention = F.softmax(attention, dim=1)
+        attention = F.dropout(attention, self.dropout, training=self.training)
+        h_prime = torch.matmul(attention, Wh)
+        return F.elu(h_prime) if self.concat else h_prime
+
+
+class SeedGAT(nn.Module):
+    """The seed's GAT, verbatim."""
+    def __init__(self, num_features, hidden_size, num_classes, dropout, alpha, nheads):
+        super().__init__()
+        self.dropout = dropout
+        self.attentions = [SeedGraphAttentionLayer(num_features, hidden_size, dropout=dropout, alpha=alpha,
+                                                   concat=True) for _ in range(nheads)]
+        for i, attention in enumerate(self.attentions):
+            self.add_module('attention_{}'.format(i), attention)
+        self.out_attention = SeedGraphAttentionLayer(hidden_size * nheads, num_classes, dropout=dropout, alpha=alpha,
+                                                     concat=False)
+
+    def forward(self, x, adj):
+        x = F.dropout(x, self.dropout, training=self.training)
+        x = torch.cat([att(x, adj) for att in self.attentions], dim=1)
+        x = F.dropout(x, self.dropout, training=self.training)
+        x = F.elu(self.out_attention(x, adj))
+        return F.log_softmax(x, dim=1)
+
+
+def random_graph(g, N):
+    """An edge list with duplicates, self-loops and (often) isolated nodes."""
+    E = g.r.randint(0, 3 * N)
+    src = [g.r.randrange(N) for _ in range(E)]
+    dst = [g.r.randrange(max(1, N - 1)) for _ in range(E)]  # the last node never receives an edge
+    for _ in range(g.r.randint(0, 2)):
+        n = g.r.randrange(N)
+        src.append(n)
+        dst.append(n)
+    return torch.tensor([src, dst], dtype=torch.int64).view(2, -1)
 
 
 def alibi_reference(n):
@@ -338,3 +461,23 @@ def gen_family(g, n):
         m = SPT(cfg["C"], cfg["p"], cfg["dim"])
         x = g.randn(g.c(1, 2), cfg["C"], cfg["p"] * g.c(1, 2, 3), cfg["p"] * g.c(1, 2))
         g.emit("ShiftedPatchTokenization", cfg, m, {"x": x}, lambda m, a: [m(a["x"])], ["x"])
+    for v2 in (False, True):
+        for ci in range(n):
+            cfg = {"in": g.c(1, 3, 5), "out": g.c(1, 2, 4), "heads": g.c(1, 2, 3), "concat": g.r.random() < 0.6,
+                   "slope": g.c(0.2, 0.1), "loops": ci % 4 != 3, "bias": g.r.random() < 0.7,
+                   "share": v2 and g.r.random() < 0.5}
+            N = g.c(1, 4, 7)
+            args = (cfg["in"], cfg["out"], cfg["heads"], cfg["concat"], cfg["slope"], cfg["loops"], cfg["bias"])
+            m = GATv2ConvRef(*args, cfg["share"]) if v2 else GATConvRef(*args)
+            ins = {"x": g.randn(N, cfg["in"]), "edge_index": random_graph(g, N)}
+            g.emit("GATv2Conv" if v2 else "GATConv", cfg, m, ins, lambda m, a: [m(a["x"], a["edge_index"])], ["x"])
+    for ci in range(n):
+        cfg = {"in": g.c(2, 4), "hidden": g.c(2, 3), "classes": g.c(2, 3), "dropout": g.c(0.0, 0.5),
+               "alpha": g.c(0.2, 0.1), "heads": g.c(1, 2, 3)}
+        N = g.c(1, 4, 6)
+        m = SeedGAT(cfg["in"], cfg["hidden"], cfg["classes"], cfg["dropout"], cfg["alpha"], cfg["heads"])
+        adj = (g.rand(N, N) < 0.4).float()
+        if ci % 2 == 0:
+            adj = ((adj + torch.eye(N)) > 0).float()
+        g.emit("seeds.GAT", cfg, m, {"x": g.randn(N, cfg["in"]), "adj": adj}, lambda m, a: [m(a["x"], a["adj"])],
+               ["x"])

@@ -64,6 +64,29 @@ void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor
   });
 }
 
+void index_amax(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src_in) {
+  Tensor src = src_in.contiguous();
+  Tensor idx = index.contiguous();
+  const int64_t n_out = out.size(dim), n_idx = idx.numel();
+  int64_t outer, inner;
+  around(out.shape(), dim, outer, inner);
+  const int64_t* pi = idx.data<int64_t>();
+  dispatch_float(out.dtype(), "index_reduce", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* po = out.data<T>();
+    const T* ps = src.data<T>();
+    detail::parallel_for(outer, 1, [&](int64_t b, int64_t e) {
+      for (int64_t o = b; o < e; ++o)
+        for (int64_t j = 0; j < n_idx; ++j) {
+          T* d = po + (o * n_out + pi[j]) * inner;
+          const T* s = ps + (o * n_idx + j) * inner;
+          for (int64_t i = 0; i < inner; ++i)
+            if (s[i] > d[i] || s[i] != s[i]) d[i] = s[i];  // NaN propagates, as torch
+        }
+    });
+  });
+}
+
 Tensor gather(const Tensor& x_in, int64_t dim, const Tensor& index) {
   Tensor x = x_in.contiguous();
   Tensor idx = index.contiguous();

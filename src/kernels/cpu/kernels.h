@@ -88,6 +88,8 @@ void bmm(const Tensor& a, const Tensor& b, const Tensor& out, const Tensor& bias
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
 // out.index_select(dim, index) += src, in place; out contiguous.
 void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src);
+// out.index_select(dim, index) = max(itself, src), in place; out contiguous.
+void index_amax(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src);
 // out[i][j] = x[i][index[i][j]] along dim; index int64 with x's rank.
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
 // out[...index...] += src along dim, in place; out contiguous.
