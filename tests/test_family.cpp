@@ -271,6 +271,54 @@ TEST(Family, LinearAttention) {
                {"linear_attention:", "L == S"});
 }
 
+// ---- Relative positions ----------------------------------------------------------------------------
+TEST(Relative, ShawAttention) {
+  RelativeMultiheadAttention m(RelativeMultiheadAttentionOptions(4, 2).max_relative_position(2).batch_first(true));
+  Tensor pad = padding({0, 0, 1, 0, 0, 0}, 2, 3);
+  gradcheck("RelativeMultiheadAttention", m, {randn({2, 4, 4}), randn({2, 3, 4}), randn({2, 3, 4})}, [&](auto& x) {
+    return std::vector<Tensor>{std::get<0>(m.forward(x[0], x[1], x[2], pad))};
+  });
+  // With the distance tables at zero it is plain multi-head attention.
+  RelativeMultiheadAttention r(RelativeMultiheadAttentionOptions(8, 2).max_relative_position(3));
+  MultiheadAttention plain(MultiheadAttentionOptions(8, 2));
+  {
+    NoGradGuard ng;
+    r.relative_key.zero_();
+    r.relative_value.zero_();
+    r.in_proj_bias.copy_(randn({24}));
+  }
+  StateDict sd = r.state_dict();
+  sd.erase("relative_key");
+  sd.erase("relative_value");
+  plain.load_state_dict(sd);
+  Tensor q = randn({5, 2, 8}), kv = randn({6, 2, 8});
+  auto [a, wa] = r.forward(q, kv, kv);
+  auto [b, wb] = plain.forward(q, kv, kv);
+  EXPECT_LT(attn::max(attn::abs(a - b)).item<float>(), 1e-5);
+  EXPECT_LT(attn::max(attn::abs(wa - wb)).item<float>(), 1e-6);
+}
+
+TEST(Relative, T5Buckets) {
+  // Exact buckets near 0, one per sign when bidirectional, logarithmic beyond,
+  // the last bucket for everything past max_distance.
+  Tensor b = t5_relative_position_bucket(1, 300, true, 32, 128);  // j - i = 0 .. 299
+  auto at = [&](int64_t j) { return b.select(0, 0).select(0, j).item<int64_t>(); };
+  for (int64_t j = 0; j < 8; ++j) EXPECT_EQ(at(j), j == 0 ? 0 : 16 + j);
+  EXPECT_EQ(at(299), 31);
+  for (int64_t j = 1; j < 300; ++j) EXPECT_GE(at(j), at(j - 1));
+  Tensor neg = t5_relative_position_bucket(300, 1, true, 32, 128);  // j - i = 0 .. -299
+  EXPECT_EQ(neg.select(0, 5).select(0, 0).item<int64_t>(), 5);
+  EXPECT_EQ(neg.select(0, 299).select(0, 0).item<int64_t>(), 15);
+  Tensor uni = t5_relative_position_bucket(1, 5, false, 32, 128);  // future keys share bucket 0
+  EXPECT_EQ(attn::max(uni.to(kFloat64)).item<double>(), 0.0);
+  T5RelativePositionBias bias(T5RelativePositionBiasOptions(4));
+  Tensor q = randn({1, 4, 7, 8}), k = randn({1, 4, 9, 8});
+  Tensor out = F::scaled_dot_product_attention(q, k, k, F::SdpaOptions().attn_mask(bias.forward(7, 9)));
+  out.sum().backward();
+  EXPECT_TRUE(bias.relative_attention_bias.weight.grad().defined()) << "the bias learns through the fused kernel";
+  expect_error([] { t5_relative_position_bucket(2, 2, true, 32, 5); }, {"t5_relative_position_bucket", "max_distance"});
+}
+
 // ---- Graph attention ------------------------------------------------------------------------------
 TEST(Graph, GatGradientsAndSegmentSoftmax) {
   Tensor ei = from_vector(std::vector<int>{0, 1, 2, 2, 3, 1, /**/ 1, 2, 0, 2, 1, 1}, {2, 6});

@@ -4,6 +4,7 @@
 // dot-product forms run through the fused scaled-dot-product attention.
 #include "attn/nn/attention_layers.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "attn/nn/init.h"
@@ -184,6 +185,141 @@ Tensor RotaryEmbedding::forward(const Tensor& x, int64_t offset) const {
   ATTN_CHECK(x.defined() && x.dim() >= 2 && x.size(-1) == options.dim(), "RotaryEmbedding: x must be (..., L, ",
              options.dim(), "), got ", x.defined() ? shape_str(x.shape()) : std::string("undefined"));
   return F::rotary_embedding(x, F::RotaryOptions().base(options.base()).layout(options.layout()).offset(offset));
+}
+
+// ---- Relative positions --------------------------------------------------------------------------
+RelativeMultiheadAttention::RelativeMultiheadAttention(const RelativeMultiheadAttentionOptions& o)
+    : Module("RelativeMultiheadAttention"),
+      options(o),
+      out_proj(LinearOptions(o.embed_dim() > 0 ? o.embed_dim() : 1, o.embed_dim() > 0 ? o.embed_dim() : 1).bias(o.bias())) {
+  const int64_t E = o.embed_dim(), H = o.num_heads();
+  ATTN_CHECK(E > 0 && H > 0 && E % H == 0, "RelativeMultiheadAttention: embed_dim (", E,
+             ") must be positive and divisible by num_heads (", H, ")");
+  ATTN_CHECK(o.max_relative_position() >= 0, "RelativeMultiheadAttention: max_relative_position must be >= 0");
+  const int64_t R = 2 * o.max_relative_position() + 1, D = E / H;
+  in_proj_weight = empty({3 * E, E});
+  register_parameter("in_proj_weight", in_proj_weight);
+  if (o.bias()) {
+    in_proj_bias = zeros({3 * E});
+    register_parameter("in_proj_bias", in_proj_bias);
+  }
+  relative_key = empty({R, D});
+  register_parameter("relative_key", relative_key);
+  if (o.relative_values()) {
+    relative_value = empty({R, D});
+    register_parameter("relative_value", relative_value);
+  }
+  register_module("out_proj", out_proj);
+  init::xavier_uniform_(in_proj_weight);
+  init::xavier_uniform_(relative_key);
+  if (relative_value.defined()) init::xavier_uniform_(relative_value);
+  if (out_proj.bias.defined()) init::zeros_(out_proj.bias);
+}
+
+std::tuple<Tensor, Tensor> RelativeMultiheadAttention::forward(const Tensor& query, const Tensor& key,
+                                                               const Tensor& value, const Tensor& kpm,
+                                                               bool need_weights, const Tensor& attn_mask) const {
+  const char* op = "RelativeMultiheadAttention";
+  const int64_t E = options.embed_dim(), H = options.num_heads(), D = E / H, K = options.max_relative_position();
+  for (auto* t : {&query, &key, &value})
+    ATTN_CHECK(t->defined() && t->dim() == 3 && t->size(2) == E, op, ": query, key and value must be 3-d with ", E,
+               " features, got ", t->defined() ? shape_str(t->shape()) : std::string("undefined"));
+  auto bf = [&](const Tensor& t) { return options.batch_first() ? t : t.transpose(0, 1); };
+  Tensor q_in = bf(query), k_in = bf(key), v_in = bf(value);
+  const int64_t B = q_in.size(0), L = q_in.size(1), S = k_in.size(1);
+  ATTN_CHECK(k_in.size(0) == B && v_in.size(0) == B && v_in.size(1) == S, op, ": query ", shape_str(query.shape()),
+             ", key ", shape_str(key.shape()), " and value ", shape_str(value.shape()), " do not agree");
+  auto part = [&](int64_t i) { return in_proj_bias.defined() ? in_proj_bias.narrow(0, i * E, E) : Tensor(); };
+  auto heads = [&](const Tensor& t) { return t.reshape({B, t.size(1), H, D}).transpose(1, 2); };  // (B, H, n, D)
+  Tensor q = heads(F::linear(q_in, in_proj_weight.narrow(0, 0, E), part(0)));
+  Tensor k = heads(F::linear(k_in, in_proj_weight.narrow(0, E, E), part(1)));
+  Tensor v = heads(F::linear(v_in, in_proj_weight.narrow(0, 2 * E, E), part(2)));
+  // r(i, j) = clip(j - i, -K, K) + K, as an index (B, H, L, S) into the 2K + 1 distances.
+  std::vector<int64_t> rel(static_cast<size_t>(L * S));
+  for (int64_t i = 0; i < L; ++i)
+    for (int64_t j = 0; j < S; ++j) rel[i * S + j] = std::clamp<int64_t>(j - i, -K, K) + K;
+  Tensor idx = from_vector(rel, {1, 1, L, S}).expand({B, H, L, S}).contiguous();
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  Tensor scores = (matmul(q, k.transpose(-2, -1)) + gather(matmul(q, relative_key.t()), 3, idx)) * scale;
+  // Masks: float ones added, bool ones (true = masked) removed.
+  Tensor masked;
+  auto add_mask = [&](const Tensor& m, const Shape& shape, const char* name) {
+    ATTN_CHECK(m.dtype() == kBool || m.dtype() == scores.dtype(), op, ": ", name, " must be bool (true = masked) or ",
+               dtype_name(scores.dtype()), ", got ", dtype_name(m.dtype()));
+    Tensor r = m.reshape(shape);
+    if (m.dtype() == kBool)
+      masked = masked.defined() ? logical_or(masked, r) : r;
+    else
+      scores = scores + r;
+  };
+  if (kpm.defined()) {
+    ATTN_CHECK(kpm.shape() == (Shape{B, S}), op, ": key_padding_mask must be (", B, ", ", S, "), got ",
+               shape_str(kpm.shape()));
+    add_mask(kpm, {B, 1, 1, S}, "key_padding_mask");
+  }
+  if (attn_mask.defined()) {
+    ATTN_CHECK(attn_mask.shape() == (Shape{L, S}), op, ": attn_mask must be (", L, ", ", S, "), got ",
+               shape_str(attn_mask.shape()));
+    add_mask(attn_mask, {1, 1, L, S}, "attn_mask");
+  }
+  Tensor p = F::masked_softmax(scores, masked, -1);
+  Tensor pd = F::dropout(p, options.dropout(), is_training(), options.generator());
+  Tensor out = matmul(pd, v);
+  if (relative_value.defined()) {
+    // sum_j alpha_ij a^V_r(i,j): alpha summed per distance, then (2K + 1, D).
+    Tensor per_distance = scatter_add(zeros({B, H, L, 2 * K + 1}, p.dtype()), 3, idx, pd);
+    out = out + matmul(per_distance, relative_value);
+  }
+  out = out_proj.forward(out.transpose(1, 2).reshape({B, L, E}));
+  if (!options.batch_first()) out = out.transpose(0, 1);
+  return {out, need_weights ? mean(p, {1}) : Tensor()};
+}
+
+Tensor t5_relative_position_bucket(int64_t L, int64_t S, bool bidirectional, int64_t num_buckets,
+                                   int64_t max_distance, int64_t query_offset) {
+  ATTN_CHECK(L >= 0 && S >= 0, "t5_relative_position_bucket: sizes must be non-negative");
+  ATTN_CHECK(num_buckets >= (bidirectional ? 4 : 2) && max_distance > 0,
+             "t5_relative_position_bucket: num_buckets must be at least ", bidirectional ? 4 : 2,
+             " and max_distance positive, got ", num_buckets, " and ", max_distance);
+  std::vector<int64_t> out(static_cast<size_t>(L * S));
+  const int64_t nb = bidirectional ? num_buckets / 2 : num_buckets, max_exact = nb / 2;
+  ATTN_CHECK(max_distance > max_exact, "t5_relative_position_bucket: max_distance (", max_distance,
+             ") must exceed the exact buckets (", max_exact, ")");
+  // float32 arithmetic, as T5's reference computes the logarithmic buckets.
+  const float denom = static_cast<float>(std::log(static_cast<double>(max_distance) / static_cast<double>(max_exact)));
+  for (int64_t i = 0; i < L; ++i)
+    for (int64_t j = 0; j < S; ++j) {
+      int64_t rp = j - (i + query_offset), bucket = 0;
+      if (bidirectional) {
+        bucket += rp > 0 ? nb : 0;
+        rp = std::abs(rp);
+      } else {
+        rp = -std::min<int64_t>(rp, 0);
+      }
+      if (rp < max_exact) {
+        bucket += rp;
+      } else {
+        const float f = std::log(static_cast<float>(rp) / static_cast<float>(max_exact)) / denom *
+                        static_cast<float>(nb - max_exact);
+        bucket += std::min<int64_t>(max_exact + static_cast<int64_t>(f), nb - 1);
+      }
+      out[i * S + j] = bucket;
+    }
+  return from_vector(out, {L, S});
+}
+
+T5RelativePositionBias::T5RelativePositionBias(const T5RelativePositionBiasOptions& o)
+    : Module("T5RelativePositionBias"),
+      options(o),
+      relative_attention_bias(EmbeddingOptions(o.num_buckets() > 0 ? o.num_buckets() : 1, o.num_heads())) {
+  ATTN_CHECK(o.num_heads() > 0, "T5RelativePositionBias: num_heads must be positive");
+  register_module("relative_attention_bias", relative_attention_bias);
+}
+
+Tensor T5RelativePositionBias::forward(int64_t L, int64_t S, int64_t query_offset) const {
+  Tensor buckets = t5_relative_position_bucket(L, S, options.bidirectional(), options.num_buckets(),
+                                               options.max_distance(), query_offset);
+  return relative_attention_bias.forward(buckets).permute({2, 0, 1}).unsqueeze(0);  // (1, H, L, S)
 }
 
 // ---- LSA and SPT -------------------------------------------------------------------------------

@@ -293,6 +293,76 @@ def random_graph(g, N):
     return torch.tensor([src, dst], dtype=torch.int64).view(2, -1)
 
 
+class RelMHARef(nn.Module):
+    """Shaw et al.'s relative attention in its direct form, with the (L, S, D)
+    tensors of a^K and a^V that attn's split avoids."""
+    def __init__(self, E, H, K, values, bias, batch_first):
+        super().__init__()
+        self.E, self.H, self.K, self.bf = E, H, K, batch_first
+        D = E // H
+        self.in_proj_weight = nn.Parameter(torch.randn(3 * E, E) * 0.3)
+        self.in_proj_bias = nn.Parameter(torch.randn(3 * E) * 0.3) if bias else None
+        self.relative_key = nn.Parameter(torch.randn(2 * K + 1, D) * 0.5)
+        self.relative_value = nn.Parameter(torch.randn(2 * K + 1, D) * 0.5) if values else None
+        self.out_proj = nn.Linear(E, E, bias=bias)
+
+    def forward(self, q, k, v, kpm, am):
+        if not self.bf:
+            q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
+        B, L, E = q.shape
+        S, H, D = k.size(1), self.H, E // self.H
+        b = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (None, None, None)
+        w = self.in_proj_weight.chunk(3)
+        q, k, v = (F.linear(x, w[i], b[i]).view(B, -1, H, D).transpose(1, 2) for i, x in enumerate((q, k, v)))
+        r = (torch.arange(S).view(1, S) - torch.arange(L).view(L, 1)).clamp(-self.K, self.K) + self.K
+        aK = self.relative_key[r]                                  # (L, S, D)
+        e = (q @ k.transpose(-1, -2) + torch.einsum("bhld,lsd->bhls", q, aK)) / math.sqrt(D)
+        if am is not None:
+            e = e.masked_fill(am, -math.inf) if am.dtype == torch.bool else e + am
+        if kpm is not None:
+            e = e.masked_fill(kpm.view(B, 1, 1, S), -math.inf)
+        p = e.softmax(-1)
+        z = p @ v
+        if self.relative_value is not None:
+            z = z + torch.einsum("bhls,lsd->bhld", p, self.relative_value[r])
+        out = self.out_proj(z.transpose(1, 2).reshape(B, L, E))
+        return out if self.bf else out.transpose(0, 1), p.mean(1)
+
+
+def t5_bucket(relative_position, bidirectional=True, num_buckets=32, max_distance=128):
+    """T5's _relative_position_bucket (Hugging Face's modeling_t5.py)."""
+    relative_buckets = 0
+    if bidirectional:
+        num_buckets //= 2
+        relative_buckets += (relative_position > 0).to(torch.long) * num_buckets
+        relative_position = torch.abs(relative_position)
+    else:
+        relative_position = -torch.min(relative_position, torch.zeros_like(relative_position))
+    max_exact = num_buckets // 2
+    is_small = relative_position < max_exact
+    relative_position_if_large = max_exact + (
+        torch.log(relative_position.float() / max_exact)
+        / math.log(max_distance / max_exact)
+        * (num_buckets - max_exact)
+    ).to(torch.long)
+    relative_position_if_large = torch.min(
+        relative_position_if_large, torch.full_like(relative_position_if_large, num_buckets - 1))
+    relative_buckets += torch.where(is_small, relative_position, relative_position_if_large)
+    return relative_buckets
+
+
+class T5BiasRef(nn.Module):
+    def __init__(self, H, nb, md, bidirectional, L, S, off):
+        super().__init__()
+        self.relative_attention_bias = nn.Embedding(nb, H)
+        self.args = (bidirectional, nb, md, L, S, off)
+
+    def forward(self):
+        bidirectional, nb, md, L, S, off = self.args
+        rel = torch.arange(S).view(1, S) - (torch.arange(L).view(L, 1) + off)
+        return self.relative_attention_bias(t5_bucket(rel, bidirectional, nb, md)).permute(2, 0, 1).unsqueeze(0)
+
+
 def alibi_reference(n):
     """ALiBi's slopes, as the paper's reference code computes them."""
     def pow2(n):
@@ -481,3 +551,31 @@ def gen_family(g, n):
             adj = ((adj + torch.eye(N)) > 0).float()
         g.emit("seeds.GAT", cfg, m, {"x": g.randn(N, cfg["in"]), "adj": adj}, lambda m, a: [m(a["x"], a["adj"])],
                ["x"])
+    for ci in range(n):
+        E = g.c(4, 6, 8)
+        H = g.c(*[h for h in (1, 2) if E % h == 0])
+        cfg = {"E": E, "H": H, "K": g.c(0, 1, 2, 5), "values": ci % 3 != 2, "bias": g.r.random() < 0.7,
+               "batch_first": g.r.random() < 0.5, "kpm": g.r.random() < 0.4,
+               "mask": g.c("none", "bool", "float"), "n_grad_outs": 1}
+        B, L = g.c(1, 2), g.c(1, 4, 9)
+        S = g.c(L, 3, 6)
+        m = RelMHARef(E, H, cfg["K"], cfg["values"], cfg["bias"], cfg["batch_first"])
+        seq = (lambda T: g.randn(B, T, E)) if cfg["batch_first"] else (lambda T: g.randn(T, B, E))
+        ins = {"q": seq(L), "k": seq(S), "v": seq(S)}
+        if cfg["kpm"]:
+            ins["kpm"] = padding(g, B, S)
+        if cfg["mask"] == "bool":
+            am = g.rand(L, S) < 0.3
+            am[:, 0] = False
+            ins["attn_mask"] = am
+        elif cfg["mask"] == "float":
+            ins["attn_mask"] = g.randn(L, S)
+        grads = ["q", "k", "v"] + (["attn_mask"] if cfg["mask"] == "float" else [])
+        g.emit("RelativeMultiheadAttention", cfg, m, ins,
+               lambda m, a: list(m(a["q"], a["k"], a["v"], a.get("kpm"), a.get("attn_mask"))), grads)
+    for ci in range(n):
+        nb, md = g.c((32, 128), (8, 20), (6, 7))  # max_distance beyond the exact buckets, as T5 needs
+        cfg = {"H": g.c(1, 3), "nb": nb, "md": md, "bidirectional": ci % 2 == 0,
+               "L": g.c(1, 7, 40), "S": g.c(1, 9, 150), "off": g.c(0, 0, 5, 200)}
+        m = T5BiasRef(cfg["H"], cfg["nb"], cfg["md"], cfg["bidirectional"], cfg["L"], cfg["S"], cfg["off"])
+        g.emit("T5RelativePositionBias", cfg, m, {}, lambda m, a: [m()], [])

@@ -110,6 +110,65 @@ class RotaryEmbedding : public Module {
   RotaryEmbeddingOptions options;
 };
 
+// ---- Relative positions ------------------------------------------------------------------
+
+struct RelativeMultiheadAttentionOptions {
+  RelativeMultiheadAttentionOptions(int64_t embed_dim, int64_t num_heads) : embed_dim_(embed_dim), num_heads_(num_heads) {}
+  ATTN_ARG(int64_t, embed_dim);
+  ATTN_ARG(int64_t, num_heads);
+  ATTN_ARG(int64_t, max_relative_position) = 16;  // k: distances are clipped to [-k, k]
+  ATTN_ARG(bool, relative_values) = true;         // false: keys only (a^V = 0)
+  ATTN_ARG(double, dropout) = 0.0;
+  ATTN_ARG(bool, bias) = true;
+  ATTN_ARG(bool, batch_first) = false;
+  ATTN_ARG(Generator*, generator) = nullptr;
+};
+
+// Self-attention with relative position representations (Shaw, Uszkoreit,
+// Vaswani 2018): e_ij = q_i . (k_j + a^K_r) / sqrt(D), z_i = sum_j alpha_ij
+// (v_j + a^V_r), r = clip(j - i, -k, k), one learned a per distance shared by
+// the heads. Computed with the paper's split: q_i . a^K_r for the 2k + 1
+// distances, gathered into the scores; alpha summed per distance, times a^V;
+// no (L, S, D) tensor. Inputs and masks as MultiheadAttention (key_padding_mask
+// (B, S) and attn_mask (L, S), bool **true = masked** or float added).
+// Parameters in_proj_weight (3E, E), in_proj_bias, out_proj, relative_key and
+// relative_value (2k + 1, D).
+class RelativeMultiheadAttention : public Module {
+ public:
+  explicit RelativeMultiheadAttention(const RelativeMultiheadAttentionOptions& options);
+  std::tuple<Tensor, Tensor> forward(const Tensor& query, const Tensor& key, const Tensor& value,
+                                     const Tensor& key_padding_mask = {}, bool need_weights = true,
+                                     const Tensor& attn_mask = {}) const;
+  RelativeMultiheadAttentionOptions options;
+  Tensor in_proj_weight, in_proj_bias, relative_key, relative_value;
+  Linear out_proj;
+};
+
+// T5's bucket of a relative position j - i (Raffel et al. 2020): exact for
+// small distances, logarithmic up to max_distance; separate buckets for
+// either sign when bidirectional. (L, S) int64.
+Tensor t5_relative_position_bucket(int64_t L, int64_t S, bool bidirectional = true, int64_t num_buckets = 32,
+                                   int64_t max_distance = 128, int64_t query_offset = 0);
+
+struct T5RelativePositionBiasOptions {
+  T5RelativePositionBiasOptions(int64_t num_heads) : num_heads_(num_heads) {}  // NOLINT
+  ATTN_ARG(int64_t, num_heads);
+  ATTN_ARG(int64_t, num_buckets) = 32;
+  ATTN_ARG(int64_t, max_distance) = 128;
+  ATTN_ARG(bool, bidirectional) = true;
+};
+
+// T5's learned relative bias as an additive attention bias: forward(L, S)
+// returns (1, H, L, S) float, to pass as SdpaOptions::attn_mask (its gradient
+// reaches relative_attention_bias.weight (num_buckets, H) through the fused kernel).
+class T5RelativePositionBias : public Module {
+ public:
+  explicit T5RelativePositionBias(const T5RelativePositionBiasOptions& options);
+  Tensor forward(int64_t L, int64_t S, int64_t query_offset = 0) const;
+  T5RelativePositionBiasOptions options;
+  Embedding relative_attention_bias;
+};
+
 // ---- Vision transformers for small datasets (Lee, Lee, Song 2021, arXiv 2112.13492) ----
 
 struct LocalitySelfAttentionOptions {
