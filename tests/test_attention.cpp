@@ -26,11 +26,12 @@ struct Config {
   bool alibi = false;
   int mask = 0;  // 0 none, 1 bool (L, S), 2 bool padding (B, 1, 1, S), 3 float (B, 1, L, S) with grad, 4 float with -inf
   bool key_lengths = false;
+  int64_t global_tokens = 0, stride = 0;
   std::string label() const {
     return detail::str("B", B, " Hq", Hq, " Hk", Hk, " L", L, " S", S, " E", E, " Ev", Ev, causal ? " causal" : "",
                        align == F::CausalAlign::BottomRight ? " bottom-right" : "", " window(", window.left, ",",
                        window.right, ") softcap ", softcap, alibi ? " alibi" : "", " mask ", mask,
-                       key_lengths ? " key_lengths" : "");
+                       key_lengths ? " key_lengths" : "", " global ", global_tokens, " stride ", stride);
   }
 };
 
@@ -51,6 +52,7 @@ Results run(const Config& c, DType dt, uint64_t seed, bool reference = false) {
   Tensor q = draw({c.B, c.Hq, c.L, c.E}), k = draw({c.B, c.Hk, c.S, c.E}), v = draw({c.B, c.Hk, c.S, c.Ev});
   F::SdpaOptions o;
   o.is_causal(c.causal).causal_align(c.align).window(c.window).softcap(c.softcap).enable_gqa(c.Hq != c.Hk);
+  o.global_tokens(c.global_tokens).stride(c.stride);
   if (c.alibi) o.alibi_slopes((rand({c.Hq}, kFloat64, &g) * 0.5).to(dt));
   Tensor mask;
   if (c.mask == 1) mask = rand({c.L, c.S}, kFloat64, &g) > 0.25;
@@ -103,6 +105,47 @@ bool check_fused_against_reference(const Config& c, uint64_t seed) {
   for (const Tensor* t : {&f.out, &f.dq, &f.dk, &f.dv})
     EXPECT_TRUE(equal(eq(*t, *t), ones(t->shape(), kBool))) << "NaN in the fused results";
   return amax(abs(r.out).reshape({-1}), {0}).item<double>() > 0;
+}
+
+TEST(Attention, SparsePatternsMatchReference) {
+  // Local + global tokens and local + strided, alone and with the other
+  // options, over sizes that span several key tiles (so the global keys form
+  // their own segment ahead of the band, and strided keys fall in every tile).
+  std::mt19937 rng(77);
+  auto pick = [&](std::initializer_list<int64_t> xs) { return *(xs.begin() + rng() % xs.size()); };
+  int nontrivial = 0;
+  for (int t = 0; t < 48; ++t) {
+    Config c;
+    c.B = pick({1, 2});
+    c.Hk = pick({1, 2});
+    c.Hq = c.Hk * pick({1, 2});
+    c.L = pick({1, 40, 300, 600});
+    c.S = t % 2 ? c.L : pick({1, 70, 530});
+    c.E = pick({3, 16});
+    c.Ev = pick({2, 8});
+    c.causal = rng() % 2;
+    c.align = rng() % 2 ? F::CausalAlign::BottomRight : F::CausalAlign::TopLeft;
+    c.window = F::Window(pick({0, 7, 64}), pick({-1, 0, 9}));
+    if (t % 3 != 1) c.global_tokens = pick({1, 3, 300});
+    if (t % 3 != 0) c.stride = pick({1, 5, 64});
+    c.alibi = rng() % 4 == 0;
+    c.mask = static_cast<int>(rng() % 3);
+    c.key_lengths = rng() % 4 == 0;
+    nontrivial += check_fused_against_reference(c, 900 + t);
+  }
+  EXPECT_GT(nontrivial, 40);
+  // With g global tokens and a window w, query i (>= g) sees exactly the keys
+  // j < g and |i - j| <= w: the weights say so.
+  Generator gen(5);
+  Tensor q = randn({1, 1, 50, 8}, kFloat32, &gen), k = randn({1, 1, 50, 8}, kFloat32, &gen);
+  F::SdpaOptions o = F::SdpaOptions().window(F::Window(2, 2)).global_tokens(3);
+  auto [out, lse] = F::scaled_dot_product_attention_with_lse(q, k, k, o);
+  Tensor w = F::scaled_dot_product_attention_weights(q, k, lse, o).reshape({50, 50});
+  for (int64_t i : {0, 2, 20, 49})
+    for (int64_t j = 0; j < 50; ++j) {
+      const bool seen = i < 3 || j < 3 || std::abs(i - j) <= 2;
+      EXPECT_EQ(w.select(0, i).select(0, j).item<float>() > 0, seen) << i << " " << j;
+    }
 }
 
 TEST(Attention, FusedMatchesReferenceOverOptionSweep) {
@@ -169,6 +212,7 @@ TEST(Attention, ReferenceMatchesFiniteDifferences) {
                            : masked_fill(randn({c.L, c.S}, kFloat64, &g), rand({c.L, c.S}, kFloat64, &g) > 0.7, -INFINITY);
     F::SdpaOptions o;
     o.is_causal(c.causal).causal_align(c.align).window(c.window).softcap(c.softcap).enable_gqa(c.Hq != c.Hk);
+  o.global_tokens(c.global_tokens).stride(c.stride);
     if (c.alibi) o.alibi_slopes(full({c.Hq}, 0.3, kFloat64));
     if (c.key_lengths) o.key_lengths(from_vector({2, 3}));
     Tensor w = randn({c.B, c.Hq, c.L, c.Ev}, kFloat64, &g);

@@ -56,6 +56,13 @@ struct SdpaOptions {
   // Hq a multiple of Hk; query head h reads key-value head h / (Hq / Hk). K/V are never copied per head.
   ATTN_ARG(bool, enable_gqa) = false;
   ATTN_ARG(Window, window) = {};
+  // Sparse patterns on top of the window (local) band, for linear cost in L:
+  // global_tokens g: keys j < g are seen by every query and queries i < g see
+  // every key (Longformer / BigBird's global tokens); stride s: also the keys
+  // whose aligned distance i + d - j is a multiple of s (Sparse Transformer's
+  // strided pattern). Both still obey is_causal, key_lengths and attn_mask.
+  ATTN_ARG(int64_t, global_tokens) = 0;
+  ATTN_ARG(int64_t, stride) = 0;
   ATTN_ARG(Tensor, alibi_slopes) = {};  // (Hq) or (B..., Hq), float
   ATTN_ARG(double, softcap) = 0.0;      // 0: off
   ATTN_ARG(Tensor, key_lengths) = {};   // int64 (B...): keys at j >= key_lengths[b] are padding

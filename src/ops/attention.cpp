@@ -66,6 +66,8 @@ Geometry check(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaOpti
   ATTN_CHECK(o.dropout_p() >= 0.0 && o.dropout_p() <= 1.0, kOp, ": dropout_p must be in [0, 1], got ", o.dropout_p());
   ATTN_CHECK(o.softcap() >= 0.0 && std::isfinite(o.softcap()), kOp, ": softcap must be >= 0 (0 turns it off), got ",
              o.softcap());
+  ATTN_CHECK(o.global_tokens() >= 0 && o.stride() >= 0, kOp, ": global_tokens and stride must be >= 0, got ",
+             o.global_tokens(), " and ", o.stride());
   ATTN_CHECK(o.window().left >= -1 && o.window().right >= -1, kOp, ": window sizes must be >= 0, or -1 for unbounded, got (",
              o.window().left, ", ", o.window().right, ")");
   g.diag = o.causal_align() == CausalAlign::BottomRight ? g.S - g.L : 0;
@@ -158,8 +160,25 @@ RefScores reference_scores(const Tensor& q, const Tensor& k, const Tensor& v, co
       s = s + m;
   }
   if (o.is_causal()) allowed = logical_and(allowed, le(j, c));
-  if (o.window().left >= 0) allowed = logical_and(allowed, ge(j, c - static_cast<double>(o.window().left)));
-  if (o.window().right >= 0) allowed = logical_and(allowed, le(j, c + static_cast<double>(o.window().right)));
+  if (o.window().active() || o.global_tokens() > 0 || o.stride() > 0) {
+    // The local band, with the sparse pattern's keys added back.
+    Tensor local = ones({g.L, g.S}, kBool);
+    if (o.window().left >= 0) local = logical_and(local, ge(j, c - static_cast<double>(o.window().left)));
+    if (o.window().right >= 0) local = logical_and(local, le(j, c + static_cast<double>(o.window().right)));
+    if (o.global_tokens() > 0) {
+      const double gt_ = static_cast<double>(o.global_tokens());
+      local = logical_or(local, logical_or(lt(j, scalar_like(gt_, kFloat64)).expand({g.L, g.S}),
+                                           lt(i, scalar_like(gt_, kFloat64)).expand({g.L, g.S})));
+    }
+    if (o.stride() > 0) {
+      std::vector<uint8_t> hit(static_cast<size_t>(g.L * g.S));
+      for (int64_t a = 0; a < g.L; ++a)
+        for (int64_t b = 0; b < g.S; ++b) hit[a * g.S + b] = (a + g.diag - b) % o.stride() == 0;
+      std::vector<int> h(hit.begin(), hit.end());
+      local = logical_or(local, from_vector(h, {g.L, g.S}).to(kBool));
+    }
+    allowed = logical_and(allowed, local);
+  }
   if (o.key_lengths().defined()) {
     Tensor kl = o.key_lengths().reshape({g.B, 1, 1, 1}).to(kFloat64);
     allowed = logical_and(allowed, lt(j, kl));
@@ -220,6 +239,8 @@ Fused fused_params(const Geometry& g, const SdpaOptions& o) {
   p.diag = g.diag;
   p.win_left = o.window().left;
   p.win_right = o.window().right;
+  p.global_tokens = o.global_tokens();
+  p.stride = o.stride();
   if (o.alibi_slopes().defined()) {
     Tensor a = slopes2(o.alibi_slopes(), g).to(kFloat32).contiguous();
     f.keep.push_back(a);

@@ -196,18 +196,23 @@ float row_max(const float* x, int64_t n) {
   return m;
 }
 
-// The band of keys query row i may attend to: [lo, hi) (empty when lo >= hi).
+// The keys query row i may attend to: the band [lo, hi) (empty when lo >=
+// hi), plus with a sparse pattern the global keys [0, glob_hi) and, with a
+// stride, every stride-th key below reach_hi (the causal / length limit).
 struct Band {
-  int64_t lo, hi;
+  int64_t lo, hi, glob_hi = 0, reach_hi = 0;
 };
 Band band(const SdpaParams& p, int64_t i, int64_t klen) {
-  int64_t lo = 0, hi = klen;
   const int64_t c = i + p.diag;
-  if (p.causal) hi = std::min(hi, c + 1);
+  const int64_t reach = std::max<int64_t>(p.causal ? std::min(klen, c + 1) : klen, 0);
+  if (i < p.global_tokens) return {0, reach, 0, reach};  // a global query sees every key
+  int64_t lo = 0, hi = reach;
   if (p.win_right >= 0) hi = std::min(hi, c + p.win_right + 1);
   if (p.win_left >= 0) lo = std::max(lo, c - p.win_left);
-  return {std::max<int64_t>(lo, 0), std::max<int64_t>(hi, 0)};
+  return {std::max<int64_t>(lo, 0), std::max<int64_t>(hi, 0), std::min(p.global_tokens, reach), reach};
 }
+
+bool sparse(const SdpaParams& p) { return p.global_tokens > 0 || p.stride > 0; }
 
 int64_t key_length(const SdpaParams& p, int64_t bh) {
   return p.key_lengths ? std::clamp<int64_t>(p.key_lengths[bh / p.Hq], 0, p.S) : p.S;
@@ -245,10 +250,21 @@ void transform_tile(const SdpaParams& p, int64_t bh, int64_t i0, int64_t rows, i
         for (int64_t c = 0; c < cols; ++c) row[c] += m[(j0 + c) * p.mask_sj];
       }
     }
+    if (sparse(p)) {  // the band, the global keys and the strided keys
+      const int64_t c = i + p.diag;
+      for (int64_t x = 0; x < cols; ++x) {
+        const int64_t j = j0 + x;
+        const bool keep = (j >= bd.lo && j < bd.hi) || j < bd.glob_hi ||
+                          (p.stride > 0 && j < bd.reach_hi && ((c - j) % p.stride + p.stride) % p.stride == 0);
+        if (!keep) row[x] = kNegInf;
+      }
+      continue;
+    }
     // keys outside the band: a prefix and a suffix of the tile
     const int64_t pre = std::clamp<int64_t>(bd.lo - j0, 0, cols), post = std::clamp<int64_t>(bd.hi - j0, pre, cols);
     std::fill(row, row + pre, kNegInf);
-    std::fill(row + post, row + cols, kNegInf);  }
+    std::fill(row + post, row + cols, kNegInf);
+  }
 }
 
 // Dropout multipliers (1/keep or 0) of row (bh, i), keys [j0, j0 + n).
@@ -257,12 +273,25 @@ inline void dropout_scales(const Generator& g, const SdpaParams& p, int64_t bh, 
   sdpa_dropout_row(g, p.offset, bh, i, j0, n, p.L, p.S, p.keep, static_cast<float>(1.0 / p.keep), out);
 }
 
-// The key blocks [jb0, jb1) a query tile [i0, i1) can reach.
+// The keys [j0, j1) a query tile [i0, i1) can reach through its band.
 void key_block_range(const SdpaParams& p, int64_t i0, int64_t i1, int64_t klen, int64_t& j0, int64_t& j1) {
   const Band first = band(p, i0, klen), last = band(p, i1 - 1, klen);
   j0 = std::min(first.lo, last.lo);
   j1 = std::max(first.hi, last.hi);
+  if (p.stride > 0) j0 = 0, j1 = std::max(first.reach_hi, last.reach_hi);  // strided keys lie everywhere
   if (j1 <= j0) j0 = j1 = 0;
+}
+
+// The key ranges a query tile [i0, i1) must visit, in order: the global keys
+// before the band (when there are any), then the band. At most two.
+int64_t key_segments(const SdpaParams& p, int64_t i0, int64_t i1, int64_t klen, int64_t seg[2][2]) {
+  int64_t jlo, jhi;
+  key_block_range(p, i0, i1, klen, jlo, jhi);
+  int64_t n = 0;
+  const int64_t g = std::min(std::max(band(p, i0, klen).glob_hi, band(p, i1 - 1, klen).glob_hi), jhi > jlo ? jlo : klen);
+  if (g > 0) seg[n][0] = 0, seg[n][1] = g, ++n;
+  if (jhi > jlo) seg[n][0] = std::max(jlo, g), seg[n][1] = jhi, n += seg[n][1] > seg[n][0];
+  return n;
 }
 
 }  // namespace
@@ -359,9 +388,10 @@ void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaP
       std::fill(acc.begin(), acc.begin() + rows * Ev, 0.0f);
       std::fill(m.begin(), m.begin() + rows, kNegInf);
       std::fill(l.begin(), l.begin() + rows, 0.0f);
-      int64_t jlo, jhi;
-      key_block_range(p, i0, i0 + rows, klen, jlo, jhi);
-      for (int64_t j0 = jlo; j0 < jhi; j0 += kBk) {
+      int64_t seg[2][2];
+      const int64_t nseg = key_segments(p, i0, i0 + rows, klen, seg);
+      for (int64_t sg = 0; sg < nseg; ++sg)
+      for (int64_t j0 = seg[sg][0], jhi = seg[sg][1]; j0 < jhi; j0 += kBk) {
         const int64_t cols = std::min(kBk, jhi - j0);
         packed_scores(p, Qt, KTh, rows, j0, cols, tile.data(), kBk);
         transform_tile(p, bh, i0, rows, j0, cols, klen, tile.data(), kBk, nullptr);
@@ -440,9 +470,11 @@ void sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const T
                        bool write_dscores) {
     const int64_t klen = key_length(p, bh);
     if (j0 >= klen) return false;
-    int64_t jlo, jhi;
-    key_block_range(p, i0, i0 + rows, klen, jlo, jhi);
-    if (j0 + cols <= jlo || j0 >= jhi) return false;
+    int64_t seg[2][2];
+    const int64_t nseg = key_segments(p, i0, i0 + rows, klen, seg);
+    bool hit = false;
+    for (int64_t sg = 0; sg < nseg; ++sg) hit = hit || (j0 + cols > seg[sg][0] && j0 < seg[sg][1]);
+    if (!hit) return false;
     const int64_t kvh = bh / G;
     const float* Qt = Q + (bh * L + i0) * E;
     const float* dOt = dO + (bh * L + i0) * Ev;
@@ -567,9 +599,10 @@ void sdpa_probs(const Tensor& q, const Tensor& k, const Tensor& lse, const SdpaP
         const int64_t bh = ob * heads + hh;
         const float* KTh = kt.data() + (bh / p.G) * ktiles * p.E * kBk;
         const int64_t klen = key_length(p, bh);
-        int64_t jlo, jhi;
-        key_block_range(p, i0, i0 + rows, klen, jlo, jhi);
-        for (int64_t j0 = jlo; j0 < jhi; j0 += kBk) {
+        int64_t seg[2][2];
+        const int64_t nseg = key_segments(p, i0, i0 + rows, klen, seg);
+        for (int64_t sg = 0; sg < nseg; ++sg)
+        for (int64_t j0 = seg[sg][0], jhi = seg[sg][1]; j0 < jhi; j0 += kBk) {
           const int64_t cols = std::min(kBk, jhi - j0);
           float* s = heads == 1 ? out + j0 : tile.data();  // averaging sums through a tile
           const int64_t lds = heads == 1 ? S : kBk;

@@ -23,6 +23,8 @@ struct SdpaParams {
   bool causal = false;
   int64_t diag = 0;       // query i is aligned with key i + diag
   int64_t win_left = -1, win_right = -1;  // -1: unbounded
+  int64_t global_tokens = 0;              // keys j < g seen by all; queries i < g see all
+  int64_t stride = 0;                     // also keys with (i + diag - j) % stride == 0
   const float* alibi = nullptr;           // (BH) slopes, or null
   // attn_mask viewed as (B, Hq, L, S) with element strides (0 where
   // broadcast), bh = b * Hq + h; null if none. Bool: true = attend.
