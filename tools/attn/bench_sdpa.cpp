@@ -1,6 +1,7 @@
 // Scaled-dot-product attention benchmark: median milliseconds per row,
-// GFLOPS (forward 4*B*H*L*S*E, halved when causal; forward + backward counted
-// as 3.5 x forward), the ratio to a 2048^3 OpenBLAS SGEMM timed in the same
+// GFLOPS (forward 4*B*H*E per visible (query, key) pair: L*S dense, L(L+1)/2
+// causal, counted per query for windows and sparse patterns; forward +
+// backward counted as 3.5 x forward), the ratio to a 2048^3 OpenBLAS SGEMM timed in the same
 // run, and the row's peak RSS (each row runs in its own child process).
 #include "bench_sdpa.h"
 
@@ -23,7 +24,11 @@ Measured measure(const SdpaBenchRow& r, const SdpaBenchOptions& o) {
   Generator g(2);
   Tensor q = randn({r.B, r.H, r.L, r.E}, kFloat32, &g), k = randn({r.B, r.H, r.S, r.E}, kFloat32, &g);
   Tensor v = randn({r.B, r.H, r.S, r.E}, kFloat32, &g);
-  F::SdpaOptions opt = F::SdpaOptions().is_causal(r.causal);
+  F::SdpaOptions opt = F::SdpaOptions()
+                           .is_causal(r.causal)
+                           .window(F::Window(r.win_left, r.win_right))
+                           .global_tokens(r.global_tokens)
+                           .stride(r.stride);
   Measured m;
   if (r.backward) {
     q.requires_grad_(true), k.requires_grad_(true), v.requires_grad_(true);
@@ -43,7 +48,55 @@ Measured measure(const SdpaBenchRow& r, const SdpaBenchOptions& o) {
   return m;
 }
 
+// Number of (query, key) pairs the row's pattern keeps (L = S, no masks),
+// counted per query from the band, the global keys and the strided keys.
+double visible_pairs(const SdpaBenchRow& r) {
+  if (r.win_left < 0 && r.win_right < 0 && r.global_tokens == 0 && r.stride == 0)
+    return r.causal ? 0.5 * static_cast<double>(r.L) * (r.L + 1) : static_cast<double>(r.L) * r.S;
+  double n = 0;
+  auto multiples = [&](int64_t c, int64_t a, int64_t b) -> int64_t {  // j in [a, b) with (c - j) % s == 0
+    if (r.stride <= 0 || b <= a) return 0;
+    auto upto = [&](int64_t x) {  // j in [0, x): c - j in (c - x, c]
+      return x <= 0 ? 0 : (c >= 0 ? c / r.stride + 1 : 0) - ((c - x) >= 0 ? (c - x) / r.stride + 1 : 0);
+    };
+    return upto(b) - upto(a);
+  };
+  for (int64_t i = 0; i < r.L; ++i) {
+    const int64_t reach = r.causal ? std::min(r.S, i + 1) : r.S;
+    if (i < r.global_tokens) {  // a global query sees every key it may reach
+      n += static_cast<double>(reach);
+      continue;
+    }
+    int64_t lo = 0, hi = reach;
+    if (r.win_right >= 0) hi = std::min(hi, i + r.win_right + 1);
+    if (r.win_left >= 0) lo = std::max<int64_t>(lo, i - r.win_left);
+    hi = std::max(hi, lo);
+    const int64_t g = std::min(r.global_tokens, reach);
+    // the band, the global keys outside it, the strided keys outside both
+    n += static_cast<double>((hi - lo) + std::max<int64_t>(0, std::min(g, lo)) + std::max<int64_t>(0, g - hi));
+    n += static_cast<double>(multiples(i, g, lo) + multiples(i, std::max(hi, g), reach));
+  }
+  return n;
+}
+
 }  // namespace
+
+std::vector<SdpaBenchRow> sparse_sdpa_rows() {
+  std::vector<SdpaBenchRow> rows;
+  for (int64_t L : {4096, 16384, 65536}) {
+    SdpaBenchRow local{1, 4, L, L, 64, false, false};
+    local.win_left = local.win_right = 128;
+    rows.push_back(local);
+    SdpaBenchRow global = local;
+    global.global_tokens = 16;
+    rows.push_back(global);
+    if (L > 16384) continue;  // the strided pattern visits every key tile (quadratic): 39 s at 64k
+    SdpaBenchRow strided{1, 4, L, L, 64, true, false};
+    strided.win_left = 128, strided.win_right = 0, strided.stride = 128;
+    rows.push_back(strided);
+  }
+  return rows;
+}
 
 std::vector<SdpaBenchRow> standard_sdpa_rows() {
   std::vector<SdpaBenchRow> rows;
@@ -65,8 +118,8 @@ int run_sdpa_bench(const SdpaBenchOptions& o) {
   if (!o.json) {
     std::printf("scaled_dot_product_attention, float32, %d threads; SGEMM 2048^3 in this run: %.1f GFLOPS\n",
                 get_num_threads(), sg);
-    std::printf("%3s %3s %6s %6s %4s %-6s %-8s %10s %9s %7s %8s\n", "B", "H", "L", "S", "E", "causal", "pass", "ms",
-                "GFLOPS", "ratio", "rss MB");
+    std::printf("%3s %3s %6s %6s %4s %-6s %-8s %10s %9s %7s %8s  %s\n", "B", "H", "L", "S", "E", "causal", "pass",
+                "ms", "GFLOPS", "ratio", "rss MB", "pattern");
   }
   int failures = 0;
   for (const SdpaBenchRow& r : rows) {
@@ -77,21 +130,28 @@ int run_sdpa_bench(const SdpaBenchOptions& o) {
       ++failures;
       continue;
     }
-    double flops = 4.0 * r.B * r.H * r.L * r.S * r.E;
-    if (r.causal) flops /= 2;
+    double flops = 4.0 * r.B * r.H * r.E * visible_pairs(r);
     if (r.backward) flops *= 3.5;
     const double gf = flops / m.ms / 1e6;
     const char* pass = r.backward ? "fwd+bwd" : "fwd";
+    std::string pattern;
+    if (r.win_left >= 0 || r.win_right >= 0)
+      pattern += "window(" + std::to_string(r.win_left) + "," + std::to_string(r.win_right) + ")";
+    if (r.global_tokens > 0) pattern += (pattern.empty() ? "" : " + ") + std::to_string(r.global_tokens) + " global";
+    if (r.stride > 0) pattern += (pattern.empty() ? "" : " + ") + std::string("stride ") + std::to_string(r.stride);
     if (o.json)
       std::printf("{\"B\": %lld, \"H\": %lld, \"L\": %lld, \"S\": %lld, \"E\": %lld, \"causal\": %s, \"pass\": \"%s\", "
-                  "\"ms\": %.3f, \"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"ratio\": %.4f, \"peak_rss_mb\": %.1f}\n",
+                  "\"ms\": %.3f, \"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"ratio\": %.4f, \"peak_rss_mb\": %.1f, "
+                  "\"window\": [%lld, %lld], \"global_tokens\": %lld, \"stride\": %lld}\n",
                   static_cast<long long>(r.B), static_cast<long long>(r.H), static_cast<long long>(r.L),
                   static_cast<long long>(r.S), static_cast<long long>(r.E), r.causal ? "true" : "false", pass, m.ms, gf,
-                  sg, gf / sg, m.peak_rss_mb);
+                  sg, gf / sg, m.peak_rss_mb, static_cast<long long>(r.win_left), static_cast<long long>(r.win_right),
+                  static_cast<long long>(r.global_tokens), static_cast<long long>(r.stride));
     else
-      std::printf("%3lld %3lld %6lld %6lld %4lld %-6s %-8s %10.2f %9.1f %7.3f %8.1f\n", static_cast<long long>(r.B),
+      std::printf("%3lld %3lld %6lld %6lld %4lld %-6s %-8s %10.2f %9.1f %7.3f %8.1f  %s\n", static_cast<long long>(r.B),
                   static_cast<long long>(r.H), static_cast<long long>(r.L), static_cast<long long>(r.S),
-                  static_cast<long long>(r.E), r.causal ? "yes" : "no", pass, m.ms, gf, gf / sg, m.peak_rss_mb);
+                  static_cast<long long>(r.E), r.causal ? "yes" : "no", pass, m.ms, gf, gf / sg, m.peak_rss_mb,
+                  pattern.empty() ? "dense" : pattern.c_str());
     std::fflush(stdout);
   }
   return failures == 0 ? 0 : 1;

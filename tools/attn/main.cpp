@@ -59,6 +59,13 @@ int main(int argc, char** argv) {
   sdpa->add_flag("--causal", row.causal, "causal mask");
   sdpa->add_flag("--backward", row.backward, "time forward + backward");
   sdpa->add_option("--min-seconds", sdpa_opts.min_seconds, "time each row for at least this long (default 1)");
+  bool sparse_rows = false;
+  sdpa->add_flag("--sparse", sparse_rows, "the local and sparse table instead: window (128, 128), window + 16 global "
+                                          "tokens, causal window + stride 128, at L = 4k, 16k, 64k");
+  sdpa->add_option("--window-left", row.win_left, "sliding window, keys before the diagonal (-1: unbounded)");
+  sdpa->add_option("--window-right", row.win_right, "sliding window, keys after the diagonal (-1: unbounded)");
+  sdpa->add_option("--global-tokens", row.global_tokens, "global tokens (Longformer/BigBird)")->check(CLI::NonNegativeNumber);
+  sdpa->add_option("--stride", row.stride, "strided keys (Sparse Transformer)")->check(CLI::NonNegativeNumber);
   auto* mha = bench->add_subcommand(
       "mha", "MultiheadAttention forward and TransformerEncoderLayer forward+backward beside PyTorch "
              "(bench/torch_mha.py, timed in the same run); with no shape flags, the standard table");
@@ -90,11 +97,14 @@ int main(int argc, char** argv) {
   try {
     if (*ins) return inspect(file);
     if (*sdpa) {
-      for (const char* f : {"--batch", "--heads", "--seq", "--dim", "--causal", "--backward"})
+      for (const char* f : {"--batch", "--heads", "--seq", "--dim", "--causal", "--backward", "--window-left",
+                            "--window-right", "--global-tokens", "--stride"})
         custom = custom || sdpa->count(f) > 0;
       if (custom) {
         row.S = row.L;
         sdpa_opts.rows = {row};
+      } else if (sparse_rows) {
+        sdpa_opts.rows = attn::tools::sparse_sdpa_rows();
       }
       return attn::tools::run_sdpa_bench(sdpa_opts);
     }
