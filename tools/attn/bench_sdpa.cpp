@@ -42,7 +42,11 @@ Measured measure(const SdpaBenchRow& r, const SdpaBenchOptions& o) {
         o.min_reps, o.min_seconds);
   } else {
     NoGradGuard ng;
-    m.ms = median_ms([&] { F::scaled_dot_product_attention(q, k, v, opt); }, o.min_reps, o.min_seconds);
+    if (r.linear)
+      m.ms = median_ms([&] { F::linear_attention(q, k, v, F::LinearAttentionOptions().causal(r.causal)); },
+                       o.min_reps, o.min_seconds);
+    else
+      m.ms = median_ms([&] { F::scaled_dot_product_attention(q, k, v, opt); }, o.min_reps, o.min_seconds);
   }
   m.peak_rss_mb = peak_rss_mb();
   return m;
@@ -90,6 +94,9 @@ std::vector<SdpaBenchRow> sparse_sdpa_rows() {
     SdpaBenchRow global = local;
     global.global_tokens = 16;
     rows.push_back(global);
+    SdpaBenchRow lin{1, 4, L, L, 64, true, false};
+    lin.linear = true;
+    rows.push_back(lin);
     if (L > 16384) continue;  // the strided pattern visits every key tile (quadratic): 39 s at 64k
     SdpaBenchRow strided{1, 4, L, L, 64, true, false};
     strided.win_left = 128, strided.win_right = 0, strided.stride = 128;
@@ -130,7 +137,9 @@ int run_sdpa_bench(const SdpaBenchOptions& o) {
       ++failures;
       continue;
     }
-    double flops = 4.0 * r.B * r.H * r.E * visible_pairs(r);
+    // linear attention: phi(K)^T V, phi(Q) S and the chunks' triangles, about 4 L E^2 + 2 L 64 E per head
+    double flops = r.linear ? r.B * r.H * (4.0 * r.L * r.E * r.E + 2.0 * r.L * 64 * r.E)
+                            : 4.0 * r.B * r.H * r.E * visible_pairs(r);
     if (r.backward) flops *= 3.5;
     const double gf = flops / m.ms / 1e6;
     const char* pass = r.backward ? "fwd+bwd" : "fwd";
@@ -139,6 +148,7 @@ int run_sdpa_bench(const SdpaBenchOptions& o) {
       pattern += "window(" + std::to_string(r.win_left) + "," + std::to_string(r.win_right) + ")";
     if (r.global_tokens > 0) pattern += (pattern.empty() ? "" : " + ") + std::to_string(r.global_tokens) + " global";
     if (r.stride > 0) pattern += (pattern.empty() ? "" : " + ") + std::string("stride ") + std::to_string(r.stride);
+    if (r.linear) pattern = "linear attention (elu+1)";
     if (o.json)
       std::printf("{\"B\": %lld, \"H\": %lld, \"L\": %lld, \"S\": %lld, \"E\": %lld, \"causal\": %s, \"pass\": \"%s\", "
                   "\"ms\": %.3f, \"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"ratio\": %.4f, \"peak_rss_mb\": %.1f, "

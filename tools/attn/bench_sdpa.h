@@ -13,6 +13,7 @@ struct SdpaBenchRow {
   bool backward;  // forward + backward
   int64_t win_left = -1, win_right = -1;  // a sliding window (-1: unbounded)
   int64_t global_tokens = 0, stride = 0;  // sparse patterns (see SdpaOptions)
+  bool linear = false;                    // F::linear_attention instead (elu + 1 features)
 };
 
 struct SdpaBenchOptions {
@@ -28,7 +29,8 @@ struct SdpaBenchOptions {
 std::vector<SdpaBenchRow> standard_sdpa_rows();
 // Local and sparse attention at L = 4k, 16k, 64k (B 1, H 4, E 64, forward):
 // window (128, 128); window + 16 global tokens; causal window (128, 0) + stride
-// 128 (4k and 16k only: every key tile holds strided keys, so its cost is quadratic).
+// 128 (4k and 16k only: every key tile holds strided keys, so its cost is
+// quadratic); causal linear attention.
 std::vector<SdpaBenchRow> sparse_sdpa_rows();
 
 // Times each row in a child process (so peak RSS is the row's own) and prints
