@@ -106,7 +106,9 @@ TEST(Parity, SdpaMatchesPyTorch) {
         .causal_align(c.at("bottom_right").get<bool>() ? F::CausalAlign::BottomRight : F::CausalAlign::TopLeft)
         .window(F::Window(c.at("window")[0].get<int64_t>(), c.at("window")[1].get<int64_t>()))
         .softcap(c.at("softcap").get<double>())
-        .enable_gqa(c.at("Hq").get<int64_t>() != c.at("Hk").get<int64_t>());
+        .enable_gqa(c.at("Hq").get<int64_t>() != c.at("Hk").get<int64_t>())
+        .global_tokens(c.value("global_tokens", int64_t{0}))
+        .stride(c.value("stride", int64_t{0}));
     if (c.at("scale_given").get<bool>()) o.scale(c.at("scale").get<double>());
     Tensor mask;
     if (has("mask")) {

@@ -3,8 +3,8 @@
 
 torch 1.13 has no F.scaled_dot_product_attention, so this composes it:
 s = scale * q k^T (key/value heads repeated for GQA); softcap * tanh(s / softcap);
-- slope * |i + d - j| (ALiBi); + float mask; bool mask, causal, window and key
-lengths as -inf; softmax; rows with no key left give 0 (attn's definition;
+- slope * |i + d - j| (ALiBi); + float mask; bool mask, causal, key lengths and
+the local pattern (window, with global tokens and strided keys added back) as -inf; softmax; rows with no key left give 0 (attn's definition;
 torch 1.13's composition would give NaN there); @ v. Forward in float32,
 backward of a random output gradient; dropout is off (its draws are attn's own
 and are tested against attn's reference).
@@ -51,10 +51,18 @@ def sdpa(q, k, v, c, mask, alibi, klen):
             s = s + mask
     if c["causal"]:
         allowed = allowed & (j <= ctr)
+    local = torch.ones(L, S, dtype=torch.bool)
     if c["window"][0] >= 0:
-        allowed = allowed & (j >= ctr - c["window"][0])
+        local = local & (j >= ctr - c["window"][0])
     if c["window"][1] >= 0:
-        allowed = allowed & (j <= ctr + c["window"][1])
+        local = local & (j <= ctr + c["window"][1])
+    g = c.get("global_tokens", 0)
+    if g > 0:  # global keys seen by all, global queries see all
+        local = local | (j < g) | (i < g)
+    st = c.get("stride", 0)
+    if st > 0:  # keys at a multiple of the stride from the aligned diagonal
+        local = local | (torch.remainder(ctr - j, st) == 0)
+    allowed = allowed & local
     if klen is not None:
         allowed = allowed & (j < klen.view(-1, 1, 1, 1).double())
     allowed = allowed & (s.detach() > -math.inf)
@@ -82,6 +90,9 @@ def main():
              "window": [r.choice([-1, -1, 0, 8]), r.choice([-1, -1, 4])],
              "softcap": r.choice([0.0, 0.0, 0.0, 3.0]), "alibi": r.random() < 0.25,
              "mask": r.choice(["none", "none", "bool", "padding", "float"]), "klen": r.random() < 0.2}
+        # sparse patterns (drawn last, so the other options are as before)
+        c["global_tokens"] = r.choice([0, 0, 0, 0, 2, 9])
+        c["stride"] = r.choice([0, 0, 0, 0, 3, 40])
         c["scale"] = r.choice([None, 0.3])
         if c["scale"] is None:
             c["scale_given"] = False
