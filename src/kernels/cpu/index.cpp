@@ -40,51 +40,42 @@ Tensor index_select(const Tensor& x_in, int64_t dim, const Tensor& index) {
   return out;
 }
 
-void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src_in) {
+namespace {
+// out.select(dim, index[j]) = combine(itself, src.select(dim, j)) for every j,
+// in place; out contiguous. Parallel over the dims before `dim` only, so slices
+// with repeated indices are combined by one thread in index order (deterministic).
+template <class Combine>
+void index_accumulate(const char* op, const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src_in,
+                      Combine combine) {
   Tensor src = src_in.contiguous();
   Tensor idx = index.contiguous();
   const int64_t n_out = out.size(dim), n_idx = idx.numel();
   int64_t outer, inner;
   around(out.shape(), dim, outer, inner);
   const int64_t* pi = idx.data<int64_t>();
-  dispatch_float(out.dtype(), "index_add", [&](auto tag) {
+  dispatch_float(out.dtype(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* po = out.data<T>();
     const T* ps = src.data<T>();
-    // Parallel over the outer dim only: rows with repeated indices are summed
-    // by one thread in index order (deterministic).
     detail::parallel_for(outer, 1, [&](int64_t b, int64_t e) {
       for (int64_t o = b; o < e; ++o)
         for (int64_t j = 0; j < n_idx; ++j) {
           T* d = po + (o * n_out + pi[j]) * inner;
           const T* s = ps + (o * n_idx + j) * inner;
-          for (int64_t i = 0; i < inner; ++i) d[i] += s[i];
+          for (int64_t i = 0; i < inner; ++i) d[i] = combine(d[i], s[i]);
         }
     });
   });
 }
+}  // namespace
 
-void index_amax(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src_in) {
-  Tensor src = src_in.contiguous();
-  Tensor idx = index.contiguous();
-  const int64_t n_out = out.size(dim), n_idx = idx.numel();
-  int64_t outer, inner;
-  around(out.shape(), dim, outer, inner);
-  const int64_t* pi = idx.data<int64_t>();
-  dispatch_float(out.dtype(), "index_reduce", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    T* po = out.data<T>();
-    const T* ps = src.data<T>();
-    detail::parallel_for(outer, 1, [&](int64_t b, int64_t e) {
-      for (int64_t o = b; o < e; ++o)
-        for (int64_t j = 0; j < n_idx; ++j) {
-          T* d = po + (o * n_out + pi[j]) * inner;
-          const T* s = ps + (o * n_idx + j) * inner;
-          for (int64_t i = 0; i < inner; ++i)
-            if (s[i] > d[i] || s[i] != s[i]) d[i] = s[i];  // NaN propagates, as torch
-        }
-    });
-  });
+void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) {
+  index_accumulate("index_add", out, dim, index, src, [](auto d, auto s) { return d + s; });
+}
+
+void index_amax(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) {
+  // NaN propagates, as torch
+  index_accumulate("index_reduce", out, dim, index, src, [](auto d, auto s) { return s > d || s != s ? s : d; });
 }
 
 Tensor gather(const Tensor& x_in, int64_t dim, const Tensor& index) {
