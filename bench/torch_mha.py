@@ -67,8 +67,8 @@ def main():
                 m(x).backward(g)
                 m.zero_grad(set_to_none=True)
                 x.grad = None
-        else:
-            raise SystemExit("torch_mha.py: unknown module " + module)
+        else:  # modules PyTorch does not have (attn's relative attention, GATConv): no time
+            continue
         ms = median_ms(f, args.min_reps, args.min_seconds)
         print(json.dumps({"module": module, "B": B, "L": L, "E": E, "H": H, "pass": pas, "ms": round(ms, 3)}),
               flush=True)

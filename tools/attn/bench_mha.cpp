@@ -9,6 +9,8 @@
 // again for the weights); step (one decoding step with a KV cache of L - 1
 // steps) B (8 E^2 + 4 L E). TransformerEncoderLayer fwd+bwd: 3 x the GEMMs of
 // the forward (8 N E^2 + 4 N E ff) + 3.5 x the attention's 4 B L^2 E.
+// RelativeMultiheadAttention and GATConv: see flops(); PyTorch has neither
+// module, so their rows have no PyTorch time.
 #include "bench_mha.h"
 
 #include <attn/attn.h>
@@ -35,6 +37,12 @@ double flops(const MhaBenchRow& r) {
   const double N = static_cast<double>(r.B * r.L), E = static_cast<double>(r.E);
   const double attn = 4.0 * r.B * static_cast<double>(r.L) * r.L * E;
   if (r.module == "MultiheadAttention" && r.pass == "step") return r.B * (8 * E * E + 4 * r.L * E);
+  // GATConv: B = nodes / 1000, L = edges per node, E = channels in and out (H heads of E / H):
+  // the projection 2 N E^2 plus per edge about 4 E (scores, messages), times 3 for fwd+bwd.
+  if (r.module == "GATConv") return 3.0 * (2.0 * r.B * 1000 * E * E + 4.0 * r.B * 1000 * r.L * E);
+  // RelativeMultiheadAttention fwd: the projections 8 N E^2 plus scores and values with their
+  // distance terms, about 8 B L^2 E.
+  if (r.module == "RelativeMultiheadAttention") return 8 * N * E * E + 2 * attn;
   if (r.module == "MultiheadAttention") return 8 * N * E * E + attn + (r.pass == "fwd+weights" ? attn / 2 : 0);
   return 3 * (8 * N * E * E + 4 * N * E * kFF) + 3.5 * attn;
 }
@@ -63,6 +71,26 @@ Measured measure(const MhaBenchRow& r, const MhaBenchOptions& o) {
     const bool weights = r.pass == "fwd+weights";
     NoGradGuard ng;
     m.ms = median_ms([&] { mha.forward(x, x, x, {}, weights); }, o.min_reps, o.min_seconds);
+  } else if (r.module == "GATConv") {
+    // A random graph: B * 1000 nodes, L incoming edges each; forward + backward.
+    const int64_t N = r.B * 1000, Ed = N * r.L;
+    nn::GATConv gat(nn::GATConvOptions(r.E, r.E / r.H).heads(r.H));
+    Tensor feats = randn({N, r.E}, kFloat32, &g).requires_grad_(true);
+    Tensor edges = stack({randint(0, N, {Ed}, kInt64, &g), randint(0, N, {Ed}, kInt64, &g)}, 0);
+    Tensor gout = randn({N, r.E}, kFloat32, &g);
+    m.ms = median_ms(
+        [&] {
+          gat.forward(feats, edges).backward(gout);
+          gat.zero_grad();
+          feats.set_grad({});
+        },
+        o.min_reps, o.min_seconds);
+  } else if (r.module == "RelativeMultiheadAttention") {
+    nn::RelativeMultiheadAttention rel(
+        nn::RelativeMultiheadAttentionOptions(r.E, r.H).max_relative_position(16).batch_first(true));
+    rel.eval();
+    NoGradGuard ng;
+    m.ms = median_ms([&] { rel.forward(x, x, x, {}, false); }, o.min_reps, o.min_seconds);
   } else {
     nn::TransformerEncoderLayer layer(nn::TransformerEncoderLayerOptions(r.E, r.H).batch_first(true));
     x.requires_grad_(true);
@@ -127,13 +155,16 @@ std::vector<MhaBenchRow> standard_mha_rows() {
       rows.push_back({"MultiheadAttention", B, L, 512, 8, pass});
   rows.push_back({"TransformerEncoderLayer", 8, 256, 512, 8, "fwd+bwd"});
   for (int64_t L : {512, 2048, 8192}) rows.push_back({"MultiheadAttention", 1, L, 512, 8, "step"});
+  rows.push_back({"RelativeMultiheadAttention", 4, 512, 512, 8, "fwd"});
+  rows.push_back({"GATConv", 20, 16, 64, 8, "fwd+bwd"});  // 20k nodes, 320k edges
   return rows;
 }
 
 int run_mha_bench(const MhaBenchOptions& o) {
   const std::vector<MhaBenchRow> rows = o.rows.empty() ? standard_mha_rows() : o.rows;
   for (const auto& r : rows)
-    ATTN_CHECK(r.module == "MultiheadAttention" || r.module == "TransformerEncoderLayer",
+    ATTN_CHECK(r.module == "MultiheadAttention" || r.module == "TransformerEncoderLayer" || r.module == "GATConv" ||
+                   r.module == "RelativeMultiheadAttention",
                "bench mha: unknown module ", r.module);
   Measured ceiling;
   if (!in_child([&] { return Measured{sgemm_gflops(o.min_reps, o.min_seconds), 0}; }, ceiling)) {

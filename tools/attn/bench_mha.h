@@ -10,7 +10,7 @@
 namespace attn::tools {
 
 struct MhaBenchRow {
-  std::string module;  // "MultiheadAttention" or "TransformerEncoderLayer"
+  std::string module;  // "MultiheadAttention", "TransformerEncoderLayer", "RelativeMultiheadAttention", "GATConv"
   int64_t B, L, E, H;
   std::string pass;    // "fwd", "fwd+weights", "step" (MHA); "fwd+bwd" (encoder layer)
 };
@@ -28,7 +28,9 @@ struct MhaBenchOptions {
 // MultiheadAttention E = 512, H = 8 at (B, L) = (8, 128), (4, 512), (1, 2048),
 // fwd and fwd+weights; TransformerEncoderLayer d_model 512, 8 heads, ff 2048
 // at (8, 256), fwd+bwd; one MultiheadAttention decoding step with a KV cache
-// of L - 1 = 511, 2047, 8191 steps.
+// of L - 1 = 511, 2047, 8191 steps; RelativeMultiheadAttention (k = 16)
+// forward at (4, 512); GATConv forward + backward on a random graph of
+// B * 1000 = 20k nodes with L = 16 incoming edges each, 64 channels, 8 heads.
 std::vector<MhaBenchRow> standard_mha_rows();
 
 // Prints a table or one JSON object per row (keys module, B, L, E, H, pass, ms,

@@ -74,9 +74,9 @@ int main(int argc, char** argv) {
   bool no_torch = false;
   mha->add_flag("--json", mha_opts.json, "one JSON object per row (keys module, B, L, E, H, pass, ms, gflops, "
                                          "sgemm_gflops, ratio, peak_rss_mb, torch_ms, speedup)");
-  mha->add_option("--module", mrow.module, "MultiheadAttention or TransformerEncoderLayer (with any row flag: "
-                                           "run only that row)")
-      ->check(CLI::IsMember({"MultiheadAttention", "TransformerEncoderLayer"}));
+  mha->add_option("--module", mrow.module, "MultiheadAttention, TransformerEncoderLayer, RelativeMultiheadAttention "
+                                           "or GATConv (with any row flag: run only that row)")
+      ->check(CLI::IsMember({"MultiheadAttention", "TransformerEncoderLayer", "RelativeMultiheadAttention", "GATConv"}));
   mha->add_option("--batch,-B", mrow.B, "batch")->check(CLI::PositiveNumber);
   mha->add_option("--seq,-L", mrow.L, "sequence length")->check(CLI::PositiveNumber);
   mha->add_option("--embed,-E", mrow.E, "embed_dim (d_model)")->check(CLI::PositiveNumber);
@@ -114,8 +114,9 @@ int main(int argc, char** argv) {
         mcustom = mcustom || mha->count(f) > 0;
       if (mcustom) {
         if (mha->count("--pass") == 0 && mrow.module == "TransformerEncoderLayer") mrow.pass = "fwd+bwd";
-        const bool enc = mrow.module == "TransformerEncoderLayer";
-        if (enc != (mrow.pass == "fwd+bwd")) {
+        if (mha->count("--pass") == 0 && mrow.module == "GATConv") mrow.pass = "fwd+bwd";
+        const bool bwd = mrow.module == "TransformerEncoderLayer" || mrow.module == "GATConv";
+        if (bwd != (mrow.pass == "fwd+bwd") || (mrow.module == "RelativeMultiheadAttention" && mrow.pass != "fwd")) {
           std::fprintf(stderr, "attn: --pass %s does not apply to %s\n", mrow.pass.c_str(), mrow.module.c_str());
           return 2;
         }
