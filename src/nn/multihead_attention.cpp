@@ -70,6 +70,13 @@ void MultiheadAttention::reset_parameters() {
   }
 }
 
+Tensor MultiheadAttention::project(const Tensor& x, int64_t which) const {
+  const int64_t E = options.embed_dim();
+  const Tensor& separate = which == 0 ? q_proj_weight : which == 1 ? k_proj_weight : v_proj_weight;
+  return F::linear(x, same_dim_ ? in_proj_weight.narrow(0, which * E, E) : separate,
+                   in_proj_bias.defined() ? in_proj_bias.narrow(0, which * E, E) : Tensor());
+}
+
 std::string MultiheadAttention::extra_repr() const {
   return "embed_dim=" + std::to_string(options.embed_dim()) + ", num_heads=" + std::to_string(options.num_heads());
 }
@@ -194,20 +201,17 @@ std::tuple<Tensor, Tensor> MultiheadAttention::forward(const Tensor& query, cons
 
   // Input projections.
   Tensor q, k, v;
-  auto bias_part = [&](int64_t i) { return in_proj_bias.defined() ? in_proj_bias.narrow(0, i * E, E) : Tensor(); };
   if (same_dim_ && query.is_same(key) && key.is_same(value)) {
     auto qkv = chunk(F::linear(q_in, in_proj_weight, in_proj_bias), 3, -1);
     q = qkv[0], k = qkv[1], v = qkv[2];
   } else if (same_dim_ && key.is_same(value)) {
-    q = F::linear(q_in, in_proj_weight.narrow(0, 0, E), bias_part(0));
+    q = project(q_in, 0);
     auto kv = chunk(F::linear(k_in, in_proj_weight.narrow(0, E, 2 * E),
                               in_proj_bias.defined() ? in_proj_bias.narrow(0, E, 2 * E) : Tensor()),
                     2, -1);
     k = kv[0], v = kv[1];
   } else {
-    q = F::linear(q_in, same_dim_ ? in_proj_weight.narrow(0, 0, E) : q_proj_weight, bias_part(0));
-    k = F::linear(k_in, same_dim_ ? in_proj_weight.narrow(0, E, E) : k_proj_weight, bias_part(1));
-    v = F::linear(v_in, same_dim_ ? in_proj_weight.narrow(0, 2 * E, E) : v_proj_weight, bias_part(2));
+    q = project(q_in, 0), k = project(k_in, 1), v = project(v_in, 2);
   }
   if (bias_k.defined()) {
     k = cat({k, bias_k.expand({B, 1, E})}, 1);
@@ -224,7 +228,7 @@ std::tuple<Tensor, Tensor> MultiheadAttention::forward(const Tensor& query, cons
     am = pad_key(am);
     kpm = pad_key(kpm);
   }
-  const int64_t S = k.size(2);
+  const int64_t S = k.size(2);  // with the extra keys
 
   // Masks in SDPA's terms: bool true = attend, float added. A bool padding
   // mask that only pads the end becomes key_lengths (padded tiles are skipped).
@@ -264,7 +268,6 @@ std::tuple<Tensor, Tensor> MultiheadAttention::forward(const Tensor& query, cons
     out = out.squeeze(0);
   else if (!options.batch_first())
     out = out.transpose(0, 1);
-  (void)S;
   return {out, weights};
 }
 
@@ -328,9 +331,8 @@ std::tuple<Tensor, Tensor> MultiheadAttention::forward_cached(const Tensor& quer
   };
   Tensor q_in = bf(query);
   const int64_t B = q_in.size(0), L = q_in.size(1);
-  auto bias_part = [&](int64_t i) { return in_proj_bias.defined() ? in_proj_bias.narrow(0, i * E, E) : Tensor(); };
   auto heads = [&](const Tensor& t) { return t.reshape({B, t.size(1), H, D}).transpose(1, 2); };
-  Tensor q = heads(F::linear(q_in, same_dim_ ? in_proj_weight.narrow(0, 0, E) : q_proj_weight, bias_part(0)));
+  Tensor q = heads(project(q_in, 0));
   // Every check before the cache changes: a refused call leaves it as it was.
   const int64_t S = cache.length() + (key.defined() ? bf(key).size(1) : 0);
   Tensor kpm;
@@ -350,9 +352,7 @@ std::tuple<Tensor, Tensor> MultiheadAttention::forward_cached(const Tensor& quer
                    k_in.size(2) == *options.kdim() && v_in.size(2) == *options.vdim(),
                kOp, ".forward_cached: key ", shape_str(key.shape()), " and value ", shape_str(value.shape()),
                " do not match query ", shape_str(query.shape()));
-    Tensor k = F::linear(k_in, same_dim_ ? in_proj_weight.narrow(0, E, E) : k_proj_weight, bias_part(1));
-    Tensor v = F::linear(v_in, same_dim_ ? in_proj_weight.narrow(0, 2 * E, E) : v_proj_weight, bias_part(2));
-    cache.append(heads(k), heads(v));
+    cache.append(heads(project(k_in, 1)), heads(project(v_in, 2)));
   }
   ATTN_CHECK(cache.length() > 0, kOp, ".forward_cached: the cache is empty and no key/value was given");
   ATTN_CHECK(cache.keys().size(0) == B, kOp, ".forward_cached: the cache holds batch ", cache.keys().size(0),

@@ -117,6 +117,21 @@ TransformerDecoderLayer::TransformerDecoderLayer(const TransformerDecoderLayerOp
   register_module("dropout3", dropout3);
 }
 
+Tensor TransformerDecoderLayer::blocks(const Tensor& tgt, const std::function<Tensor(const Tensor&)>& sa,
+                                       const std::function<Tensor(const Tensor&)>& mha) const {
+  Tensor x = tgt;
+  if (options.norm_first()) {
+    x = x + sa(norm1.forward(x));
+    x = x + mha(norm2.forward(x));
+    x = x + ff_block(norm3.forward(x));
+  } else {
+    x = norm1.forward(x + sa(x));
+    x = norm2.forward(x + mha(x));
+    x = norm3.forward(x + ff_block(x));
+  }
+  return x;
+}
+
 Tensor TransformerDecoderLayer::ff_block(const Tensor& x) const {
   return dropout3.forward(linear2.forward(dropout.forward(options.activation()(linear1.forward(x)))));
 }
@@ -131,17 +146,7 @@ Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory,
     return dropout2.forward(
         std::get<0>(multihead_attn.forward(x, memory, memory, mem_kpm, false, memory_mask, true, memory_is_causal)));
   };
-  Tensor x = tgt;
-  if (options.norm_first()) {
-    x = x + sa(norm1.forward(x));
-    x = x + mha(norm2.forward(x));
-    x = x + ff_block(norm3.forward(x));
-  } else {
-    x = norm1.forward(x + sa(x));
-    x = norm2.forward(x + mha(x));
-    x = norm3.forward(x + ff_block(x));
-  }
-  return x;
+  return blocks(tgt, sa, mha);
 }
 
 Tensor TransformerDecoderLayer::forward_cached(const Tensor& tgt, const Tensor& memory, TransformerDecoderCache& cache,
@@ -154,17 +159,7 @@ Tensor TransformerDecoderLayer::forward_cached(const Tensor& tgt, const Tensor& 
     return dropout2.forward(std::get<0>(multihead_attn.forward_cached(
         x, first ? memory : Tensor(), first ? memory : Tensor(), cache.cross_attn, mem_kpm, false)));
   };
-  Tensor x = tgt;
-  if (options.norm_first()) {
-    x = x + sa(norm1.forward(x));
-    x = x + mha(norm2.forward(x));
-    x = x + ff_block(norm3.forward(x));
-  } else {
-    x = norm1.forward(x + sa(x));
-    x = norm2.forward(x + mha(x));
-    x = norm3.forward(x + ff_block(x));
-  }
-  return x;
+  return blocks(tgt, sa, mha);
 }
 
 // ---- Stacks ---------------------------------------------------------------------------

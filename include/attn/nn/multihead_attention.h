@@ -102,6 +102,8 @@ class MultiheadAttention : public Module {
   Linear out_proj;
 
  private:
+  // x @ W^T + b for the query (0), key (1) or value (2) projection.
+  Tensor project(const Tensor& x, int64_t which) const;
   bool same_dim_;
 };
 

@@ -106,6 +106,10 @@ class TransformerDecoderLayer : public Module {
   Dropout dropout1, dropout2, dropout3;
 
  private:
+  // The three residual blocks around self-attention `sa` and cross-attention
+  // `mha` (each with its dropout), post-norm or pre-norm.
+  Tensor blocks(const Tensor& tgt, const std::function<Tensor(const Tensor&)>& sa,
+                const std::function<Tensor(const Tensor&)>& mha) const;
   Tensor ff_block(const Tensor& x) const;
 };
 
