@@ -114,7 +114,7 @@ TEST(Attention, SparsePatternsMatchReference) {
   std::mt19937 rng(77);
   auto pick = [&](std::initializer_list<int64_t> xs) { return *(xs.begin() + rng() % xs.size()); };
   int nontrivial = 0;
-  for (int t = 0; t < 48; ++t) {
+  for (int t = 0; t < 64; ++t) {
     Config c;
     c.B = pick({1, 2});
     c.Hk = pick({1, 2});
@@ -127,13 +127,14 @@ TEST(Attention, SparsePatternsMatchReference) {
     c.align = rng() % 2 ? F::CausalAlign::BottomRight : F::CausalAlign::TopLeft;
     c.window = F::Window(pick({0, 7, 64}), pick({-1, 0, 9}));
     if (t % 3 != 1) c.global_tokens = pick({1, 3, 300});
-    if (t % 3 != 0) c.stride = pick({1, 5, 64});
+    if (t % 3 != 0) c.stride = pick({1, 5, 64, 700});
     c.alibi = rng() % 4 == 0;
-    c.mask = static_cast<int>(rng() % 3);
+    c.softcap = rng() % 4 == 0 ? 2.5 : 0.0;
+    c.mask = static_cast<int>(rng() % 5);  // 3: a float mask whose gradient comes from every pass
     c.key_lengths = rng() % 4 == 0;
     nontrivial += check_fused_against_reference(c, 900 + t);
   }
-  EXPECT_GT(nontrivial, 40);
+  EXPECT_GT(nontrivial, 52);
   // With g global tokens and a window w, query i (>= g) sees exactly the keys
   // j < g and |i - j| <= w: the weights say so.
   Generator gen(5);
@@ -292,6 +293,21 @@ TEST(Attention, DropoutIsSeededSharedAndUnbiased) {
   };
   auto f32 = grads(kFloat32, &g4), f64 = grads(kFloat64, &g5);
   for (size_t i = 0; i < 4; ++i) expect_close("dropout " + std::to_string(i), f32[i], f64[i]);
+  // The strided pattern runs its strided keys in a second, regrouped pass:
+  // the same draws reach them there.
+  auto strided = [&](DType dt, Generator* gen) {
+    Generator d(10);
+    Tensor qq = randn({1, 2, 150, 8}, kFloat64, &d).to(dt).requires_grad_(true);
+    Tensor kk = randn({1, 2, 150, 8}, kFloat64, &d).to(dt).requires_grad_(true);
+    Tensor vv = randn({1, 2, 150, 8}, kFloat64, &d).to(dt).requires_grad_(true);
+    F::SdpaOptions o = F::SdpaOptions().dropout_p(0.3).generator(gen).is_causal(true);
+    Tensor out = F::scaled_dot_product_attention(qq, kk, vv, o.window(F::Window(4, 0)).stride(7).global_tokens(2));
+    (out * randn(out.shape(), kFloat64, &d).to(dt)).sum().backward();
+    return std::vector<Tensor>{out, qq.grad(), kk.grad(), vv.grad()};
+  };
+  Generator g6(8), g7(8);
+  auto s32 = strided(kFloat32, &g6), s64 = strided(kFloat64, &g7);
+  for (size_t i = 0; i < 4; ++i) expect_close("strided dropout " + std::to_string(i), s32[i], s64[i]);
 }
 
 TEST(Attention, WeightsFromTheSavedLse) {
@@ -343,6 +359,14 @@ TEST(Attention, BitIdenticalAtOneAndTwoThreads) {
   Config c = cfg(2, 4, 2, 130, 200, 16, 8);
   c.causal = true, c.align = F::CausalAlign::BottomRight, c.alibi = true, c.mask = 3, c.key_lengths = true;
   expect_bit_identical_across_threads(c, 3);
+}
+
+TEST(Attention, StridedPatternIsBitIdenticalAtOneAndTwoThreads) {
+  Config c = cfg(2, 2, 1, 300, 300, 16, 8);  // several kv heads: one task per head
+  c.causal = true, c.window = F::Window(10, 0), c.stride = 16, c.mask = 3, c.global_tokens = 3;
+  expect_bit_identical_across_threads(c, 5);
+  c.B = 1;  // a single kv head: the key-tile and query-tile passes
+  expect_bit_identical_across_threads(c, 6);
 }
 
 TEST(Attention, SingleKvHeadBackwardIsBitIdenticalAtOneAndTwoThreads) {

@@ -14,6 +14,12 @@
 // of a task are written by that task alone: no atomics and bit-identical
 // results at any thread count. With a single kv head in all, a key-tile pass
 // (dK, dV) and a query-tile pass (dQ) keep every thread busy instead.
+//
+// A stride (Sparse Transformer) runs as two passes: the band and global keys
+// in the natural layout, the remaining strided keys in a layout regrouped by
+// residue mod stride, where they form dense blocks (L * S / stride scores,
+// not L * S); the outputs merge row by row through the LSEs, and the
+// backward runs both passes with the merged LSE and D.
 #include "kernels/cpu/attention.h"
 
 #include <hwy/highway.h>
@@ -195,7 +201,6 @@ float row_max(const float* x, int64_t n) {
   for (; i < n; ++i) m = std::max(m, x[i]);
   return m;
 }
-
 // The keys query row i may attend to: the band [lo, hi) (empty when lo >=
 // hi), plus with a sparse pattern the global keys [0, glob_hi) and, with a
 // stride, every stride-th key below reach_hi (the causal / length limit).
@@ -218,15 +223,98 @@ int64_t key_length(const SdpaParams& p, int64_t bh) {
   return p.key_lengths ? std::clamp<int64_t>(p.key_lengths[bh / p.Hq], 0, p.S) : p.S;
 }
 
+// Which keys a pass attends. All: the whole pattern. Local: the band and the
+// global keys. Strided: the strided keys outside those two. With a stride
+// the forward and backward run Local in the natural layout and Strided in
+// the grouped one (see Groups); the two merge through their LSEs.
+enum class Part { All, Local, Strided };
+
+// The original index of position x along a tile's rows or keys: start + x *
+// step (step = stride for the grouped layout's tiles).
+struct Axis {
+  int64_t start = 0, step = 1;
+  int64_t at(int64_t x) const { return start + x * step; }
+};
+
+// The strided pass's layout: queries grouped by the residue of their
+// aligned diagonal, (i + diag) mod s, keys by j mod s, each group in
+// increasing order. Query i's strided keys all lie in its own group, so the
+// pass is dense attention inside each group: s blocks of about L / s queries
+// by S / s keys, L * S / s scores in all instead of L * S.
+struct Groups {
+  int64_t s = 0;
+  std::vector<int64_t> qoff, koff;    // (s + 1): where each group starts
+  std::vector<int64_t> qorig, korig;  // (L), (S): grouped position -> original index
+};
+
+Groups make_groups(const SdpaParams& p) {
+  Groups g;
+  const int64_t s = p.stride;
+  g.s = s;
+  g.qoff.assign(static_cast<size_t>(s + 1), 0);
+  g.koff.assign(static_cast<size_t>(s + 1), 0);
+  g.qorig.reserve(static_cast<size_t>(p.L));
+  g.korig.reserve(static_cast<size_t>(p.S));
+  for (int64_t r = 0; r < s; ++r) {
+    for (int64_t i = ((r - p.diag) % s + s) % s; i < p.L; i += s) g.qorig.push_back(i);
+    for (int64_t j = r; j < p.S; j += s) g.korig.push_back(j);
+    g.qoff[r + 1] = static_cast<int64_t>(g.qorig.size());
+    g.koff[r + 1] = static_cast<int64_t>(g.korig.size());
+  }
+  return g;
+}
+
+// Query or key tiles of at most `size` rows that never straddle a group:
+// tiles of group r are [off[r], off[r + 1]). Without groups, one group.
+struct Tiles {
+  std::vector<int64_t> start, len, off;
+};
+
+Tiles make_tiles(const std::vector<int64_t>* group_off, int64_t n, int64_t size) {
+  Tiles t;
+  t.off.push_back(0);
+  const int64_t groups = group_off ? static_cast<int64_t>(group_off->size()) - 1 : 1;
+  for (int64_t r = 0; r < groups; ++r) {
+    const int64_t a = group_off ? (*group_off)[r] : 0, b = group_off ? (*group_off)[r + 1] : n;
+    for (int64_t x = a; x < b; x += size) t.start.push_back(x), t.len.push_back(std::min(size, b - x));
+    t.off.push_back(static_cast<int64_t>(t.start.size()));
+  }
+  return t;
+}
+
+// dst (H, N, W) = src (H, N, W) with rows reordered: dst[h][x] = src[h][order[x]].
+void gather_rows(const float* src, float* dst, int64_t H, int64_t W, const std::vector<int64_t>& order) {
+  const int64_t N = static_cast<int64_t>(order.size());
+  detail::parallel_for(H * N, 1024, [&](int64_t b, int64_t e) {
+    for (int64_t x = b; x < e; ++x) {
+      const float* s = src + ((x / N) * N + order[x % N]) * W;
+      std::copy(s, s + W, dst + x * W);
+    }
+  });
+}
+
+// dst[h][order[x]] += src[h][x]: the inverse of gather_rows, accumulating.
+void scatter_add_rows(const float* src, float* dst, int64_t H, int64_t W, const std::vector<int64_t>& order) {
+  const int64_t N = static_cast<int64_t>(order.size());
+  detail::parallel_for(H * N, 1024, [&](int64_t b, int64_t e) {
+    for (int64_t x = b; x < e; ++x) {
+      float* d = dst + ((x / N) * N + order[x % N]) * W;
+      const float* s = src + x * W;
+      for (int64_t w = 0; w < W; ++w) d[w] += s[w];
+    }
+  });
+}
+
 // Applies the score transforms and masks to a (rows, cols) tile of raw
-// scaled scores starting at (i0, j0); `pre` (optional) receives the
-// pre-softcap-derivative factor 1 - tanh^2 for the backward.
-void transform_tile(const SdpaParams& p, int64_t bh, int64_t i0, int64_t rows, int64_t j0, int64_t cols,
+// scaled scores whose original row and key indices are ri.at(r) and
+// cj.at(c); `softcap_grad` (optional) receives the softcap derivative
+// 1 - tanh^2 for the backward.
+void transform_tile(const SdpaParams& p, Part part, int64_t bh, Axis ri, int64_t rows, Axis cj, int64_t cols,
                     int64_t klen, float* s, int64_t lds, float* softcap_grad) {
   const float slope = p.alibi ? p.alibi[bh] : 0.0f;
   const int64_t b = bh / p.Hq, h = bh % p.Hq;
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t i = i0 + r;
+    const int64_t i = ri.at(r);
     float* row = s + r * lds;
     const Band bd = band(p, i, klen);
     if (p.softcap > 0) {
@@ -238,60 +326,83 @@ void transform_tile(const SdpaParams& p, int64_t bh, int64_t i0, int64_t rows, i
       }
     }
     if (p.alibi)
-      for (int64_t c = 0; c < cols; ++c) row[c] -= slope * static_cast<float>(std::abs(i + p.diag - (j0 + c)));
+      for (int64_t c = 0; c < cols; ++c) row[c] -= slope * static_cast<float>(std::abs(i + p.diag - cj.at(c)));
     if (p.mask) {
-      const int64_t base = b * p.mask_sb + h * p.mask_sh + i * p.mask_si;
+      const int64_t base = b * p.mask_sb + h * p.mask_sh + i * p.mask_si + cj.start * p.mask_sj;
+      const int64_t sj = cj.step * p.mask_sj;
       if (p.mask_is_bool) {
         const bool* m = static_cast<const bool*>(p.mask) + base;
         for (int64_t c = 0; c < cols; ++c)
-          if (!m[(j0 + c) * p.mask_sj]) row[c] = kNegInf;
+          if (!m[c * sj]) row[c] = kNegInf;
       } else {
         const float* m = static_cast<const float*>(p.mask) + base;
-        for (int64_t c = 0; c < cols; ++c) row[c] += m[(j0 + c) * p.mask_sj];
+        for (int64_t c = 0; c < cols; ++c) row[c] += m[c * sj];
       }
     }
     if (sparse(p)) {  // the band, the global keys and the strided keys
-      const int64_t c = i + p.diag;
+      const int64_t d = i + p.diag;
       for (int64_t x = 0; x < cols; ++x) {
-        const int64_t j = j0 + x;
-        const bool keep = (j >= bd.lo && j < bd.hi) || j < bd.glob_hi ||
-                          (p.stride > 0 && j < bd.reach_hi && ((c - j) % p.stride + p.stride) % p.stride == 0);
+        const int64_t j = cj.at(x);
+        const bool local = (j >= bd.lo && j < bd.hi) || j < bd.glob_hi;
+        bool keep = local;
+        if (part == Part::Strided)  // the grouped layout puts only strided keys in the tile
+          keep = !local && j < bd.reach_hi;
+        else if (part == Part::All && !local && p.stride > 0)
+          keep = j < bd.reach_hi && ((d - j) % p.stride + p.stride) % p.stride == 0;
         if (!keep) row[x] = kNegInf;
       }
       continue;
     }
-    // keys outside the band: a prefix and a suffix of the tile
-    const int64_t pre = std::clamp<int64_t>(bd.lo - j0, 0, cols), post = std::clamp<int64_t>(bd.hi - j0, pre, cols);
+    // keys outside the band: a prefix and a suffix of the tile (step 1 here)
+    const int64_t pre = std::clamp<int64_t>(bd.lo - cj.start, 0, cols);
+    const int64_t post = std::clamp<int64_t>(bd.hi - cj.start, pre, cols);
     std::fill(row, row + pre, kNegInf);
     std::fill(row + post, row + cols, kNegInf);
   }
 }
 
-// Dropout multipliers (1/keep or 0) of row (bh, i), keys [j0, j0 + n).
-inline void dropout_scales(const Generator& g, const SdpaParams& p, int64_t bh, int64_t i, int64_t j0, int64_t n,
-                           float* out) {
-  sdpa_dropout_row(g, p.offset, bh, i, j0, n, p.L, p.S, p.keep, static_cast<float>(1.0 / p.keep), out);
+// Dropout multipliers (1/keep or 0) of row (bh, i) for keys cj.at(0..n).
+void dropout_scales(const Generator& g, const SdpaParams& p, int64_t bh, int64_t i, Axis cj, int64_t n, float* out) {
+  const float scale = static_cast<float>(1.0 / p.keep);
+  if (cj.step == 1) return sdpa_dropout_row(g, p.offset, bh, i, cj.start, n, p.L, p.S, p.keep, scale, out);
+  for (int64_t x = 0; x < n; ++x)
+    out[x] = sdpa_dropout_keep(g, p.offset, bh, i, cj.at(x), p.L, p.S, p.keep) ? scale : 0.0f;
 }
 
 // The keys [j0, j1) a query tile [i0, i1) can reach through its band.
-void key_block_range(const SdpaParams& p, int64_t i0, int64_t i1, int64_t klen, int64_t& j0, int64_t& j1) {
+void key_block_range(const SdpaParams& p, Part part, int64_t i0, int64_t i1, int64_t klen, int64_t& j0,
+                     int64_t& j1) {
   const Band first = band(p, i0, klen), last = band(p, i1 - 1, klen);
   j0 = std::min(first.lo, last.lo);
   j1 = std::max(first.hi, last.hi);
-  if (p.stride > 0) j0 = 0, j1 = std::max(first.reach_hi, last.reach_hi);  // strided keys lie everywhere
+  if (p.stride > 0 && part == Part::All) j0 = 0, j1 = std::max(first.reach_hi, last.reach_hi);  // strided keys lie everywhere
   if (j1 <= j0) j0 = j1 = 0;
 }
 
-// The key ranges a query tile [i0, i1) must visit, in order: the global keys
-// before the band (when there are any), then the band. At most two.
-int64_t key_segments(const SdpaParams& p, int64_t i0, int64_t i1, int64_t klen, int64_t seg[2][2]) {
+// The key ranges a query tile [i0, i1) (natural layout) must visit, in
+// order: the global keys before the band (when there are any), then the
+// band. At most two.
+int64_t key_segments(const SdpaParams& p, Part part, int64_t i0, int64_t i1, int64_t klen, int64_t seg[2][2]) {
   int64_t jlo, jhi;
-  key_block_range(p, i0, i1, klen, jlo, jhi);
+  key_block_range(p, part, i0, i1, klen, jlo, jhi);
   int64_t n = 0;
   const int64_t g = std::min(std::max(band(p, i0, klen).glob_hi, band(p, i1 - 1, klen).glob_hi), jhi > jlo ? jlo : klen);
   if (g > 0) seg[n][0] = 0, seg[n][1] = g, ++n;
   if (jhi > jlo) seg[n][0] = std::max(jlo, g), seg[n][1] = jhi, n += seg[n][1] > seg[n][0];
   return n;
+}
+
+// The grouped keys [lo, hi) of group r that query rows with original
+// indices i_first..i_last (increasing) may reach in the strided pass: past
+// the global keys, below the causal / length limit.
+void group_key_range(const SdpaParams& p, const Groups& gr, int64_t r, int64_t i_first, int64_t i_last,
+                     int64_t klen, int64_t& lo, int64_t& hi) {
+  const int64_t s = gr.s, n = gr.koff[r + 1] - gr.koff[r];
+  auto below = [&](int64_t limit) { return std::min(n, limit > r ? (limit - 1 - r) / s + 1 : 0); };  // keys r + s b < limit
+  const int64_t reach = std::max(band(p, i_first, klen).reach_hi, band(p, i_last, klen).reach_hi);
+  lo = gr.koff[r] + below(std::min(p.global_tokens, reach));
+  hi = gr.koff[r] + below(reach);
+  if (i_last < p.global_tokens || hi < lo) hi = lo;  // global queries see everything in the local pass
 }
 
 }  // namespace
@@ -331,6 +442,8 @@ void sdpa_dropout_mask(const Tensor& out, double keep, uint64_t seed, uint64_t o
   });
 }
 
+namespace {
+
 // K^T packed once per kv head, one contiguous (E, kBk) block per key tile:
 // (BH / G, tiles, E, kBk). A plain (E, S) layout would walk a tile's rows at a
 // stride of S floats, a power of two that maps them onto the same cache sets.
@@ -358,65 +471,74 @@ void packed_scores(const SdpaParams& p, const float* Qt, const float* KTh, int64
   if (cols > c1) tile_gemm(rows, cols - c1, E, p.scale, Qt, E, KTh + (tt + 1) * E * kBk, kBk, false, tile + c1, ldt);
 }
 
-void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaParams& p, const Tensor& out,
-                  const Tensor& lse) {
-  const float* Q = q.data<float>();
-  const float* K = k.data<float>();
-  const float* V = v.data<float>();
-  float* O = out.data<float>();
-  float* LSE = lse.data<float>();
+// One forward pass of `part` in the natural layout (gr null) or the grouped
+// one: Q (BH, L, E), packed K^T, V (BH / G, S, Ev) and the outputs O, LSE in
+// that layout.
+void forward_pass(const float* Q, const std::vector<float>& kt, const float* V, const SdpaParams& p, Part part,
+                  const Groups* gr, float* O, float* LSE) {
   const int64_t L = p.L, S = p.S, E = p.E, Ev = p.Ev;
   const int64_t bq = forward_rows(p);
-  const int64_t qblocks = (L + bq - 1) / bq;
-  const int64_t tasks = p.BH * qblocks;
+  const Tiles qt = make_tiles(gr ? &gr->qoff : nullptr, L, bq);
+  const int64_t ntiles = static_cast<int64_t>(qt.start.size());
+  const int64_t tasks = p.BH * ntiles;
   const Generator gen(p.seed);
   const bool dropout = p.keep < 1.0;
   const int64_t ktiles = (S + kBk - 1) / kBk;
-  const std::vector<float> kt = pack_kt(K, p);
+  auto row_axis = [&](int64_t x0) { return gr ? Axis{gr->qorig[x0], gr->s} : Axis{x0, 1}; };
+  auto col_axis = [&](int64_t j0) { return gr ? Axis{gr->korig[j0], gr->s} : Axis{j0, 1}; };
 #pragma omp parallel if (tasks > 1 && !omp_in_parallel())
   {
     detail::DenormalGuard dg;
     std::vector<float> tile(bq * kBk), acc(bq * Ev), m(bq), l(bq), zs(kBk);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t bh = t / qblocks, i0 = (t % qblocks) * bq, rows = std::min(bq, L - i0);
+      const int64_t bh = t / ntiles, ti = t % ntiles, i0 = qt.start[ti], rows = qt.len[ti];
       const int64_t kvh = bh / p.G;  // the kv head this query head reads
       const float* Qt = Q + (bh * L + i0) * E;
       const float* KTh = kt.data() + kvh * ktiles * E * kBk;
       const float* Vh = V + kvh * S * Ev;
       const int64_t klen = key_length(p, bh);
+      const Axis ri = row_axis(i0);
       std::fill(acc.begin(), acc.begin() + rows * Ev, 0.0f);
       std::fill(m.begin(), m.begin() + rows, kNegInf);
       std::fill(l.begin(), l.begin() + rows, 0.0f);
       int64_t seg[2][2];
-      const int64_t nseg = key_segments(p, i0, i0 + rows, klen, seg);
-      for (int64_t sg = 0; sg < nseg; ++sg)
-      for (int64_t j0 = seg[sg][0], jhi = seg[sg][1]; j0 < jhi; j0 += kBk) {
-        const int64_t cols = std::min(kBk, jhi - j0);
-        packed_scores(p, Qt, KTh, rows, j0, cols, tile.data(), kBk);
-        transform_tile(p, bh, i0, rows, j0, cols, klen, tile.data(), kBk, nullptr);
-        for (int64_t r = 0; r < rows; ++r) {
-          float* s = tile.data() + r * kBk;
-          const float mnew = std::max(m[r], row_max(s, cols));
-          if (mnew == kNegInf) {  // nothing attended yet in this row
-            std::fill(s, s + cols, 0.0f);
-            continue;
-          }
-          if (mnew > m[r]) {
-            const float alpha = m[r] == kNegInf ? 0.0f : std::exp(m[r] - mnew);
-            l[r] *= alpha;
-            float* a = acc.data() + r * Ev;
-            for (int64_t e = 0; e < Ev; ++e) a[e] *= alpha;
-            m[r] = mnew;
-          }
-          l[r] += exp_sub_sum(s, cols, mnew);
-          if (dropout) {
-            dropout_scales(gen, p, bh, i0 + r, j0, cols, zs.data());
-            for (int64_t c = 0; c < cols; ++c) s[c] *= zs[c];
-          }
-        }
-        tile_gemm(rows, Ev, cols, 1.0f, tile.data(), kBk, Vh + j0 * Ev, Ev, true, acc.data(), Ev);
+      int64_t nseg = 0;
+      if (gr) {
+        const int64_t r = ((ri.start + p.diag) % gr->s + gr->s) % gr->s;  // the group: (i + diag) mod s
+        group_key_range(p, *gr, r, ri.start, ri.at(rows - 1), klen, seg[0][0], seg[0][1]);
+        nseg = seg[0][1] > seg[0][0];
+      } else {
+        nseg = key_segments(p, part, i0, i0 + rows, klen, seg);
       }
+      for (int64_t sg = 0; sg < nseg; ++sg)
+        for (int64_t j0 = seg[sg][0], jhi = seg[sg][1]; j0 < jhi; j0 += kBk) {
+          const int64_t cols = std::min(kBk, jhi - j0);
+          const Axis cj = col_axis(j0);
+          packed_scores(p, Qt, KTh, rows, j0, cols, tile.data(), kBk);
+          transform_tile(p, part, bh, ri, rows, cj, cols, klen, tile.data(), kBk, nullptr);
+          for (int64_t r = 0; r < rows; ++r) {
+            float* s = tile.data() + r * kBk;
+            const float mnew = std::max(m[r], row_max(s, cols));
+            if (mnew == kNegInf) {  // nothing attended yet in this row
+              std::fill(s, s + cols, 0.0f);
+              continue;
+            }
+            if (mnew > m[r]) {
+              const float alpha = m[r] == kNegInf ? 0.0f : std::exp(m[r] - mnew);
+              l[r] *= alpha;
+              float* a = acc.data() + r * Ev;
+              for (int64_t e = 0; e < Ev; ++e) a[e] *= alpha;
+              m[r] = mnew;
+            }
+            l[r] += exp_sub_sum(s, cols, mnew);
+            if (dropout) {
+              dropout_scales(gen, p, bh, ri.at(r), cj, cols, zs.data());
+              for (int64_t c = 0; c < cols; ++c) s[c] *= zs[c];
+            }
+          }
+          tile_gemm(rows, Ev, cols, 1.0f, tile.data(), kBk, Vh + j0 * Ev, Ev, true, acc.data(), Ev);
+        }
       for (int64_t r = 0; r < rows; ++r) {
         float* o = O + (bh * L + i0 + r) * Ev;
         const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
@@ -427,35 +549,80 @@ void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaP
   }
 }
 
-void sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                   const Tensor& lse, const SdpaParams& p, const Tensor& dq, const Tensor& dk, const Tensor& dv,
-                   const Tensor& dscores) {
+// The grouped copies of Q, K and V (and of whatever else a pass reads).
+struct Grouped {
+  std::vector<float> Q, K, V;
+};
+
+Grouped group_inputs(const float* Q, const float* K, const float* V, const SdpaParams& p, const Groups& gr) {
+  Grouped g;
+  const int64_t BKV = p.BH / p.G;
+  g.Q.resize(static_cast<size_t>(p.BH * p.L * p.E));
+  g.K.resize(static_cast<size_t>(BKV * p.S * p.E));
+  g.V.resize(static_cast<size_t>(BKV * p.S * p.Ev));
+  gather_rows(Q, g.Q.data(), p.BH, p.E, gr.qorig);
+  gather_rows(K, g.K.data(), BKV, p.E, gr.korig);
+  gather_rows(V, g.V.data(), BKV, p.Ev, gr.korig);
+  return g;
+}
+
+}  // namespace
+
+void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaParams& p, const Tensor& out,
+                  const Tensor& lse) {
   const float* Q = q.data<float>();
   const float* K = k.data<float>();
   const float* V = v.data<float>();
-  const float* O = out.data<float>();
-  const float* dO = dout.data<float>();
-  const float* LSE = lse.data<float>();
-  float* dQ = dq.data<float>();
-  float* dK = dk.data<float>();
-  float* dV = dv.data<float>();
-  float* dSc = dscores.defined() ? dscores.data<float>() : nullptr;
+  float* O = out.data<float>();
+  float* LSE = lse.data<float>();
+  forward_pass(Q, pack_kt(K, p), V, p, Part::Local, nullptr, O, LSE);
+  if (p.stride <= 0 || p.L == 0 || p.S == 0) return;
+  // The strided keys outside the band, in the grouped layout, then merged
+  // row by row: O = (O_a e^(lse_a) + O_b e^(lse_b)) / (e^(lse_a) + e^(lse_b)).
+  const Groups gr = make_groups(p);
+  const Grouped in = group_inputs(Q, K, V, p, gr);
+  std::vector<float> Og(static_cast<size_t>(p.BH * p.L * p.Ev)), LSEg(static_cast<size_t>(p.BH * p.L));
+  forward_pass(in.Q.data(), pack_kt(in.K.data(), p), in.V.data(), p, Part::Strided, &gr, Og.data(), LSEg.data());
+  const int64_t L = p.L, Ev = p.Ev;
+  detail::parallel_for(p.BH * L, 256, [&](int64_t b, int64_t e) {
+    for (int64_t x = b; x < e; ++x) {
+      const float lb = LSEg[x];
+      if (lb == kNegInf) continue;
+      const int64_t row = (x / L) * L + gr.qorig[x % L];
+      float* o = O + row * Ev;
+      const float* ob = Og.data() + x * Ev;
+      const float la = LSE[row];
+      if (la == kNegInf) {
+        std::copy(ob, ob + Ev, o);
+        LSE[row] = lb;
+        continue;
+      }
+      const float mx = std::max(la, lb), wa = std::exp(la - mx), wb = std::exp(lb - mx), inv = 1.0f / (wa + wb);
+      for (int64_t c = 0; c < Ev; ++c) o[c] = (wa * o[c] + wb * ob[c]) * inv;
+      LSE[row] = mx + std::log(wa + wb);
+    }
+  });
+}
+
+namespace {
+
+// What a backward pass reads and writes, in its layout (natural or grouped).
+struct GradViews {
+  const float *Q, *K, *V, *dO, *LSE, *D;
+  float *dQ, *dK, *dV;
+  const Groups* gr;  // null: natural layout
+};
+
+// One backward pass of `part` (FlashAttention-2 with the full LSE and D, so
+// the passes' gradients add up to those of the merged attention).
+void backward_pass(const GradViews& w, const SdpaParams& p, Part part, float* dSc) {
   const int64_t L = p.L, S = p.S, E = p.E, Ev = p.Ev, G = p.G;
   const int64_t BKV = p.BH / G;
   const Generator gen(p.seed);
   const bool dropout = p.keep < 1.0;
-  // D = rowsum(dO * O), (BH, L)
-  std::vector<float> Dv(static_cast<size_t>(p.BH * L));
-  detail::parallel_for(p.BH * L, 256, [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) {
-      double s = 0;
-      for (int64_t x = 0; x < Ev; ++x) s += static_cast<double>(dO[r * Ev + x]) * O[r * Ev + x];
-      Dv[r] = static_cast<float>(s);
-    }
-  });
-  std::fill(dQ, dQ + p.BH * L * E, 0.0f);
-  std::fill(dK, dK + BKV * S * E, 0.0f);
-  std::fill(dV, dV + BKV * S * Ev, 0.0f);
+  const Groups* gr = w.gr;
+  auto row_axis = [&](int64_t x0) { return gr ? Axis{gr->qorig[x0], gr->s} : Axis{x0, 1}; };
+  auto col_axis = [&](int64_t j0) { return gr ? Axis{gr->korig[j0], gr->s} : Axis{j0, 1}; };
 
   // Per-thread tile buffers.
   struct Buffers {
@@ -465,23 +632,30 @@ void sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const T
   // For the tile (query rows [i0, i0 + rows) of head bh, keys [j0, j0 + cols)):
   // P = exp(S - lse) in b.P (0 where masked), P * Z in b.Pd when dropout is
   // on, and dS (the score gradient, times the softcap derivative) in b.dP.
-  // Returns false when the tile lies outside the band.
+  // Returns false when the tile lies outside the pass's keys.
   auto tile_grad = [&](Buffers& b, int64_t bh, int64_t i0, int64_t rows, int64_t j0, int64_t cols,
                        bool write_dscores) {
     const int64_t klen = key_length(p, bh);
-    if (j0 >= klen) return false;
+    const Axis ri = row_axis(i0), cj = col_axis(j0);
+    if (cj.start >= klen) return false;
     int64_t seg[2][2];
-    const int64_t nseg = key_segments(p, i0, i0 + rows, klen, seg);
+    int64_t nseg = 0;
+    if (gr) {
+      group_key_range(p, *gr, cj.start % gr->s, ri.start, ri.at(rows - 1), klen, seg[0][0], seg[0][1]);
+      nseg = 1;
+    } else {
+      nseg = key_segments(p, part, i0, i0 + rows, klen, seg);
+    }
     bool hit = false;
     for (int64_t sg = 0; sg < nseg; ++sg) hit = hit || (j0 + cols > seg[sg][0] && j0 < seg[sg][1]);
     if (!hit) return false;
     const int64_t kvh = bh / G;
-    const float* Qt = Q + (bh * L + i0) * E;
-    const float* dOt = dO + (bh * L + i0) * Ev;
-    gemm(false, true, rows, cols, E, p.scale, Qt, E, K + (kvh * S + j0) * E, E, 0.0, b.P.data(), kBk);
-    transform_tile(p, bh, i0, rows, j0, cols, klen, b.P.data(), kBk, p.softcap > 0 ? b.cg.data() : nullptr);
+    const float* Qt = w.Q + (bh * L + i0) * E;
+    const float* dOt = w.dO + (bh * L + i0) * Ev;
+    gemm(false, true, rows, cols, E, p.scale, Qt, E, w.K + (kvh * S + j0) * E, E, 0.0, b.P.data(), kBk);
+    transform_tile(p, part, bh, ri, rows, cj, cols, klen, b.P.data(), kBk, p.softcap > 0 ? b.cg.data() : nullptr);
     for (int64_t r = 0; r < rows; ++r) {
-      const float ls = LSE[bh * L + i0 + r];
+      const float ls = w.LSE[bh * L + i0 + r];
       float* pr = b.P.data() + r * kBk;
       if (ls == kNegInf) {
         std::fill(pr, pr + cols, 0.0f);
@@ -492,18 +666,19 @@ void sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const T
     }
     if (dropout)
       for (int64_t r = 0; r < rows; ++r) {
-        dropout_scales(gen, p, bh, i0 + r, j0, cols, b.Z.data() + r * kBk);
+        dropout_scales(gen, p, bh, ri.at(r), cj, cols, b.Z.data() + r * kBk);
         for (int64_t c = 0; c < cols; ++c) b.Pd[r * kBk + c] = b.P[r * kBk + c] * b.Z[r * kBk + c];
       }
     // dP = dO V^T (* Z); dS = P * (dP - D)
-    gemm(false, true, rows, cols, Ev, 1.0, dOt, Ev, V + (kvh * S + j0) * Ev, Ev, 0.0, b.dP.data(), kBk);
+    gemm(false, true, rows, cols, Ev, 1.0, dOt, Ev, w.V + (kvh * S + j0) * Ev, Ev, 0.0, b.dP.data(), kBk);
     for (int64_t r = 0; r < rows; ++r) {
-      const float Di = Dv[bh * L + i0 + r];
+      const float Di = w.D[bh * L + i0 + r];
+      float* ds = dSc && write_dscores ? dSc + (bh * L + ri.at(r)) * S + cj.start : nullptr;
       for (int64_t c = 0; c < cols; ++c) {
         float d = b.dP[r * kBk + c];
         if (dropout) d *= b.Z[r * kBk + c];
         d = b.P[r * kBk + c] * (d - Di);
-        if (dSc && write_dscores) dSc[(bh * L + i0 + r) * S + j0 + c] = d;
+        if (ds) ds[c * cj.step] += d;  // the two passes of a strided pattern meet in one tile
         if (p.softcap > 0) d *= b.cg[r * kBk + c];
         b.dP[r * kBk + c] = d;
       }
@@ -513,18 +688,26 @@ void sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const T
   // dV += (P * Z)^T dO and dK += dS^T Q * scale for the tile.
   auto add_dkdv = [&](Buffers& b, int64_t bh, int64_t i0, int64_t rows, int64_t j0, int64_t cols) {
     const int64_t kvh = bh / G;
-    gemm(true, false, cols, Ev, rows, 1.0, dropout ? b.Pd.data() : b.P.data(), kBk, dO + (bh * L + i0) * Ev, Ev,
-         1.0, dV + (kvh * S + j0) * Ev, Ev);
-    gemm(true, false, cols, E, rows, p.scale, b.dP.data(), kBk, Q + (bh * L + i0) * E, E, 1.0,
-         dK + (kvh * S + j0) * E, E);
+    gemm(true, false, cols, Ev, rows, 1.0, dropout ? b.Pd.data() : b.P.data(), kBk, w.dO + (bh * L + i0) * Ev, Ev,
+         1.0, w.dV + (kvh * S + j0) * Ev, Ev);
+    gemm(true, false, cols, E, rows, p.scale, b.dP.data(), kBk, w.Q + (bh * L + i0) * E, E, 1.0,
+         w.dK + (kvh * S + j0) * E, E);
   };
   // dQ += dS K * scale for the tile.
   auto add_dq = [&](Buffers& b, int64_t bh, int64_t i0, int64_t rows, int64_t j0, int64_t cols) {
-    gemm(false, false, rows, E, cols, p.scale, b.dP.data(), kBk, K + ((bh / G) * S + j0) * E, E, 1.0,
-         dQ + (bh * L + i0) * E, E);
+    gemm(false, false, rows, E, cols, p.scale, b.dP.data(), kBk, w.K + ((bh / G) * S + j0) * E, E, 1.0,
+         w.dQ + (bh * L + i0) * E, E);
   };
 
-  const int64_t ktiles = (S + kBk - 1) / kBk, qtiles = (L + kBq - 1) / kBq;
+  // Query and key tiles; a key tile meets only the query tiles of its group.
+  const Tiles qt = make_tiles(gr ? &gr->qoff : nullptr, L, kBq), kt = make_tiles(gr ? &gr->koff : nullptr, S, kBk);
+  const int64_t groups = static_cast<int64_t>(kt.off.size()) - 1;
+  const int64_t nkt = static_cast<int64_t>(kt.start.size()), nqt = static_cast<int64_t>(qt.start.size());
+  std::vector<int64_t> kgroup(static_cast<size_t>(nkt)), qgroup(static_cast<size_t>(nqt));
+  for (int64_t r = 0; r < groups; ++r) {
+    for (int64_t x = kt.off[r]; x < kt.off[r + 1]; ++x) kgroup[x] = r;
+    for (int64_t x = qt.off[r]; x < qt.off[r + 1]; ++x) qgroup[x] = r;
+  }
   if (BKV > 1) {
     // One task per (batch, kv head): it owns that head's dK and dV and the dQ
     // of the G query heads that read it, so nothing is reduced across tasks.
@@ -534,11 +717,11 @@ void sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const T
       Buffers b;
 #pragma omp for schedule(dynamic, 1)
       for (int64_t kvh = 0; kvh < BKV; ++kvh)
-        for (int64_t jt = 0; jt < ktiles; ++jt)
+        for (int64_t jt = 0; jt < nkt; ++jt)
           for (int64_t g = 0; g < G; ++g)
-            for (int64_t it = 0; it < qtiles; ++it) {
-              const int64_t bh = kvh * G + g, i0 = it * kBq, j0 = jt * kBk;
-              const int64_t rows = std::min(kBq, L - i0), cols = std::min(kBk, S - j0);
+            for (int64_t it = qt.off[kgroup[jt]]; it < qt.off[kgroup[jt] + 1]; ++it) {
+              const int64_t bh = kvh * G + g, i0 = qt.start[it], j0 = kt.start[jt];
+              const int64_t rows = qt.len[it], cols = kt.len[jt];
               if (!tile_grad(b, bh, i0, rows, j0, cols, true)) continue;
               add_dkdv(b, bh, i0, rows, j0, cols);
               add_dq(b, bh, i0, rows, j0, cols);
@@ -554,22 +737,69 @@ void sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const T
       detail::DenormalGuard dg;
       Buffers b;
 #pragma omp for schedule(dynamic, 1)
-      for (int64_t jt = 0; jt < ktiles; ++jt)
+      for (int64_t jt = 0; jt < nkt; ++jt)
         for (int64_t g = 0; g < G; ++g)
-          for (int64_t it = 0; it < qtiles; ++it) {
-            const int64_t i0 = it * kBq, j0 = jt * kBk;
-            const int64_t rows = std::min(kBq, L - i0), cols = std::min(kBk, S - j0);
+          for (int64_t it = qt.off[kgroup[jt]]; it < qt.off[kgroup[jt] + 1]; ++it) {
+            const int64_t i0 = qt.start[it], j0 = kt.start[jt], rows = qt.len[it], cols = kt.len[jt];
             if (tile_grad(b, g, i0, rows, j0, cols, true)) add_dkdv(b, g, i0, rows, j0, cols);
           }
 #pragma omp for schedule(dynamic, 1)
-      for (int64_t t = 0; t < G * qtiles; ++t)
-        for (int64_t jt = 0; jt < ktiles; ++jt) {
-          const int64_t g = t / qtiles, i0 = (t % qtiles) * kBq, j0 = jt * kBk;
-          const int64_t rows = std::min(kBq, L - i0), cols = std::min(kBk, S - j0);
+      for (int64_t t = 0; t < G * nqt; ++t)
+        for (int64_t jt = kt.off[qgroup[t % nqt]]; jt < kt.off[qgroup[t % nqt] + 1]; ++jt) {
+          const int64_t g = t / nqt, it = t % nqt;
+          const int64_t i0 = qt.start[it], j0 = kt.start[jt], rows = qt.len[it], cols = kt.len[jt];
           if (tile_grad(b, g, i0, rows, j0, cols, false)) add_dq(b, g, i0, rows, j0, cols);
         }
     }
   }
+}
+
+}  // namespace
+
+void sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                   const Tensor& lse, const SdpaParams& p, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                   const Tensor& dscores) {
+  const float* Q = q.data<float>();
+  const float* K = k.data<float>();
+  const float* V = v.data<float>();
+  const float* O = out.data<float>();
+  const float* dO = dout.data<float>();
+  const float* LSE = lse.data<float>();
+  float* dQ = dq.data<float>();
+  float* dK = dk.data<float>();
+  float* dV = dv.data<float>();
+  float* dSc = dscores.defined() ? dscores.data<float>() : nullptr;
+  const int64_t L = p.L, S = p.S, E = p.E, Ev = p.Ev;
+  const int64_t BKV = p.BH / p.G;
+  // D = rowsum(dO * O), (BH, L)
+  std::vector<float> Dv(static_cast<size_t>(p.BH * L));
+  detail::parallel_for(p.BH * L, 256, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      double s = 0;
+      for (int64_t x = 0; x < Ev; ++x) s += static_cast<double>(dO[r * Ev + x]) * O[r * Ev + x];
+      Dv[r] = static_cast<float>(s);
+    }
+  });
+  std::fill(dQ, dQ + p.BH * L * E, 0.0f);
+  std::fill(dK, dK + BKV * S * E, 0.0f);
+  std::fill(dV, dV + BKV * S * Ev, 0.0f);
+  backward_pass({Q, K, V, dO, LSE, Dv.data(), dQ, dK, dV, nullptr}, p, Part::Local, dSc);
+  if (p.stride <= 0 || L == 0 || S == 0) return;
+  // The strided pass in the grouped layout, its gradients added back.
+  const Groups gr = make_groups(p);
+  const Grouped in = group_inputs(Q, K, V, p, gr);
+  std::vector<float> dOg(static_cast<size_t>(p.BH * L * Ev)), LSEg(static_cast<size_t>(p.BH * L)),
+      Dg(static_cast<size_t>(p.BH * L));
+  gather_rows(dO, dOg.data(), p.BH, Ev, gr.qorig);
+  gather_rows(LSE, LSEg.data(), p.BH, 1, gr.qorig);
+  gather_rows(Dv.data(), Dg.data(), p.BH, 1, gr.qorig);
+  std::vector<float> dQg(in.Q.size(), 0.0f), dKg(in.K.size(), 0.0f), dVg(in.V.size(), 0.0f);
+  backward_pass({in.Q.data(), in.K.data(), in.V.data(), dOg.data(), LSEg.data(), Dg.data(), dQg.data(), dKg.data(),
+                 dVg.data(), &gr},
+                p, Part::Strided, dSc);
+  scatter_add_rows(dQg.data(), dQ, p.BH, E, gr.qorig);
+  scatter_add_rows(dKg.data(), dK, BKV, E, gr.korig);
+  scatter_add_rows(dVg.data(), dV, BKV, Ev, gr.korig);
 }
 
 void sdpa_probs(const Tensor& q, const Tensor& k, const Tensor& lse, const SdpaParams& p, const Tensor& probs,
@@ -600,14 +830,14 @@ void sdpa_probs(const Tensor& q, const Tensor& k, const Tensor& lse, const SdpaP
         const float* KTh = kt.data() + (bh / p.G) * ktiles * p.E * kBk;
         const int64_t klen = key_length(p, bh);
         int64_t seg[2][2];
-        const int64_t nseg = key_segments(p, i0, i0 + rows, klen, seg);
+        const int64_t nseg = key_segments(p, Part::All, i0, i0 + rows, klen, seg);
         for (int64_t sg = 0; sg < nseg; ++sg)
         for (int64_t j0 = seg[sg][0], jhi = seg[sg][1]; j0 < jhi; j0 += kBk) {
           const int64_t cols = std::min(kBk, jhi - j0);
           float* s = heads == 1 ? out + j0 : tile.data();  // averaging sums through a tile
           const int64_t lds = heads == 1 ? S : kBk;
           packed_scores(p, Q + (bh * L + i0) * p.E, KTh, rows, j0, cols, s, lds);
-          transform_tile(p, bh, i0, rows, j0, cols, klen, s, lds, nullptr);
+          transform_tile(p, Part::All, bh, Axis{i0, 1}, rows, Axis{j0, 1}, cols, klen, s, lds, nullptr);
           for (int64_t r = 0; r < rows; ++r) {
             float* sr = s + r * lds;
             const float ls = LSE[bh * L + i0 + r];

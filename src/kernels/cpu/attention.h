@@ -65,8 +65,8 @@ void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaP
                   const Tensor& lse);
 
 // Gradients from dout (BH, L, Ev); dq, dk, dv allocated by the caller.
-// dscores (BH, L, S), when defined, receives the gradient of the scores after
-// softcap (what an additive mask receives).
+// dscores (BH, L, S), when defined, accumulates the gradient of the scores
+// after softcap (what an additive mask receives); the caller zeroes it.
 void sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                    const Tensor& lse, const SdpaParams& p, const Tensor& dq, const Tensor& dk, const Tensor& dv,
                    const Tensor& dscores);
