@@ -4,8 +4,10 @@
 // PyTorch parity for the same modules is in test_nn_parity (gen_family.py).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
+#include <tuple>
 
 #include <attn/attn.h>
 
@@ -248,6 +250,28 @@ TEST(Relative, ShawAttention) {
   auto [b, wb] = plain.forward(q, kv, kv);
   EXPECT_LT(attn::max(attn::abs(a - b)).item<float>(), 1e-5);
   EXPECT_LT(attn::max(attn::abs(wa - wb)).item<float>(), 1e-6);
+}
+
+TEST(Relative, ExpandAndSumAgainstAnIndexAndFiniteDifferences) {
+  // The index-free ops against gather / scatter_add with the explicit
+  // (L, S) index clip(j - i, -K, K) + K, over L < S, L > S and K beyond both.
+  for (auto [L, S, K] : {std::tuple<int64_t, int64_t, int64_t>{5, 9, 2}, {9, 4, 3}, {3, 3, 7}, {6, 6, 0}}) {
+    SCOPED_TRACE(detail::str("L ", L, " S ", S, " K ", K));
+    std::vector<int64_t> rel;
+    for (int64_t i = 0; i < L; ++i)
+      for (int64_t j = 0; j < S; ++j) rel.push_back(std::clamp<int64_t>(j - i, -K, K) + K);
+    Tensor idx = from_vector(rel, {1, L, S}).expand({2, L, S}).contiguous();
+    Tensor r = randn({2, L, 2 * K + 1}), p = randn({2, L, S});
+    EXPECT_TRUE(equal(F::relative_position_expand(r, S, K), gather(r, 2, idx)));
+    EXPECT_TRUE(allclose(F::relative_position_sum(p, K), scatter_add(zeros({2, L, 2 * K + 1}), 2, idx, p), 1e-6, 1e-6));
+  }
+  Identity none;
+  gradcheck("relative_position_expand", none, {randn({2, 4, 5})},
+            [&](auto& x) { return std::vector<Tensor>{F::relative_position_expand(x[0], 7, 2)}; });
+  gradcheck("relative_position_sum", none, {randn({2, 4, 7})},
+            [&](auto& x) { return std::vector<Tensor>{F::relative_position_sum(x[0], 2)}; });
+  expect_error([] { F::relative_position_expand(randn({3, 4}), 5, 2); }, {"relative_position_expand:", "(..., L, 5)"});
+  expect_error([] { F::relative_position_sum(randn({3}), 2); }, {"relative_position_sum:", "(..., L, S)"});
 }
 
 TEST(Relative, T5Buckets) {

@@ -107,6 +107,15 @@ Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v, const
 // SdpaOptions::alibi_slopes. (num_heads), float32 unless dtype says otherwise.
 Tensor alibi_slopes(int64_t num_heads, DType dtype = kFloat32);
 
+// Relative distances (Shaw, Uszkoreit, Vaswani 2018) without an index
+// tensor: relative_position_expand gives out[..., i, j] = r[..., i,
+// clip(j - i, -K, K) + K] for r (..., L, 2K + 1), K = max_distance, out
+// (..., L, S); relative_position_sum is its adjoint, p (..., L, S) ->
+// (..., L, 2K + 1), summing each row's entries per clipped distance. Each is
+// the other's backward (differentiable, any float dtype).
+Tensor relative_position_expand(const Tensor& r, int64_t S, int64_t max_distance);
+Tensor relative_position_sum(const Tensor& p, int64_t max_distance);
+
 // Rotary position embedding (RoPE, Su et al.): rotates pairs of features of a
 // query or key by the angle pos * base^(-2i / D). HalfSplit pairs feature i
 // with i + D/2 (GPT-NeoX, Llama); Interleaved pairs 2i with 2i + 1 (GPT-J, the paper).

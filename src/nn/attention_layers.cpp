@@ -234,13 +234,12 @@ std::tuple<Tensor, Tensor> RelativeMultiheadAttention::forward(const Tensor& que
   Tensor q = heads(F::linear(q_in, in_proj_weight.narrow(0, 0, E), part(0)));
   Tensor k = heads(F::linear(k_in, in_proj_weight.narrow(0, E, E), part(1)));
   Tensor v = heads(F::linear(v_in, in_proj_weight.narrow(0, 2 * E, E), part(2)));
-  // r(i, j) = clip(j - i, -K, K) + K, as an index (B, H, L, S) into the 2K + 1 distances.
-  std::vector<int64_t> rel(static_cast<size_t>(L * S));
-  for (int64_t i = 0; i < L; ++i)
-    for (int64_t j = 0; j < S; ++j) rel[i * S + j] = std::clamp<int64_t>(j - i, -K, K) + K;
-  Tensor idx = from_vector(rel, {1, 1, L, S}).expand({B, H, L, S}).contiguous();
+  // q . a^K for each of the 2K + 1 clipped distances, one (B H L, D) x (D, 2K + 1)
+  // product, then spread over the keys by distance.
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-  Tensor scores = (matmul(q, k.transpose(-2, -1)) + gather(matmul(q, relative_key.t()), 3, idx)) * scale;
+  Tensor qs = (q * scale).contiguous();
+  Tensor rel = matmul(qs.reshape({B * H * L, D}), relative_key.t()).reshape({B, H, L, 2 * K + 1});
+  Tensor scores = matmul(qs, k.transpose(-2, -1)) + F::relative_position_expand(rel, S, K);
   // Masks: float ones added, bool ones (true = masked) removed.
   Tensor masked;
   auto add_mask = [&](const Tensor& m, const Shape& shape, const char* name) {
@@ -267,8 +266,8 @@ std::tuple<Tensor, Tensor> RelativeMultiheadAttention::forward(const Tensor& que
   Tensor out = matmul(pd, v);
   if (relative_value.defined()) {
     // sum_j alpha_ij a^V_r(i,j): alpha summed per distance, then (2K + 1, D).
-    Tensor per_distance = scatter_add(zeros({B, H, L, 2 * K + 1}, p.dtype()), 3, idx, pd);
-    out = out + matmul(per_distance, relative_value);
+    Tensor per_distance = F::relative_position_sum(pd, K).reshape({B * H * L, 2 * K + 1});
+    out = out + matmul(per_distance, relative_value).reshape({B, H, L, D});
   }
   out = out_proj.forward(out.transpose(1, 2).reshape({B, L, E}));
   if (!options.batch_first()) out = out.transpose(0, 1);

@@ -33,6 +33,42 @@ Tensor alibi_slopes(int64_t num_heads, DType dtype) {
   return from_vector(slopes_of(num_heads), {num_heads}).to(dtype);
 }
 
+Tensor relative_position_expand(const Tensor& r, int64_t S, int64_t K) {
+  const char* op = "relative_position_expand";
+  check_float(op, "r", r);
+  ATTN_CHECK(K >= 0 && S >= 0, op, ": max_distance and S must be >= 0, got ", K, " and ", S);
+  ATTN_CHECK(r.dim() >= 2 && r.size(-1) == 2 * K + 1, op, ": r must be (..., L, ", 2 * K + 1,
+             ") for max_distance ", K, ", got ", shape_str(r.shape()));
+  Shape shape = r.shape();
+  shape.back() = S;
+  Tensor out = Tensor::make(shape, r.dtype());
+  k::relative_expand(r.detach().contiguous(), out, K);
+  if (should_record({&r})) {
+    record("RelativePositionExpandBackward", {r}, out, [K](const Tensor& g, const std::vector<bool>&) {
+      return std::vector<Tensor>{relative_position_sum(g, K)};
+    });
+  }
+  return out;
+}
+
+Tensor relative_position_sum(const Tensor& p, int64_t K) {
+  const char* op = "relative_position_sum";
+  check_float(op, "p", p);
+  ATTN_CHECK(K >= 0, op, ": max_distance must be >= 0, got ", K);
+  ATTN_CHECK(p.dim() >= 2, op, ": p must be (..., L, S), got ", shape_str(p.shape()));
+  Shape shape = p.shape();
+  const int64_t S = shape.back();
+  shape.back() = 2 * K + 1;
+  Tensor out = Tensor::make(shape, p.dtype());
+  k::relative_reduce(p.detach().contiguous(), out, K);
+  if (should_record({&p})) {
+    record("RelativePositionSumBackward", {p}, out, [K, S](const Tensor& g, const std::vector<bool>&) {
+      return std::vector<Tensor>{relative_position_expand(g, S, K)};
+    });
+  }
+  return out;
+}
+
 Tensor rotary_embedding(const Tensor& x, const RotaryOptions& o) {
   check_float("rotary_embedding", "input", x);
   ATTN_CHECK(x.dim() >= 2, "rotary_embedding: input must be (..., L, D), got ", shape_str(x.shape()));

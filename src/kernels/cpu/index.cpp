@@ -1,5 +1,8 @@
 // Indexing and random-fill reference kernels. Index values are validated by
 // the ops before they get here.
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -42,8 +45,10 @@ Tensor index_select(const Tensor& x_in, int64_t dim, const Tensor& index) {
 
 namespace {
 // out.select(dim, index[j]) = combine(itself, src.select(dim, j)) for every j,
-// in place; out contiguous. Parallel over the dims before `dim` only, so slices
-// with repeated indices are combined by one thread in index order (deterministic).
+// in place; out contiguous. Parallel over the dims before `dim` and over
+// ranges of destination slices: each task walks the whole index and takes
+// the j whose destination is in its range, so a destination's slices are
+// combined by one thread in index order (bit-identical at any thread count).
 template <class Combine>
 void index_accumulate(const char* op, const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src_in,
                       Combine combine) {
@@ -57,13 +62,18 @@ void index_accumulate(const char* op, const Tensor& out, int64_t dim, const Tens
     using T = typename decltype(tag)::type;
     T* po = out.data<T>();
     const T* ps = src.data<T>();
-    detail::parallel_for(outer, 1, [&](int64_t b, int64_t e) {
-      for (int64_t o = b; o < e; ++o)
+    const int64_t parts = n_idx * inner >= (1 << 15) ? std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), n_out)) : 1;
+    detail::parallel_for(outer * parts, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t o = t / parts, part = t % parts;
+        const int64_t lo = n_out * part / parts, hi = n_out * (part + 1) / parts;
         for (int64_t j = 0; j < n_idx; ++j) {
+          if (pi[j] < lo || pi[j] >= hi) continue;
           T* d = po + (o * n_out + pi[j]) * inner;
           const T* s = ps + (o * n_idx + j) * inner;
           for (int64_t i = 0; i < inner; ++i) d[i] = combine(d[i], s[i]);
         }
+      }
     });
   });
 }
@@ -125,6 +135,55 @@ void scatter_add(const Tensor& out, int64_t dim, const Tensor& index, const Tens
       }
       po[off] += ps[soff];
     }
+  });
+}
+
+// ---- relative distances ----------------------------------------------------------
+
+// Row i: keys j < i - K share distance 0, keys j > i + K distance 2K, the
+// ones between map one to one; so each row is a fill, a copy and a fill.
+void relative_expand(const Tensor& r, const Tensor& out, int64_t K) {
+  const int64_t L = out.size(-2), S = out.size(-1), W = 2 * K + 1, rows = out.numel() / std::max<int64_t>(S, 1);
+  dispatch_float(out.dtype(), "relative_expand", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* src = r.data<T>();
+    T* dst = out.data<T>();
+    detail::parallel_for(rows, 64, [&](int64_t b, int64_t e) {
+      for (int64_t x = b; x < e; ++x) {
+        const int64_t i = x % L;
+        const T* ri = src + x * W;
+        T* o = dst + x * S;
+        const int64_t lo = std::clamp<int64_t>(i - K, 0, S), hi = std::clamp<int64_t>(i + K + 1, lo, S);
+        std::fill(o, o + lo, ri[0]);
+        for (int64_t j = lo; j < hi; ++j) o[j] = ri[j - i + K];
+        std::fill(o + hi, o + S, ri[W - 1]);
+      }
+    });
+  });
+}
+
+void relative_reduce(const Tensor& p, const Tensor& out, int64_t K) {
+  const int64_t L = p.size(-2), S = p.size(-1), W = 2 * K + 1, rows = out.numel() / W;
+  dispatch_float(out.dtype(), "relative_reduce", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using Acc = std::conditional_t<std::is_same_v<T, float>, double, T>;
+    const T* src = p.data<T>();
+    T* dst = out.data<T>();
+    detail::parallel_for(rows, 64, [&](int64_t b, int64_t e) {
+      for (int64_t x = b; x < e; ++x) {
+        const int64_t i = x % L;
+        const T* pi = src + x * S;
+        T* o = dst + x * W;
+        std::fill(o, o + W, T(0));
+        const int64_t lo = std::clamp<int64_t>(i - K, 0, S), hi = std::clamp<int64_t>(i + K + 1, lo, S);
+        Acc head = 0, tail = 0;
+        for (int64_t j = 0; j < lo; ++j) head += pi[j];
+        for (int64_t j = hi; j < S; ++j) tail += pi[j];
+        for (int64_t j = lo; j < hi; ++j) o[j - i + K] += pi[j];
+        o[0] += static_cast<T>(head);
+        o[W - 1] += static_cast<T>(tail);
+      }
+    });
   });
 }
 

@@ -94,6 +94,12 @@ void index_amax(const Tensor& out, int64_t dim, const Tensor& index, const Tenso
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
 // out[...index...] += src along dim, in place; out contiguous.
 void scatter_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src);
+// Relative distances (Shaw et al.), over rows of the last two dims, all
+// contiguous: expand: out (R, L, S)[i][j] = r (R, L, 2K + 1)[i][clip(j - i, -K, K) + K];
+// reduce (its adjoint): out (R, L, 2K + 1)[i][d] = sum of p (R, L, S)[i][j]
+// over the j with clip(j - i, -K, K) + K = d.
+void relative_expand(const Tensor& r, const Tensor& out, int64_t K);
+void relative_reduce(const Tensor& p, const Tensor& out, int64_t K);
 
 // ---- normalisation -------------------------------------------------------------------
 // x: contiguous (M, N); weight, bias: (N) or undefined. Fills y (M, N),
