@@ -147,4 +147,21 @@ Tensor avg_pool2d_backward(const Tensor& grad, const Pool2dGeometry& g);
 Tensor adaptive_avg_pool2d(const Tensor& x, int64_t oH, int64_t oW);
 Tensor adaptive_avg_pool2d_backward(const Tensor& grad, int64_t H, int64_t W);
 
+// ---- optimizer updates (parameters, gradients and state contiguous, one dtype) ----------
+struct SgdHyper {
+  double lr = 0, momentum = 0, dampening = 0, weight_decay = 0;
+  bool nesterov = false, maximize = false;
+  bool first = false;  // the momentum buffer's first step: buf = g
+};
+// buf undefined: no momentum.
+void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& buf, const SgdHyper& h);
+struct AdamHyper {
+  double lr = 0, beta1 = 0, beta2 = 0, eps = 0, weight_decay = 0;
+  bool decoupled = false, amsgrad = false, maximize = false;
+  int64_t step = 1;  // this step's number, from 1
+};
+// max_exp_avg_sq undefined unless amsgrad.
+void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+               const Tensor& max_exp_avg_sq, const AdamHyper& h);
+
 }  // namespace attn::kernels::cpu
