@@ -1,7 +1,6 @@
-// The attn command-line tool. Subcommands so far: inspect (list the tensors of
-// a safetensors file), bench sdpa (the attention kernel) and bench mha (the
-// attention modules beside PyTorch). train, eval and viz arrive with the
-// applications.
+// The attn command-line tool: train, eval and viz (the applications in
+// apps/), inspect (list the tensors of a safetensors file), bench sdpa (the
+// attention kernel) and bench mha (the attention modules beside PyTorch).
 #include <CLI/CLI.hpp>
 #include <attn/attn.h>
 
@@ -10,6 +9,7 @@
 
 #include "bench_mha.h"
 #include "bench_sdpa.h"
+#include "translate/translate.h"
 
 namespace {
 
@@ -39,6 +39,30 @@ int main(int argc, char** argv) {
   CLI::App app{"attn: attention mechanisms and the models built on them"};
   app.set_version_flag("--version", std::string("attn ") + attn::kVersion);
   app.require_subcommand(1);
+  // train / eval / viz NAME: the applications (translate so far).
+  const std::vector<std::string> apps = {"translate"};
+  attn::apps::translate::Options topts;
+  std::string app_name, sentence = "forty two thousand seven hundred five", viz_out = "runs/translate_attention";
+  auto* train = app.add_subcommand("train", "Train an application's model (progress on a terminal), save a checkpoint, "
+                                            "evaluate it on held-out data");
+  auto* eval = app.add_subcommand("eval", "Evaluate an application's checkpoint on held-out data");
+  auto* viz = app.add_subcommand("viz", "Translate a sentence with a checkpoint and write its attention heatmaps (PNG)");
+  for (auto* sc : {train, eval, viz}) {
+    sc->add_option("name", app_name, "the application: translate")->required()->check(CLI::IsMember(apps));
+    sc->add_option("--checkpoint", topts.checkpoint, "checkpoint file (default runs/translate.safetensors)");
+    sc->add_option("--beam", topts.beam, "beam width for decoding (1: greedy)")->check(CLI::PositiveNumber);
+  }
+  train->add_option("--steps", topts.steps, "optimizer steps (default 1200)")->check(CLI::PositiveNumber);
+  train->add_option("--batch", topts.batch, "sentences per step (default 64)")->check(CLI::PositiveNumber);
+  train->add_option("--lr", topts.lr, "peak learning rate of AdamW (default 2e-3)")->check(CLI::PositiveNumber);
+  train->add_option("--seed", topts.seed, "seed of the data, the initialisation and dropout (default 1)");
+  for (auto* sc : {train, eval}) {
+    sc->add_option("--eval-examples", topts.eval_examples, "held-out sentences to evaluate (default 500)")
+        ->check(CLI::NonNegativeNumber);
+    sc->add_option("--show", topts.show, "translations to print (default 5)")->check(CLI::NonNegativeNumber);
+  }
+  viz->add_option("--sentence", sentence, "the source sentence (English number words)");
+  viz->add_option("--out", viz_out, "PNG path prefix: PREFIX_avg.png and PREFIX_head<h>.png");
   std::string file;
   auto* ins = app.add_subcommand("inspect", "List the tensors, dtypes, shapes and metadata of a safetensors file");
   ins->add_option("file", file, "the .safetensors file")->required();
@@ -96,6 +120,17 @@ int main(int argc, char** argv) {
   }
   try {
     if (*ins) return inspect(file);
+    if (*train) return attn::apps::translate::train(topts).exact_match > 0 ? 0 : 1;
+    if (*eval) {
+      attn::apps::translate::eval(topts);
+      return 0;
+    }
+    if (*viz) {
+      const std::string t = attn::apps::translate::viz(topts, sentence, viz_out);
+      std::printf("%s -> %s\nwrote %s_avg.png and one %s_head<h>.png per head\n", sentence.c_str(), t.c_str(),
+                  viz_out.c_str(), viz_out.c_str());
+      return 0;
+    }
     if (*sdpa) {
       for (const char* f : {"--batch", "--heads", "--seq", "--dim", "--causal", "--backward", "--window-left",
                             "--window-right", "--global-tokens", "--stride"})

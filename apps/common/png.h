@@ -1,0 +1,35 @@
+// Attention heatmaps as PNG files: no image library, the zlib stream is
+// written with stored (uncompressed) deflate blocks, CRC-32 and Adler-32
+// computed here. Rows and columns can carry text labels (a built-in 5x7
+// pixel font: letters, digits and a few signs).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "attn/tensor.h"
+
+namespace attn::apps {
+
+// RGB pixels, row-major, 3 bytes per pixel.
+struct Image {
+  int64_t width = 0, height = 0;
+  std::vector<uint8_t> rgb;
+  Image(int64_t w, int64_t h, uint8_t fill = 255);
+  void set(int64_t x, int64_t y, uint8_t r, uint8_t g, uint8_t b);
+};
+
+// Writes img atomically (a temporary file, then rename); attn::Error on failure.
+void write_png(const std::string& path, const Image& img);
+
+// A heatmap of weights (rows, cols) in [0, 1] (a white-to-dark-blue scale),
+// `cell` pixels per entry, row labels at the left and column labels above
+// (either may be empty), and a title line.
+Image heatmap(const Tensor& weights, const std::vector<std::string>& row_labels,
+              const std::vector<std::string>& col_labels, const std::string& title, int64_t cell = 16);
+
+// Draws text with the 5x7 font (scale 1: 6 pixels per character) at (x, y).
+void draw_text(Image& img, int64_t x, int64_t y, const std::string& text, int scale = 1);
+
+}  // namespace attn::apps

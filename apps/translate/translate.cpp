@@ -1,0 +1,411 @@
+#include "translate/translate.h"
+
+#include <attn/attn.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <sstream>
+
+#include "common/bleu.h"
+#include "common/png.h"
+#include "common/progress.h"
+
+namespace attn::apps::translate {
+
+namespace {
+
+// ---- data ---------------------------------------------------------------------------------
+
+const char* kOnes[] = {"zero",    "one",     "two",       "three",    "four",    "five",    "six",
+                       "seven",   "eight",   "nine",      "ten",      "eleven",  "twelve",  "thirteen",
+                       "fourteen", "fifteen", "sixteen",  "seventeen", "eighteen", "nineteen"};
+const char* kTens[] = {"", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"};
+
+// Vocabulary: <pad> <bos> <eos>, the words, the digits.
+struct Vocab {
+  std::vector<std::string> itos;
+  std::map<std::string, int64_t> stoi;
+  Vocab() {
+    for (const char* s : {"<pad>", "<bos>", "<eos>"}) add(s);
+    for (const char* s : kOnes) add(s);
+    for (int t = 2; t < 10; ++t) add(kTens[t]);
+    add("hundred");
+    add("thousand");
+    for (int d = 0; d < 10; ++d) add(std::to_string(d));
+  }
+  void add(const std::string& s) {
+    stoi[s] = static_cast<int64_t>(itos.size());
+    itos.push_back(s);
+  }
+  int64_t size() const { return static_cast<int64_t>(itos.size()); }
+};
+const Vocab& vocab() {
+  static const Vocab v;
+  return v;
+}
+constexpr int64_t kPad = 0, kBos = 1, kEos = 2, kMaxSrc = 8, kMaxTgt = 7;
+
+// Appends word to a space-separated sentence (append, not operator+: g++ 12
+// warns falsely about chains of string concatenation).
+void add_word(std::string& s, const std::string& w) {
+  if (!s.empty()) s.append(" ");
+  s.append(w);
+}
+
+std::string below_thousand(int64_t n) {
+  std::string s;
+  auto add = [&](const std::string& w) { add_word(s, w); };
+  if (n >= 100) add(kOnes[n / 100]), add("hundred"), n %= 100;
+  if (n >= 20) {
+    add(kTens[n / 10]);
+    if (n % 10) add(kOnes[n % 10]);
+  } else if (n > 0 || s.empty()) {
+    add(kOnes[n]);
+  }
+  return s;
+}
+
+std::vector<int64_t> encode(const std::string& s) {
+  std::istringstream is(s);
+  std::vector<int64_t> out;
+  for (std::string w; is >> w;) {
+    auto it = vocab().stoi.find(w);
+    ATTN_CHECK(it != vocab().stoi.end(), "translate: unknown word \"", w, "\" (the source language is English ",
+               "number words from zero to ninety nine thousand nine hundred ninety nine)");
+    out.push_back(it->second);
+  }
+  return out;
+}
+
+std::string digits(int64_t n) {
+  std::string d = std::to_string(n), s;
+  for (char c : d) add_word(s, std::string(1, c));
+  return s;
+}
+
+std::string decode(const std::vector<int64_t>& ids) {
+  std::string s;
+  for (int64_t t : ids) {
+    if (t == kEos) break;
+    if (t == kPad || t == kBos) continue;
+    add_word(s, vocab().itos.at(static_cast<size_t>(t)));
+  }
+  return s;
+}
+
+// A number with a uniformly drawn digit count, from the training or the held-out part.
+int64_t draw_number(std::mt19937_64& rng, bool test) {
+  for (;;) {
+    const int len = test ? static_cast<int>(rng() % 4) + 2 : static_cast<int>(rng() % 5) + 1;  // 1 digit: all trained
+    const int64_t lo = len == 1 ? 0 : static_cast<int64_t>(std::pow(10, len - 1)), hi = static_cast<int64_t>(std::pow(10, len));
+    const int64_t n = lo + static_cast<int64_t>(rng() % static_cast<uint64_t>(hi - lo));
+    if (held_out(n) == test) return n;
+  }
+}
+
+// (B, L) int64 padded with kPad.
+Tensor pad_ids(const std::vector<std::vector<int64_t>>& rows, int64_t L) {
+  std::vector<int64_t> flat;
+  for (const auto& r : rows) {
+    for (int64_t i = 0; i < L; ++i) flat.push_back(i < static_cast<int64_t>(r.size()) ? r[i] : kPad);
+  }
+  return from_vector(flat, {static_cast<int64_t>(rows.size()), L});
+}
+
+// ---- model ----------------------------------------------------------------------------------
+
+constexpr int64_t kDModel = 64, kHeads = 4, kLayers = 2, kFF = 256;
+
+struct Model : nn::Module {
+  nn::Embedding tok{nn::EmbeddingOptions(vocab().size(), kDModel)};
+  nn::Embedding pos{nn::EmbeddingOptions(16, kDModel)};
+  nn::Transformer transformer{nn::TransformerOptions(kDModel, kHeads)
+                                  .num_encoder_layers(kLayers)
+                                  .num_decoder_layers(kLayers)
+                                  .dim_feedforward(kFF)
+                                  .dropout(0.1)
+                                  .batch_first(true)};
+  nn::Linear out{nn::LinearOptions(kDModel, vocab().size())};
+  Model() {
+    register_module("tok", tok);
+    register_module("pos", pos);
+    register_module("transformer", transformer);
+    register_module("out", out);
+  }
+  Tensor embed(const Tensor& ids) const {
+    const int64_t L = ids.size(1);
+    return tok.forward(ids) * std::sqrt(static_cast<double>(kDModel)) + pos.forward(arange(L)).unsqueeze(0);
+  }
+  Tensor memory(const Tensor& src, const Tensor& src_pad) const {
+    return transformer.encoder.forward(embed(src), {}, src_pad);
+  }
+  // (B, T, V) logits of the next token after each prefix position.
+  Tensor decode_logits(const Tensor& tgt_in, const Tensor& memory, const Tensor& src_pad) const {
+    const int64_t T = tgt_in.size(1);
+    Tensor h = transformer.decoder.forward(embed(tgt_in), memory, nn::Transformer::generate_square_subsequent_mask(T),
+                                           {}, {}, src_pad);
+    return out.forward(h);
+  }
+};
+
+struct Batch {
+  Tensor src, src_pad, tgt_in, tgt_out;
+  std::vector<std::string> sources, targets;
+};
+
+Batch make_batch(const std::vector<int64_t>& numbers) {
+  Batch b;
+  std::vector<std::vector<int64_t>> src, tin, tout;
+  for (int64_t n : numbers) {
+    b.sources.push_back(number_words(n));
+    b.targets.push_back(digits(n));
+    src.push_back(encode(b.sources.back()));
+    std::vector<int64_t> t = encode(b.targets.back());
+    std::vector<int64_t> in = {kBos};
+    in.insert(in.end(), t.begin(), t.end());
+    t.push_back(kEos);
+    tin.push_back(in);
+    tout.push_back(t);
+  }
+  b.src = pad_ids(src, kMaxSrc);
+  b.src_pad = eq(b.src, full({}, kPad, kInt64));
+  b.tgt_in = pad_ids(tin, kMaxTgt);
+  b.tgt_out = pad_ids(tout, kMaxTgt);
+  return b;
+}
+
+// Greedy decoding of a batch.
+std::vector<std::vector<int64_t>> greedy(const Model& m, const Tensor& src, const Tensor& src_pad) {
+  NoGradGuard ng;
+  const int64_t B = src.size(0);
+  Tensor mem = m.memory(src, src_pad);
+  std::vector<std::vector<int64_t>> seqs(static_cast<size_t>(B), std::vector<int64_t>{kBos});
+  std::vector<bool> done(static_cast<size_t>(B), false);
+  for (int64_t t = 0; t < kMaxTgt; ++t) {
+    Tensor logits = m.decode_logits(pad_ids(seqs, t + 1), mem, src_pad).select(1, t);
+    Tensor next = argmax(logits, 1);
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t id = done[b] ? kPad : next.select(0, b).item<int64_t>();
+      seqs[b].push_back(id);
+      if (id == kEos) done[b] = true;
+    }
+    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
+  }
+  return seqs;
+}
+
+// Beam search for one sentence (src (1, S)): k beams, summed log-probabilities.
+std::vector<int64_t> beam_search(const Model& m, const Tensor& src, const Tensor& src_pad, int64_t k) {
+  NoGradGuard ng;
+  Tensor mem1 = m.memory(src, src_pad);
+  struct Hyp {
+    std::vector<int64_t> ids;
+    double score;
+    bool done;
+  };
+  std::vector<Hyp> beams = {{{kBos}, 0.0, false}};
+  for (int64_t t = 0; t < kMaxTgt; ++t) {
+    std::vector<Hyp> cand;
+    std::vector<std::vector<int64_t>> live;
+    for (const Hyp& h : beams) {
+      if (h.done) cand.push_back(h);
+      else live.push_back(h.ids);
+    }
+    if (live.empty()) break;
+    const int64_t n = static_cast<int64_t>(live.size());
+    Tensor mem = mem1.expand({n, mem1.size(1), mem1.size(2)}).contiguous();
+    Tensor pad = src_pad.expand({n, src_pad.size(1)}).contiguous();
+    Tensor lp = F::log_softmax(m.decode_logits(pad_ids(live, t + 1), mem, pad).select(1, t), 1).contiguous();
+    size_t li = 0;
+    for (const Hyp& h : beams) {
+      if (h.done) continue;
+      const float* row = lp.data<float>() + static_cast<int64_t>(li++) * lp.size(1);
+      for (int64_t v = 0; v < lp.size(1); ++v) {
+        if (v == kPad || v == kBos) continue;
+        Hyp x = h;
+        x.ids.push_back(v);
+        x.score += row[v];
+        x.done = v == kEos;
+        cand.push_back(std::move(x));
+      }
+    }
+    std::sort(cand.begin(), cand.end(), [](const Hyp& a, const Hyp& b) { return a.score > b.score; });
+    cand.resize(std::min<size_t>(cand.size(), static_cast<size_t>(k)));
+    beams = std::move(cand);
+  }
+  return beams.front().ids;
+}
+
+Result evaluate(const Model& m, const Options& o, bool print) {
+  Result r;
+  std::mt19937_64 rng(o.seed * 7919 + 17);
+  std::vector<int64_t> numbers;
+  for (int64_t i = 0; i < o.eval_examples; ++i) numbers.push_back(draw_number(rng, /*test=*/true));
+  std::vector<std::string> hyps, refs;
+  int64_t exact = 0;
+  for (size_t s = 0; s < numbers.size(); s += 100) {
+    std::vector<int64_t> chunk(numbers.begin() + s, numbers.begin() + std::min(numbers.size(), s + 100));
+    Batch b = make_batch(chunk);
+    std::vector<std::vector<int64_t>> out;
+    if (o.beam > 1) {
+      for (size_t i = 0; i < chunk.size(); ++i) {
+        const auto ii = static_cast<int64_t>(i);
+        out.push_back(beam_search(m, b.src.narrow(0, ii, 1), b.src_pad.narrow(0, ii, 1), o.beam));
+      }
+    } else {
+      out = greedy(m, b.src, b.src_pad);
+    }
+    for (size_t i = 0; i < chunk.size(); ++i) {
+      hyps.push_back(decode(out[i]));
+      refs.push_back(b.targets[i]);
+      exact += hyps.back() == refs.back();
+      if (print && static_cast<int64_t>(hyps.size()) <= o.show)
+        std::printf("  %-48s -> %-10s %s\n", b.sources[i].c_str(), hyps.back().c_str(),
+                    hyps.back() == refs.back() ? "" : ("(expected " + refs.back() + ")").c_str());
+    }
+  }
+  r.exact_match = numbers.empty() ? 0.0 : static_cast<double>(exact) / static_cast<double>(numbers.size());
+  r.bleu = corpus_bleu(hyps, refs);
+  return r;
+}
+
+io::Metadata model_metadata() {
+  return {{"app", "translate"},
+          {"model", "transformer"},
+          {"d_model", std::to_string(kDModel)},
+          {"heads", std::to_string(kHeads)},
+          {"layers", std::to_string(kLayers)},
+          {"vocab", std::to_string(vocab().size())}};
+}
+
+void load(Model& m, const std::string& path) {
+  ATTN_CHECK(std::filesystem::exists(path), "translate: no checkpoint at ", path, " (run `attn train translate` first)");
+  io::Metadata meta = optim::load_checkpoint(path, m);
+  ATTN_CHECK(meta.count("app") && meta.at("app") == "translate", "translate: ", path,
+             " is not a translate checkpoint");
+  m.eval();
+}
+
+}  // namespace
+
+std::string number_words(int64_t n) {
+  ATTN_CHECK(n >= 0 && n < 100000, "translate: numbers run from 0 to 99999, got ", n);
+  if (n < 1000) return below_thousand(n);
+  std::string s = below_thousand(n / 1000);
+  add_word(s, "thousand");
+  if (n % 1000) add_word(s, below_thousand(n % 1000));
+  return s;
+}
+
+bool held_out(int64_t n) { return n >= 10 && (static_cast<uint64_t>(n) * 2654435761ULL >> 7) % 10 == 0; }
+
+Result train(const Options& o) {
+  ATTN_CHECK(o.steps > 0 && o.batch > 0, "translate: steps and batch must be positive");
+  manual_seed(o.seed);
+  Generator gen(o.seed);
+  Model m;
+  m.train();
+  optim::AdamW opt(m.parameters(), optim::AdamWOptions(o.lr).weight_decay(0.01));
+  std::vector<std::unique_ptr<optim::LRScheduler>> parts;
+  const int64_t warm = std::max<int64_t>(1, o.steps / 10);
+  parts.push_back(std::make_unique<optim::LinearLR>(opt, 0.05, 1.0, warm));
+  parts.push_back(std::make_unique<optim::CosineAnnealingLR>(opt, std::max<int64_t>(1, o.steps - warm), o.lr * 0.02));
+  optim::SequentialLR sched(opt, std::move(parts), {warm});
+  std::mt19937_64 rng(o.seed);
+  if (!o.quiet)
+    std::printf("translate: a %lld-parameter Transformer (d_model %lld, %lld heads, %lld+%lld layers), %lld steps of %lld\n",
+                static_cast<long long>([&] { int64_t n = 0; for (auto& p : m.parameters()) n += p.numel(); return n; }()),
+                static_cast<long long>(kDModel), static_cast<long long>(kHeads), static_cast<long long>(kLayers),
+                static_cast<long long>(kLayers), static_cast<long long>(o.steps), static_cast<long long>(o.batch));
+  Progress progress("train translate", o.steps, "sentences");
+  for (int64_t step = 1; step <= o.steps; ++step) {
+    std::vector<int64_t> numbers;
+    for (int64_t i = 0; i < o.batch; ++i) numbers.push_back(draw_number(rng, /*test=*/false));
+    Batch b = make_batch(numbers);
+    Tensor mem = m.memory(b.src, b.src_pad);
+    Tensor logits = m.decode_logits(b.tgt_in, mem, b.src_pad);
+    Tensor loss = F::cross_entropy(logits.reshape({-1, vocab().size()}), b.tgt_out.reshape({-1}),
+                                   F::CrossEntropyFuncOptions().ignore_index(kPad));
+    opt.zero_grad();
+    loss.backward();
+    optim::clip_grad_norm_(m.parameters(), 1.0);
+    opt.step();
+    sched.step();
+    if (!o.quiet) progress.update(step, loss.item<float>(), o.batch);
+  }
+  progress.finish();
+  Result r;
+  r.seconds = progress.seconds();
+  const auto dir = std::filesystem::path(o.checkpoint).parent_path();
+  if (!dir.empty()) std::filesystem::create_directories(dir);
+  optim::save_checkpoint(o.checkpoint, m, &opt, o.steps, &gen, model_metadata());
+  m.eval();
+  Result e = evaluate(m, o, !o.quiet);
+  e.seconds = r.seconds;
+  if (!o.quiet)
+    std::printf("translate: trained in %.1f s; held-out exact match %.1f%%, BLEU %.1f (%lld sentences, %s); "
+                "checkpoint %s\n",
+                e.seconds, 100 * e.exact_match, e.bleu, static_cast<long long>(o.eval_examples),
+                o.beam > 1 ? ("beam " + std::to_string(o.beam)).c_str() : "greedy", o.checkpoint.c_str());
+  return e;
+}
+
+Result eval(const Options& o) {
+  Model m;
+  load(m, o.checkpoint);
+  Result e = evaluate(m, o, !o.quiet);
+  if (!o.quiet)
+    std::printf("translate: held-out exact match %.1f%%, BLEU %.1f (%lld sentences, %s)\n", 100 * e.exact_match,
+                e.bleu, static_cast<long long>(o.eval_examples),
+                o.beam > 1 ? ("beam " + std::to_string(o.beam)).c_str() : "greedy");
+  return e;
+}
+
+std::string viz(const Options& o, const std::string& sentence, const std::string& png_prefix) {
+  Model m;
+  load(m, o.checkpoint);
+  NoGradGuard ng;
+  std::vector<int64_t> ids = encode(sentence);
+  ATTN_CHECK(!ids.empty() && static_cast<int64_t>(ids.size()) <= kMaxSrc, "translate: the sentence must have 1 to ",
+             kMaxSrc, " words, got ", ids.size());
+  Tensor src = pad_ids({ids}, static_cast<int64_t>(ids.size()));
+  Tensor src_pad = eq(src, full({}, kPad, kInt64));
+  std::vector<int64_t> out = o.beam > 1 ? beam_search(m, src, src_pad, o.beam) : greedy(m, src, src_pad)[0];
+  // The decoder input for the translation, then the last layer's cross-attention weights.
+  std::vector<int64_t> tin(out.begin(), out.end());
+  while (tin.size() > 1 && (tin.back() == kEos || tin.back() == kPad)) tin.pop_back();
+  Tensor mem = m.memory(src, src_pad);
+  Tensor x = m.embed(pad_ids({tin}, static_cast<int64_t>(tin.size())));
+  const size_t nl = m.transformer.decoder.layers.size();
+  const int64_t T = x.size(1);
+  Tensor causal = nn::Transformer::generate_square_subsequent_mask(T);
+  for (size_t l = 0; l + 1 < nl; ++l) x = m.transformer.decoder.layer(l).forward(x, mem, causal, {}, {}, src_pad);
+  const nn::TransformerDecoderLayer& last = m.transformer.decoder.layer(nl - 1);
+  // The query of the cross-attention, as the layer computes it (eval mode: no dropout).
+  Tensor query;
+  if (last.options.norm_first()) {
+    Tensor n1 = last.norm1.forward(x);
+    query = last.norm2.forward(x + std::get<0>(last.self_attn.forward(n1, n1, n1, {}, false, causal)));
+  } else {
+    query = last.norm1.forward(x + std::get<0>(last.self_attn.forward(x, x, x, {}, false, causal)));
+  }
+  Tensor w = std::get<1>(last.multihead_attn.forward(query, mem, mem, src_pad, true, {}, /*average_attn_weights=*/false));
+  // w: (1, H, T, S); rows: the output tokens each position predicts.
+  std::vector<std::string> rows, cols;
+  for (size_t t = 1; t <= tin.size(); ++t)
+    rows.push_back(t < out.size() ? vocab().itos.at(static_cast<size_t>(out[t])) : "?");
+  for (int64_t id : ids) cols.push_back(vocab().itos.at(static_cast<size_t>(id)));
+  const std::string translation = decode(out);
+  Tensor wh = w.select(0, 0);
+  write_png(png_prefix + "_avg.png", heatmap(mean(wh, {0}), rows, cols, "cross-attention, mean of heads: " + translation));
+  for (int64_t hh = 0; hh < wh.size(0); ++hh)
+    write_png(png_prefix + "_head" + std::to_string(hh) + ".png",
+              heatmap(wh.select(0, hh), rows, cols, "cross-attention, head " + std::to_string(hh)));
+  return translation;
+}
+
+}  // namespace attn::apps::translate

@@ -1,0 +1,46 @@
+// The translate application: English number words to digits ("forty two
+// thousand seven hundred five" -> "4 2 7 0 5"), 0 .. 99 999, generated
+// procedurally (a tenth of the numbers, picked by a hash, are held out for
+// evaluation and never trained on). Model: a Transformer encoder-decoder
+// (nn::Transformer, learned positions, tied nothing); greedy and beam-search
+// decoding; exact match and corpus BLEU.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace attn::apps::translate {
+
+struct Options {
+  int64_t steps = 1200;       // optimizer steps
+  int64_t batch = 64;
+  double lr = 2e-3;           // AdamW, linear warm-up then cosine
+  uint64_t seed = 1;
+  int64_t eval_examples = 500;
+  int64_t beam = 1;           // 1: greedy
+  int64_t show = 5;           // translations printed
+  std::string checkpoint = "runs/translate.safetensors";
+  bool quiet = false;         // no progress line or examples (tests)
+};
+
+struct Result {
+  double exact_match = 0;  // fraction of held-out sentences translated exactly
+  double bleu = 0;         // corpus BLEU, 0..100
+  double seconds = 0;
+};
+
+// Trains, saves the checkpoint, evaluates on held-out numbers.
+Result train(const Options& options);
+// Loads the checkpoint and evaluates.
+Result eval(const Options& options);
+// Translates one sentence with the checkpoint and writes the last decoder
+// layer's cross-attention as PNG heatmaps: <png_prefix>_avg.png (mean over
+// heads) and <png_prefix>_head<h>.png. Returns the translation.
+std::string viz(const Options& options, const std::string& sentence, const std::string& png_prefix);
+
+// The data, for tests: the words of n, and whether n is held out.
+std::string number_words(int64_t n);
+bool held_out(int64_t n);
+
+}  // namespace attn::apps::translate

@@ -1,0 +1,97 @@
+// The applications: a shortened training run must beat chance by a clear
+// margin; the data, BLEU and the PNG writer against hand-checked values.
+#include <gtest/gtest.h>
+
+#include <attn/attn.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "common/bleu.h"
+#include "common/png.h"
+#include "translate/translate.h"
+
+namespace attn {
+namespace {
+
+namespace tr = apps::translate;
+
+TEST(Translate, NumberWords) {
+  EXPECT_EQ(tr::number_words(0), "zero");
+  EXPECT_EQ(tr::number_words(13), "thirteen");
+  EXPECT_EQ(tr::number_words(40), "forty");
+  EXPECT_EQ(tr::number_words(705), "seven hundred five");
+  EXPECT_EQ(tr::number_words(42705), "forty two thousand seven hundred five");
+  EXPECT_EQ(tr::number_words(100000 - 1), "ninety nine thousand nine hundred ninety nine");
+  EXPECT_EQ(tr::number_words(3000), "three thousand");
+  EXPECT_THROW(tr::number_words(100000), Error);
+  int held = 0;
+  for (int64_t n = 0; n < 100000; ++n) held += tr::held_out(n);
+  EXPECT_GT(held, 9000);
+  EXPECT_LT(held, 11000);
+  for (int64_t n = 0; n < 10; ++n) EXPECT_FALSE(tr::held_out(n));
+}
+
+TEST(Translate, ShortTrainingBeatsChance) {
+  // 250 steps (about 6 s here): chance is ~0 exact matches (10^-k for k digits).
+  tr::Options o;
+  o.steps = 250;
+  o.eval_examples = 200;
+  o.quiet = true;
+  o.checkpoint = (std::filesystem::temp_directory_path() / "attn_test_translate.safetensors").string();
+  tr::Result r = tr::train(o);
+  EXPECT_GT(r.exact_match, 0.2) << "BLEU " << r.bleu;
+  EXPECT_GT(r.bleu, 30.0);
+  // eval reloads the checkpoint and finds the same numbers; beam search too.
+  tr::Result e = tr::eval(o);
+  EXPECT_DOUBLE_EQ(e.exact_match, r.exact_match);
+  o.beam = 3;
+  EXPECT_GT(tr::eval(o).exact_match, 0.2);
+  const std::string prefix = (std::filesystem::temp_directory_path() / "attn_test_viz").string();
+  const std::string out = tr::viz(o, "forty two", prefix);
+  EXPECT_FALSE(out.empty());
+  for (const char* f : {"_avg.png", "_head0.png", "_head3.png"}) EXPECT_TRUE(std::filesystem::exists(prefix + f)) << f;
+  EXPECT_THROW(tr::viz(o, "forty banana", prefix), Error);
+  std::filesystem::remove(o.checkpoint);
+  o.checkpoint += ".missing";
+  EXPECT_THROW(tr::eval(o), Error);
+}
+
+TEST(Bleu, AgainstHandComputedValues) {
+  EXPECT_NEAR(apps::corpus_bleu({"1 2 3 4 5"}, {"1 2 3 4 5"}), 100.0, 1e-9);
+  EXPECT_EQ(apps::corpus_bleu({""}, {"1 2"}), 0.0);
+  // hyp "1 2 3 4", ref "1 2 3 5": precisions 3/4, 2/3, 1/2, and no 4-gram
+  // match out of 1 ('exp' smoothing: 100 / (2 * 1)); equal lengths: no penalty.
+  const double want = std::exp((std::log(75.0) + std::log(200.0 / 3) + std::log(50.0) + std::log(50.0)) / 4);
+  EXPECT_NEAR(apps::corpus_bleu({"1 2 3 4"}, {"1 2 3 5"}), want, 1e-9);
+  // No 3- or 4-grams in the hypothesis: sacreBLEU's default (no effective
+  // order) scores 0, whatever the brevity penalty.
+  EXPECT_EQ(apps::corpus_bleu({"1 2"}, {"1 2 3 4"}), 0.0);
+  EXPECT_THROW(apps::corpus_bleu({"1"}, {}), Error);
+}
+
+TEST(Png, WritesAValidFile) {
+  apps::Image img(7, 3);
+  img.set(0, 0, 255, 0, 0);
+  img.set(6, 2, 0, 0, 255);
+  const std::string path = (std::filesystem::temp_directory_path() / "attn_test.png").string();
+  apps::write_png(path, img);
+  std::ifstream f(path, std::ios::binary);
+  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  ASSERT_GT(bytes.size(), 33u);
+  EXPECT_EQ(std::vector<unsigned char>(bytes.begin(), bytes.begin() + 8),
+            (std::vector<unsigned char>{0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'}));
+  // The decoder's verdict: Python's zlib inflates IDAT and every CRC matches.
+  const char* py = std::getenv("ATTN_PYTHON");
+  if (py) {
+    const std::string cmd = std::string(py) + " " + ATTN_CHECK_PNG + " " + path + " 7 3";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  EXPECT_THROW(apps::write_png("/nonexistent-dir/x.png", img), Error);
+}
+
+}  // namespace
+}  // namespace attn
