@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "common/app.h"
 #include "common/bleu.h"
 #include "common/png.h"
 #include "translate/translate.h"
@@ -58,6 +59,45 @@ TEST(Translate, ShortTrainingBeatsChance) {
   std::filesystem::remove(o.checkpoint);
   o.checkpoint += ".missing";
   EXPECT_THROW(tr::eval(o), Error);
+}
+
+// Every registered application: a shortened run must beat chance (or reach
+// a floor) by a clear margin, and eval must reload the checkpoint and agree.
+struct Short {
+  const char* name;
+  const char* variant;
+  int64_t steps;
+  double floor;  // held-out metric the short run must exceed
+};
+
+TEST(Apps, ShortTrainingBeatsChance) {
+  const Short runs[] = {
+      {"tag", "", 120, 0.6},       // chance 0.25
+      {"gat", "gatconv", 100, 0.45},  // chance 0.2
+      {"gat", "gatv2", 100, 0.45},
+      {"vit", "seed", 120, 0.35},  // chance 0.25 (0.44 here after 120 steps)
+      {"vit", "lsa", 60, 0.4},
+  };
+  for (const Short& r : runs) {
+    SCOPED_TRACE(std::string(r.name) + " " + r.variant);
+    apps::AppOptions o;
+    o.steps = r.steps;
+    o.eval_examples = 200;
+    o.quiet = true;
+    o.variant = r.variant;
+    o.checkpoint = (std::filesystem::temp_directory_path() / ("attn_test_" + std::string(r.name) + ".safetensors")).string();
+    const apps::App& a = apps::find_app(r.name);
+    apps::AppResult t = a.train(o);
+    EXPECT_GT(t.value, r.floor) << t.metric;
+    EXPECT_GT(t.value, t.chance * (t.baseline_name.empty() ? 1.5 : 0.0));
+    apps::AppResult e = a.eval(o);
+    EXPECT_DOUBLE_EQ(e.value, t.value) << "eval after reloading";
+    std::filesystem::remove(o.checkpoint);
+  }
+  EXPECT_THROW(apps::find_app("nope"), Error);
+  apps::AppOptions o;
+  o.checkpoint = "/nonexistent/x.safetensors";
+  EXPECT_THROW(apps::find_app("tag").eval(o), Error);
 }
 
 TEST(Bleu, AgainstHandComputedValues) {

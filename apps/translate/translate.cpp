@@ -10,6 +10,7 @@
 #include <random>
 #include <sstream>
 
+#include "common/app.h"
 #include "common/bleu.h"
 #include "common/png.h"
 #include "common/progress.h"
@@ -409,3 +410,37 @@ std::string viz(const Options& o, const std::string& sentence, const std::string
 }
 
 }  // namespace attn::apps::translate
+
+namespace attn::apps {
+
+namespace {
+translate::Options translate_options(const AppOptions& o) {
+  translate::Options t;
+  if (o.steps > 0) t.steps = o.steps;
+  if (o.batch > 0) t.batch = o.batch;
+  if (o.lr > 0) t.lr = o.lr;
+  t.seed = o.seed;
+  t.eval_examples = o.eval_examples;
+  t.beam = o.beam;
+  t.show = o.show;
+  if (!o.checkpoint.empty()) t.checkpoint = o.checkpoint;
+  t.quiet = o.quiet;
+  return t;
+}
+AppResult to_result(const translate::Result& r) {
+  AppResult a;
+  a.metric = "exact match";
+  a.value = r.exact_match;
+  a.seconds = r.seconds;
+  return a;
+}
+}  // namespace
+
+App translate_app() {
+  return {"translate", "English number words to digits with a Transformer encoder-decoder",
+          "held-out exact match >= 95% in under a minute", {"transformer"},
+          [](const AppOptions& o) { return to_result(translate::train(translate_options(o))); },
+          [](const AppOptions& o) { return to_result(translate::eval(translate_options(o))); }};
+}
+
+}  // namespace attn::apps

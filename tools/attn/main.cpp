@@ -4,11 +4,13 @@
 #include <CLI/CLI.hpp>
 #include <attn/attn.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
 #include "bench_mha.h"
 #include "bench_sdpa.h"
+#include "common/app.h"
 #include "translate/translate.h"
 
 namespace {
@@ -39,28 +41,37 @@ int main(int argc, char** argv) {
   CLI::App app{"attn: attention mechanisms and the models built on them"};
   app.set_version_flag("--version", std::string("attn ") + attn::kVersion);
   app.require_subcommand(1);
-  // train / eval / viz NAME: the applications (translate so far).
-  const std::vector<std::string> apps = {"translate"};
-  attn::apps::translate::Options topts;
+  // train / eval NAME: the applications (apps/); viz: translate's heatmaps.
+  std::vector<std::string> names;
+  std::string app_list;
+  for (const auto& a : attn::apps::registry()) {
+    names.push_back(a.name);
+    app_list += "\n  " + a.name + ": " + a.summary + " (target: " + a.target + ")";
+  }
+  attn::apps::AppOptions aopts;
   std::string app_name, sentence = "forty two thousand seven hundred five", viz_out = "runs/translate_attention";
   auto* train = app.add_subcommand("train", "Train an application's model (progress on a terminal), save a checkpoint, "
-                                            "evaluate it on held-out data");
+                                            "evaluate it on held-out data. Applications:" + app_list);
   auto* eval = app.add_subcommand("eval", "Evaluate an application's checkpoint on held-out data");
-  auto* viz = app.add_subcommand("viz", "Translate a sentence with a checkpoint and write its attention heatmaps (PNG)");
-  for (auto* sc : {train, eval, viz}) {
-    sc->add_option("name", app_name, "the application: translate")->required()->check(CLI::IsMember(apps));
-    sc->add_option("--checkpoint", topts.checkpoint, "checkpoint file (default runs/translate.safetensors)");
-    sc->add_option("--beam", topts.beam, "beam width for decoding (1: greedy)")->check(CLI::PositiveNumber);
-  }
-  train->add_option("--steps", topts.steps, "optimizer steps (default 1200)")->check(CLI::PositiveNumber);
-  train->add_option("--batch", topts.batch, "sentences per step (default 64)")->check(CLI::PositiveNumber);
-  train->add_option("--lr", topts.lr, "peak learning rate of AdamW (default 2e-3)")->check(CLI::PositiveNumber);
-  train->add_option("--seed", topts.seed, "seed of the data, the initialisation and dropout (default 1)");
+  auto* viz = app.add_subcommand("viz", "Translate a sentence with a translate checkpoint and write its "
+                                        "cross-attention heatmaps (PNG)");
   for (auto* sc : {train, eval}) {
-    sc->add_option("--eval-examples", topts.eval_examples, "held-out sentences to evaluate (default 500)")
+    sc->add_option("name", app_name, "the application")->required()->check(CLI::IsMember(names));
+    sc->add_option("--checkpoint", aopts.checkpoint, "checkpoint file (default runs/NAME.safetensors)");
+    sc->add_option("--beam", aopts.beam, "translate: beam width (1: greedy)")->check(CLI::PositiveNumber);
+    sc->add_option("--eval-examples", aopts.eval_examples, "held-out examples to evaluate (default 500)")
         ->check(CLI::NonNegativeNumber);
-    sc->add_option("--show", topts.show, "translations to print (default 5)")->check(CLI::NonNegativeNumber);
+    sc->add_option("--show", aopts.show, "examples to print (default 5)")->check(CLI::NonNegativeNumber);
+    sc->add_option("--seed", aopts.seed, "seed of the data, the initialisation and dropout (default 1)");
+    sc->add_option("--variant", aopts.variant, "the model variant, where an application has several");
   }
+  train->add_option("--steps", aopts.steps, "optimizer steps (default: the application's)")->check(CLI::PositiveNumber);
+  train->add_option("--batch", aopts.batch, "examples per step (default: the application's)")->check(CLI::PositiveNumber);
+  train->add_option("--lr", aopts.lr, "peak learning rate of AdamW (default: the application's)")
+      ->check(CLI::PositiveNumber);
+  viz->add_option("name", app_name, "translate")->required()->check(CLI::IsMember({"translate"}));
+  viz->add_option("--checkpoint", aopts.checkpoint, "checkpoint file (default runs/translate.safetensors)");
+  viz->add_option("--beam", aopts.beam, "beam width (1: greedy)")->check(CLI::PositiveNumber);
   viz->add_option("--sentence", sentence, "the source sentence (English number words)");
   viz->add_option("--out", viz_out, "PNG path prefix: PREFIX_avg.png and PREFIX_head<h>.png");
   std::string file;
@@ -120,14 +131,20 @@ int main(int argc, char** argv) {
   }
   try {
     if (*ins) return inspect(file);
-    if (*train) return attn::apps::translate::train(topts).exact_match > 0 ? 0 : 1;
-    if (*eval) {
-      attn::apps::translate::eval(topts);
+    if (*train || *eval) {
+      const attn::apps::App& a = attn::apps::find_app(app_name);
+      if (!aopts.variant.empty() && std::find(a.variants.begin(), a.variants.end(), aopts.variant) == a.variants.end())
+        throw attn::Error("attn: " + a.name + " has no variant \"" + aopts.variant + "\"");
+      if (*train) a.train(aopts);
+      else a.eval(aopts);
       return 0;
     }
     if (*viz) {
-      const std::string t = attn::apps::translate::viz(topts, sentence, viz_out);
-      std::printf("%s -> %s\nwrote %s_avg.png and one %s_head<h>.png per head\n", sentence.c_str(), t.c_str(),
+      attn::apps::translate::Options t;
+      t.beam = aopts.beam;
+      if (!aopts.checkpoint.empty()) t.checkpoint = aopts.checkpoint;
+      const std::string out = attn::apps::translate::viz(t, sentence, viz_out);
+      std::printf("%s -> %s\nwrote %s_avg.png and one %s_head<h>.png per head\n", sentence.c_str(), out.c_str(),
                   viz_out.c_str(), viz_out.c_str());
       return 0;
     }

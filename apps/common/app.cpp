@@ -1,0 +1,68 @@
+#include "common/app.h"
+
+#include <cstdio>
+#include <filesystem>
+
+#include "common/progress.h"
+
+namespace attn::apps {
+
+AppOptions with_defaults(const AppOptions& o, const std::string& name, const Defaults& d) {
+  AppOptions r = o;
+  if (r.steps <= 0) r.steps = d.steps;
+  if (r.batch <= 0) r.batch = d.batch;
+  if (r.lr <= 0) r.lr = d.lr;
+  if (r.checkpoint.empty()) r.checkpoint = "runs/" + name + ".safetensors";
+  return r;
+}
+
+double train_loop(nn::Module& model, const AppOptions& o, const std::string& name,
+                  const std::function<Tensor(int64_t)>& loss_fn, io::Metadata meta, double clip) {
+  model.train();
+  optim::AdamW opt(model.parameters(), optim::AdamWOptions(o.lr).weight_decay(0.01));
+  const int64_t warm = std::max<int64_t>(1, o.steps / 10);
+  std::vector<std::unique_ptr<optim::LRScheduler>> parts;
+  parts.push_back(std::make_unique<optim::LinearLR>(opt, 0.05, 1.0, warm));
+  parts.push_back(std::make_unique<optim::CosineAnnealingLR>(opt, std::max<int64_t>(1, o.steps - warm), o.lr * 0.02));
+  optim::SequentialLR sched(opt, std::move(parts), {warm});
+  Progress progress("train " + name, o.steps, "batches");
+  for (int64_t step = 1; step <= o.steps; ++step) {
+    Tensor loss = loss_fn(step);
+    opt.zero_grad();
+    loss.backward();
+    if (clip > 0) optim::clip_grad_norm_(model.parameters(), clip);
+    opt.step();
+    sched.step();
+    if (!o.quiet) progress.update(step, loss.item<float>(), 1);
+  }
+  progress.finish();
+  const double seconds = progress.seconds();
+  const auto dir = std::filesystem::path(o.checkpoint).parent_path();
+  if (!dir.empty()) std::filesystem::create_directories(dir);
+  meta["app"] = name;
+  optim::save_checkpoint(o.checkpoint, model, &opt, o.steps, nullptr, meta);
+  model.eval();
+  return seconds;
+}
+
+io::Metadata load_app(nn::Module& model, const AppOptions& o, const std::string& name) {
+  ATTN_CHECK(std::filesystem::exists(o.checkpoint), name, ": no checkpoint at ", o.checkpoint, " (run `attn train ",
+             name, "` first)");
+  // The model's own keys say whether it fits; the app name says what it is.
+  io::SafetensorsFile f = io::read_safetensors(o.checkpoint);
+  ATTN_CHECK(f.metadata.count("app") && f.metadata.at("app") == name, name, ": ", o.checkpoint, " is a checkpoint of ",
+             f.metadata.count("app") ? f.metadata.at("app") : std::string("no application"), ", not of ", name);
+  io::Metadata meta = optim::load_checkpoint(o.checkpoint, model);
+  model.eval();
+  return meta;
+}
+
+void report(const AppOptions& o, const std::string& name, const AppResult& r, const std::string& what) {
+  if (o.quiet) return;
+  std::printf("%s: %s %.1f%% (%s %.1f%%) on %s", name.c_str(), r.metric.c_str(), 100 * r.value,
+              r.baseline_name.empty() ? "chance" : r.baseline_name.c_str(), 100 * r.chance, what.c_str());
+  if (r.seconds > 0) std::printf("; trained in %.1f s, checkpoint %s", r.seconds, o.checkpoint.c_str());
+  std::printf("\n");
+}
+
+}  // namespace attn::apps

@@ -1,0 +1,25 @@
+// The applications behind `attn train|eval NAME`.
+#include "common/app.h"
+
+namespace attn::apps {
+
+App translate_app();
+App tag_app();
+App gat_app();
+App vit_app();
+
+const std::vector<App>& registry() {
+  static const std::vector<App> apps = {translate_app(), tag_app(), gat_app(), vit_app()};
+  return apps;
+}
+
+const App& find_app(const std::string& name) {
+  std::string known;
+  for (const App& a : registry()) {
+    if (a.name == name) return a;
+    known += (known.empty() ? "" : ", ") + a.name;
+  }
+  throw Error("attn: no application \"" + name + "\"; there are: " + known);
+}
+
+}  // namespace attn::apps
