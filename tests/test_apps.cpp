@@ -77,6 +77,8 @@ TEST(Apps, ShortTrainingBeatsChance) {
       {"gat", "gatv2", 100, 0.45},
       {"vit", "seed", 120, 0.35},  // chance 0.25 (0.44 here after 120 steps)
       {"vit", "lsa", 60, 0.4},
+      {"multimodal", "", 150, 0.4},  // a guess from the question alone: 0.25
+      {"dqn", "", 4000, 0.0},        // average return against a random policy's (~24): checked below
   };
   for (const Short& r : runs) {
     SCOPED_TRACE(std::string(r.name) + " " + r.variant);
@@ -89,7 +91,8 @@ TEST(Apps, ShortTrainingBeatsChance) {
     const apps::App& a = apps::find_app(r.name);
     apps::AppResult t = a.train(o);
     EXPECT_GT(t.value, r.floor) << t.metric;
-    EXPECT_GT(t.value, t.chance * (t.baseline_name.empty() ? 1.5 : 0.0));
+    if (t.baseline_name == "random policy") EXPECT_GT(t.value, 2 * t.chance);  // dqn: twice a random policy's return
+    else EXPECT_GT(t.value, t.chance * (t.baseline_name.empty() ? 1.5 : 0.0));
     apps::AppResult e = a.eval(o);
     EXPECT_DOUBLE_EQ(e.value, t.value) << "eval after reloading";
     std::filesystem::remove(o.checkpoint);

@@ -7,9 +7,11 @@ App translate_app();
 App tag_app();
 App gat_app();
 App vit_app();
+App multimodal_app();
+App dqn_app();
 
 const std::vector<App>& registry() {
-  static const std::vector<App> apps = {translate_app(), tag_app(), gat_app(), vit_app()};
+  static const std::vector<App> apps = {translate_app(), tag_app(), gat_app(), vit_app(), multimodal_app(), dqn_app()};
   return apps;
 }
 

@@ -14,36 +14,24 @@
 #include <random>
 
 #include "common/app.h"
+#include "common/shapes.h"
 
 namespace attn::apps {
 
 namespace {
 
 constexpr int64_t kSize = 32, kPatch = 4, kDim = 64, kHeads = 4, kLayers = 3, kFF = 128, kClasses = 4;
-const char* kShapes[] = {"disc", "square", "triangle", "plus"};
 
-// One image (3, 32, 32) in [0, 1] and its class.
+// One image (3, 32, 32) in [0, 1] and its class: a shape in a random colour.
 void draw(std::mt19937_64& rng, float* img, int64_t& label) {
   std::uniform_real_distribution<float> u(0.0f, 1.0f);
   label = static_cast<int64_t>(rng() % kClasses);
-  for (int64_t i = 0; i < 3 * kSize * kSize; ++i) img[i] = 0.25f * u(rng);
+  noise_background(img, kSize, rng);
   const float r = 5.0f + 5.0f * u(rng);
   const float cx = r + (kSize - 2 * r) * u(rng), cy = r + (kSize - 2 * r) * u(rng);
   float col[3];
   for (float& c : col) c = 0.4f + 0.6f * u(rng);
-  for (int64_t y = 0; y < kSize; ++y)
-    for (int64_t x = 0; x < kSize; ++x) {
-      const float dx = static_cast<float>(x) + 0.5f - cx, dy = static_cast<float>(y) + 0.5f - cy;
-      bool in = false;
-      switch (label) {
-        case 0: in = dx * dx + dy * dy <= r * r; break;
-        case 1: in = std::abs(dx) <= 0.8f * r && std::abs(dy) <= 0.8f * r; break;
-        case 2: in = dy >= -r && dy <= r && std::abs(dx) <= (dy + r) * 0.5f; break;
-        default: in = (std::abs(dx) <= r * 0.3f && std::abs(dy) <= r) || (std::abs(dy) <= r * 0.3f && std::abs(dx) <= r);
-      }
-      if (in)
-        for (int c = 0; c < 3; ++c) img[(c * kSize + y) * kSize + x] = col[c];
-    }
+  draw_shape(img, kSize, static_cast<int>(label), cx, cy, r, col);
 }
 
 std::pair<Tensor, Tensor> batch(std::mt19937_64& rng, int64_t n) {
@@ -141,8 +129,8 @@ AppResult evaluate(const Vit& m, const AppOptions& o) {
     Tensor pred = argmax(m.forward(x), 1);
     correct += sum(eq(pred, y).to(kInt64)).item<int64_t>();
     for (int64_t i = 0; i < y.numel() && seen < o.show && !o.quiet; ++i, ++seen)
-      std::printf("  image %lld: a %s -> %s\n", static_cast<long long>(s + i), kShapes[y.select(0, i).item<int64_t>()],
-                  kShapes[pred.select(0, i).item<int64_t>()]);
+      std::printf("  image %lld: a %s -> %s\n", static_cast<long long>(s + i), kShapeNames[y.select(0, i).item<int64_t>()],
+                  kShapeNames[pred.select(0, i).item<int64_t>()]);
   }
   r.value = o.eval_examples ? static_cast<double>(correct) / static_cast<double>(o.eval_examples) : 0.0;
   return r;
