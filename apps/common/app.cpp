@@ -59,8 +59,11 @@ io::Metadata load_app(nn::Module& model, const AppOptions& o, const std::string&
 
 void report(const AppOptions& o, const std::string& name, const AppResult& r, const std::string& what) {
   if (o.quiet) return;
-  std::printf("%s: %s %.1f%% (%s %.1f%%) on %s", name.c_str(), r.metric.c_str(), 100 * r.value,
-              r.baseline_name.empty() ? "chance" : r.baseline_name.c_str(), 100 * r.chance, what.c_str());
+  const double k = r.percent ? 100 : 1;
+  const char* unit = r.percent ? "%" : "";
+  std::printf("%s: %s %.*f%s (%s %.*f%s) on %s", name.c_str(), r.metric.c_str(), r.percent ? 1 : 3, k * r.value, unit,
+              r.baseline_name.empty() ? "chance" : r.baseline_name.c_str(), r.percent ? 1 : 3, k * r.chance, unit,
+              what.c_str());
   if (r.seconds > 0) std::printf("; trained in %.1f s, checkpoint %s", r.seconds, o.checkpoint.c_str());
   std::printf("\n");
 }

@@ -31,6 +31,8 @@ struct AppResult {
   double value = 0;
   double chance = 0;                // the same metric for guessing (or a baseline)
   std::string baseline_name;        // when `chance` is a trained baseline instead
+  bool percent = true;              // value and chance are fractions (printed as %)
+  double bleu = -1;                 // decoding applications: corpus BLEU (0..100), else -1
   double seconds = 0;               // training time
 };
 

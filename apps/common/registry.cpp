@@ -9,9 +9,11 @@ App gat_app();
 App vit_app();
 App multimodal_app();
 App dqn_app();
+App caption_app();
+App lm_app();
 
 const std::vector<App>& registry() {
-  static const std::vector<App> apps = {translate_app(), tag_app(), gat_app(), vit_app(), multimodal_app(), dqn_app()};
+  static const std::vector<App> apps = {translate_app(), tag_app(), gat_app(), vit_app(), multimodal_app(), dqn_app(), caption_app(), lm_app()};
   return apps;
 }
 

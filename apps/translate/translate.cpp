@@ -431,6 +431,7 @@ AppResult to_result(const translate::Result& r) {
   AppResult a;
   a.metric = "exact match";
   a.value = r.exact_match;
+  a.bleu = r.bleu;
   a.seconds = r.seconds;
   return a;
 }
