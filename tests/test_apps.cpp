@@ -51,6 +51,25 @@ TEST(Translate, ShortTrainingBeatsChance) {
   EXPECT_DOUBLE_EQ(e.exact_match, r.exact_match);
   o.beam = 3;
   EXPECT_GT(tr::eval(o).exact_match, 0.2);
+  // The seed's recurrent encoder-decoder with either attention, briefly.
+  for (const char* kind : {"lstm-bahdanau", "lstm-luong"}) {
+    SCOPED_TRACE(kind);
+    tr::Options l = o;
+    l.model = kind;
+    l.beam = 1;
+    l.steps = 200;
+    l.eval_examples = 100;
+    l.checkpoint += std::string(".") + kind;
+    tr::Result lr = tr::train(l);
+    EXPECT_GT(lr.exact_match, 0.05);  // chance ~0
+    EXPECT_GT(lr.bleu, 20.0);
+    EXPECT_DOUBLE_EQ(tr::eval(l).exact_match, lr.exact_match);
+    const std::string lp = (std::filesystem::temp_directory_path() / (std::string("attn_test_viz_") + kind)).string();
+    tr::viz(l, "seven hundred five", lp);
+    EXPECT_TRUE(std::filesystem::exists(lp + "_head0.png"));
+    EXPECT_FALSE(std::filesystem::exists(lp + "_head1.png"));  // one attention head
+    std::filesystem::remove(l.checkpoint);
+  }
   const std::string prefix = (std::filesystem::temp_directory_path() / "attn_test_viz").string();
   const std::string out = tr::viz(o, "forty two", prefix);
   EXPECT_FALSE(out.empty());

@@ -111,7 +111,7 @@ struct Captioner : nn::Module {
   nn::LSTMCell rnn{nn::LSTMCellOptions(kEmbed + kFeat, kHidden)};
   nn::AdditiveAttention attention{nn::AdditiveAttentionOptions(kHidden, kFeat, 64)};
   nn::Linear out{nn::LinearOptions(kHidden, vocab().size())};
-  Captioner() {
+  explicit Captioner(const std::string& /*variant*/ = "seed") {
     cnn.emplace_back<nn::Conv2d>(nn::Conv2dOptions(3, 32, 3).padding(1));
     cnn.emplace_back<nn::ReLU>();
     cnn.emplace_back<nn::MaxPool2d>(nn::MaxPool2dOptions(2));
@@ -193,39 +193,26 @@ AppResult evaluate(const Captioner& m, const AppOptions& o) {
   return r;
 }
 
-AppResult train(const AppOptions& in) {
-  AppOptions o = with_defaults(in, "caption", kDefaults);
-  manual_seed(o.seed);
-  Captioner m;
-  std::mt19937_64 rng(o.seed);
-  const double secs = train_loop(m, o, "caption", [&](int64_t) {
+}  // namespace
+
+App caption_app() {
+  Recipe<Captioner> r;
+  r.name = "caption";
+  r.summary = "the seed's CNN + attention LSTM captioner on generated two-shape scenes";
+  r.target = "exact captions >= 95% in under 4 minutes";
+  r.variants = {"seed"};
+  r.defaults = kDefaults;
+  r.loss = [](Captioner& m, std::mt19937_64& rng, const AppOptions& o) {
     Batch b = make_batch(rng, o.batch);
     Captioner::State s = m.start(b.images);
     std::vector<Tensor> logits;
     for (int64_t t = 0; t < kMaxLen; ++t) logits.push_back(std::get<0>(m.step(b.tgt_in.select(1, t), s)));
     Tensor all = stack(logits, 1).reshape({-1, vocab().size()});
     return F::cross_entropy(all, b.tgt_out.reshape({-1}), F::CrossEntropyFuncOptions().ignore_index(kPad));
-  }, {{"model", "CNN encoder + LSTMCell decoder with additive attention"}});
-  AppResult e = evaluate(m, o);
-  e.seconds = secs;
-  report(o, "caption", e, std::to_string(o.eval_examples) + " new scenes");
-  return e;
-}
-
-AppResult eval(const AppOptions& in) {
-  AppOptions o = with_defaults(in, "caption", kDefaults);
-  Captioner m;
-  load_app(m, o, "caption");
-  AppResult e = evaluate(m, o);
-  report(o, "caption", e, std::to_string(o.eval_examples) + " new scenes");
-  return e;
-}
-
-}  // namespace
-
-App caption_app() {
-  return {"caption", "the seed's CNN + attention LSTM captioner on generated two-shape scenes",
-          "exact captions >= 95% in under 4 minutes", {"seed"}, train, eval};
+  };
+  r.evaluate = evaluate;
+  r.held_out = [](const AppOptions& o) { return std::to_string(o.eval_examples) + " new scenes"; };
+  return make_app(r);
 }
 
 }  // namespace attn::apps

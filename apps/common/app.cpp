@@ -45,13 +45,17 @@ double train_loop(nn::Module& model, const AppOptions& o, const std::string& nam
   return seconds;
 }
 
-io::Metadata load_app(nn::Module& model, const AppOptions& o, const std::string& name) {
+io::Metadata checkpoint_metadata(const AppOptions& o, const std::string& name) {
   ATTN_CHECK(std::filesystem::exists(o.checkpoint), name, ": no checkpoint at ", o.checkpoint, " (run `attn train ",
              name, "` first)");
-  // The model's own keys say whether it fits; the app name says what it is.
-  io::SafetensorsFile f = io::read_safetensors(o.checkpoint);
-  ATTN_CHECK(f.metadata.count("app") && f.metadata.at("app") == name, name, ": ", o.checkpoint, " is a checkpoint of ",
-             f.metadata.count("app") ? f.metadata.at("app") : std::string("no application"), ", not of ", name);
+  io::Metadata meta = io::read_safetensors(o.checkpoint).metadata;
+  ATTN_CHECK(meta.count("app") && meta.at("app") == name, name, ": ", o.checkpoint, " is a checkpoint of ",
+             meta.count("app") ? meta.at("app") : std::string("no application"), ", not of ", name);
+  return meta;
+}
+
+io::Metadata load_app(nn::Module& model, const AppOptions& o, const std::string& name) {
+  checkpoint_metadata(o, name);  // the app name says what it is; the model's own keys whether it fits
   io::Metadata meta = optim::load_checkpoint(o.checkpoint, model);
   model.eval();
   return meta;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -65,5 +66,52 @@ io::Metadata load_app(nn::Module& model, const AppOptions& o, const std::string&
 
 // One summary line: "<name>: <metric> 97.3% (chance 25.0%) on 500 held-out ...".
 void report(const AppOptions& o, const std::string& name, const AppResult& r, const std::string& what);
+
+// The metadata of an application's checkpoint (attn::Error when missing).
+io::Metadata checkpoint_metadata(const AppOptions& o, const std::string& name);
+
+// The usual application: Model(variant) built from the variant's name, a
+// loss that draws its own batch, an evaluation on held-out data (described
+// by held_out(o) in the summary line). train: train_loop, evaluate, report;
+// eval: the checkpoint's variant, load, evaluate, report.
+template <class Model>
+struct Recipe {
+  std::string name, summary, target;
+  std::vector<std::string> variants;  // the first is the default
+  Defaults defaults;
+  std::function<Tensor(Model&, std::mt19937_64&, const AppOptions&)> loss;
+  std::function<AppResult(const Model&, const AppOptions&)> evaluate;
+  std::function<std::string(const AppOptions&)> held_out;
+  double clip = 1.0;
+};
+
+template <class Model>
+App make_app(const Recipe<Model>& r) {
+  auto label = [r](const std::string& v) { return r.variants.size() > 1 ? r.name + " (" + v + ")" : r.name; };
+  App a{r.name, r.summary, r.target, r.variants, nullptr, nullptr};
+  a.train = [r, label](const AppOptions& in) {
+    const AppOptions o = with_defaults(in, r.name, r.defaults);
+    const std::string v = o.variant.empty() ? r.variants.front() : o.variant;
+    manual_seed(o.seed);
+    Model m(v);
+    std::mt19937_64 rng(o.seed);
+    const double secs = train_loop(m, o, r.name, [&](int64_t) { return r.loss(m, rng, o); }, {{"variant", v}}, r.clip);
+    AppResult e = r.evaluate(m, o);
+    e.seconds = secs;
+    report(o, label(v), e, r.held_out(o));
+    return e;
+  };
+  a.eval = [r, label](const AppOptions& in) {
+    const AppOptions o = with_defaults(in, r.name, r.defaults);
+    const io::Metadata meta = checkpoint_metadata(o, r.name);
+    const std::string v = meta.count("variant") ? meta.at("variant") : r.variants.front();
+    Model m(v);
+    load_app(m, o, r.name);
+    AppResult e = r.evaluate(m, o);
+    report(o, label(v), e, r.held_out(o));
+    return e;
+  };
+  return a;
+}
 
 }  // namespace attn::apps

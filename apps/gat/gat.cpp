@@ -10,6 +10,7 @@
 #include <attn/attn.h>
 
 #include <algorithm>
+#include <map>
 #include <cstdio>
 #include <random>
 #include <set>
@@ -119,8 +120,17 @@ double accuracy(const Tensor& logits, const Graph& g) {
   return eq(pred, index_select(g.labels, 0, g.test_idx)).to(kFloat64).mean().item<double>();
 }
 
-AppResult evaluate(const Models& m, const Graph& g) {
+// The graph of a seed, built once.
+const Graph& graph(uint64_t seed) {
+  static std::map<uint64_t, Graph> graphs;
+  auto it = graphs.find(seed);
+  if (it == graphs.end()) it = graphs.emplace(seed, make_graph(seed)).first;
+  return it->second;
+}
+
+AppResult evaluate(const Models& m, const AppOptions& o) {
   NoGradGuard ng;
+  const Graph& g = graph(o.seed);
   AppResult r;
   r.value = accuracy(m.gat(g), g);
   r.chance = accuracy(m.baseline(g), g);
@@ -128,45 +138,31 @@ AppResult evaluate(const Models& m, const Graph& g) {
   return r;
 }
 
-std::string variant_of(const AppOptions& o) { return o.variant.empty() ? "gatconv" : o.variant; }
-
-AppResult train(const AppOptions& in) {
-  AppOptions o = with_defaults(in, "gat", kDefaults);
-  manual_seed(o.seed);
-  const Graph g = make_graph(o.seed);
-  Models m(variant_of(o));
-  auto loss = [&](const Tensor& logits) {
-    return F::cross_entropy(index_select(logits, 0, g.train_idx), index_select(g.labels, 0, g.train_idx));
-  };
-  AppResult r;
-  // Both models in one loop (one optimizer over both: their parameters are disjoint).
-  r.seconds = train_loop(m, o, "gat", [&](int64_t) { return loss(m.gat(g)) + loss(m.baseline(g)); },
-                         {{"variant", m.variant}}, /*clip=*/0);
-  AppResult e = evaluate(m, g);
-  e.seconds = r.seconds;
-  report(o, "gat (" + m.variant + ")", e, std::to_string(g.test_idx.numel()) + " unlabelled nodes of " +
-                                            std::to_string(kNodes) + " (" + std::to_string(g.edge_index.size(1)) +
-                                            " edges)");
-  return e;
-}
-
-AppResult eval(const AppOptions& in) {
-  AppOptions o = with_defaults(in, "gat", kDefaults);
-  io::SafetensorsFile f = io::read_safetensors(o.checkpoint);
-  const std::string v = f.metadata.count("variant") ? f.metadata.at("variant") : "gatconv";
-  Models m(v);
-  load_app(m, o, "gat");
-  const Graph g = make_graph(o.seed);
-  AppResult e = evaluate(m, g);
-  report(o, "gat (" + v + ")", e, std::to_string(g.test_idx.numel()) + " unlabelled nodes");
-  return e;
-}
-
 }  // namespace
 
 App gat_app() {
-  return {"gat", "node classification on a stochastic block model, GAT beside a mean-aggregation baseline",
-          "GAT accuracy >= 75% (chance 20%) in under 30 s, shown beside the baseline", {"gatconv", "gatv2"}, train, eval};
+  Recipe<Models> r;
+  r.name = "gat";
+  r.summary = "node classification on a stochastic block model, GAT beside a mean-aggregation baseline";
+  r.target = "GAT accuracy >= 75% (chance 20%) in under 30 s, shown beside the baseline";
+  r.variants = {"gatconv", "gatv2"};
+  r.defaults = kDefaults;
+  // Both models in one loop (one optimizer over both: their parameters are disjoint).
+  r.loss = [](Models& m, std::mt19937_64&, const AppOptions& o) {
+    const Graph& g = graph(o.seed);
+    auto loss = [&](const Tensor& logits) {
+      return F::cross_entropy(index_select(logits, 0, g.train_idx), index_select(g.labels, 0, g.train_idx));
+    };
+    return loss(m.gat(g)) + loss(m.baseline(g));
+  };
+  r.evaluate = evaluate;
+  r.held_out = [](const AppOptions& o) {
+    const Graph& g = graph(o.seed);
+    return std::to_string(g.test_idx.numel()) + " unlabelled nodes of " + std::to_string(kNodes) + " (" +
+           std::to_string(g.edge_index.size(1)) + " edges)";
+  };
+  r.clip = 0;
+  return make_app(r);
 }
 
 }  // namespace attn::apps

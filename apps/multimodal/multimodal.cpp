@@ -93,7 +93,7 @@ struct MultimodalAttentionModel : nn::Module {
   nn::Sequential image_encoder;
   nn::MultiheadAttention attention{nn::MultiheadAttentionOptions(kHidden, 4).batch_first(true)};
   nn::Linear classifier{nn::LinearOptions(kHidden, kAnswers)};
-  MultimodalAttentionModel() {
+  explicit MultimodalAttentionModel(const std::string& /*variant*/ = "seed") {
     image_encoder.emplace_back<nn::Conv2d>(nn::Conv2dOptions(3, 64, 3).padding(1));
     image_encoder.emplace_back<nn::ReLU>();
     image_encoder.emplace_back<nn::MaxPool2d>(nn::MaxPool2dOptions(2).stride(2));
@@ -137,35 +137,22 @@ AppResult evaluate(const MultimodalAttentionModel& m, const AppOptions& o) {
   return r;
 }
 
-AppResult train(const AppOptions& in) {
-  AppOptions o = with_defaults(in, "multimodal", kDefaults);
-  manual_seed(o.seed);
-  MultimodalAttentionModel m;
-  std::mt19937_64 rng(o.seed);
-  const double secs = train_loop(m, o, "multimodal", [&](int64_t) {
-    Batch b = make_batch(rng, o.batch);
-    return F::cross_entropy(m.forward(b.questions, b.images), b.answers);
-  }, {{"model", "MultimodalAttentionModel"}});
-  AppResult e = evaluate(m, o);
-  e.seconds = secs;
-  report(o, "multimodal", e, std::to_string(o.eval_examples) + " new image-question pairs");
-  return e;
-}
-
-AppResult eval(const AppOptions& in) {
-  AppOptions o = with_defaults(in, "multimodal", kDefaults);
-  MultimodalAttentionModel m;
-  load_app(m, o, "multimodal");
-  AppResult e = evaluate(m, o);
-  report(o, "multimodal", e, std::to_string(o.eval_examples) + " new image-question pairs");
-  return e;
-}
-
 }  // namespace
 
 App multimodal_app() {
-  return {"multimodal", "the seed's text-LSTM + CNN + multi-head-attention model on visual questions",
-          "accuracy >= 90% (a guess from the question alone: 25%) in under 2 minutes", {"seed"}, train, eval};
+  Recipe<MultimodalAttentionModel> r;
+  r.name = "multimodal";
+  r.summary = "the seed's text-LSTM + CNN + multi-head-attention model on visual questions";
+  r.target = "accuracy >= 90% (a guess from the question alone: 25%) in under 2 minutes";
+  r.variants = {"seed"};
+  r.defaults = kDefaults;
+  r.loss = [](MultimodalAttentionModel& m, std::mt19937_64& rng, const AppOptions& o) {
+    Batch b = make_batch(rng, o.batch);
+    return F::cross_entropy(m.forward(b.questions, b.images), b.answers);
+  };
+  r.evaluate = evaluate;
+  r.held_out = [](const AppOptions& o) { return std::to_string(o.eval_examples) + " new image-question pairs"; };
+  return make_app(r);
 }
 
 }  // namespace attn::apps

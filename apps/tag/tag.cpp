@@ -68,7 +68,7 @@ struct Tagger : nn::Module {
   nn::LSTM bilstm{nn::LSTMOptions(32, 48).bidirectional(true).batch_first(true)};
   nn::AttentionPooling attention{96};
   nn::Linear classifier{nn::LinearOptions(96, kTypes)};
-  Tagger() {
+  explicit Tagger(const std::string& /*variant*/ = "bilstm") {
     register_module("embed", embed);
     register_module("bilstm", bilstm);
     register_module("attention", attention);
@@ -114,38 +114,26 @@ AppResult evaluate(const Tagger& m, const AppOptions& o) {
   return r;
 }
 
-AppResult train(const AppOptions& in) {
-  const AppOptions o = with_defaults(in, "tag", kDefaults);
-  manual_seed(o.seed);
-  Tagger m;
-  std::mt19937_64 rng(o.seed);
-  AppResult r;
-  r.seconds = train_loop(m, o, "tag", [&](int64_t) {
+}  // namespace
+
+App tag_app() {
+  Recipe<Tagger> r;
+  r.name = "tag";
+  r.summary = "the seed's BiLSTM-attention classifier: the type of the entity after \"at\"";
+  r.target = "accuracy >= 95% (chance 25%) in under 30 s";
+  r.variants = {"bilstm"};
+  r.defaults = kDefaults;
+  r.loss = [](Tagger& m, std::mt19937_64& rng, const AppOptions& o) {
     std::vector<Example> ex;
     for (int64_t i = 0; i < o.batch; ++i) ex.push_back(draw(rng));
     Batch b = make_batch(ex);
     return F::cross_entropy(std::get<0>(m.forward(b)), b.labels);
-  }, {{"model", "BiLSTMAttentionNER"}});
-  AppResult e = evaluate(m, o);
-  e.seconds = r.seconds;
-  report(o, "tag", e, std::to_string(o.eval_examples) + " held-out sentences (the attended step in [brackets])");
-  return e;
-}
-
-AppResult eval(const AppOptions& in) {
-  const AppOptions o = with_defaults(in, "tag", kDefaults);
-  Tagger m;
-  load_app(m, o, "tag");
-  AppResult e = evaluate(m, o);
-  report(o, "tag", e, std::to_string(o.eval_examples) + " held-out sentences");
-  return e;
-}
-
-}  // namespace
-
-App tag_app() {
-  return {"tag", "the seed's BiLSTM-attention classifier: the type of the entity after \"at\"",
-          "accuracy >= 95% (chance 25%) in under 30 s", {"bilstm"}, train, eval};
+  };
+  r.evaluate = evaluate;
+  r.held_out = [](const AppOptions& o) {
+    return std::to_string(o.eval_examples) + " held-out sentences (the attended step in [brackets])";
+  };
+  return make_app(r);
 }
 
 }  // namespace attn::apps

@@ -121,7 +121,22 @@ Tensor pad_ids(const std::vector<std::vector<int64_t>>& rows, int64_t L) {
 
 constexpr int64_t kDModel = 64, kHeads = 4, kLayers = 2, kFF = 256;
 
-struct Model : nn::Module {
+// The two model kinds behind one interface: the encoder's memory, the
+// next-token logits after every prefix position (teacher forcing), and the
+// cross-attention weights (heads, T, S) of one sentence for the heatmaps.
+struct Seq2Seq : nn::Module {
+  virtual Tensor memory(const Tensor& src, const Tensor& src_pad) const = 0;
+  virtual Tensor decode_logits(const Tensor& tgt_in, const Tensor& memory, const Tensor& src_pad) const = 0;
+  virtual Tensor cross_attention(const Tensor& tgt_in, const Tensor& memory, const Tensor& src_pad) const = 0;
+  virtual std::string describe() const = 0;
+  int64_t parameter_count() const {
+    int64_t n = 0;
+    for (const Tensor& p : parameters()) n += p.numel();
+    return n;
+  }
+};
+
+struct TransformerModel : Seq2Seq {
   nn::Embedding tok{nn::EmbeddingOptions(vocab().size(), kDModel)};
   nn::Embedding pos{nn::EmbeddingOptions(16, kDModel)};
   nn::Transformer transformer{nn::TransformerOptions(kDModel, kHeads)
@@ -131,7 +146,7 @@ struct Model : nn::Module {
                                   .dropout(0.1)
                                   .batch_first(true)};
   nn::Linear out{nn::LinearOptions(kDModel, vocab().size())};
-  Model() {
+  TransformerModel() {
     register_module("tok", tok);
     register_module("pos", pos);
     register_module("transformer", transformer);
@@ -141,17 +156,109 @@ struct Model : nn::Module {
     const int64_t L = ids.size(1);
     return tok.forward(ids) * std::sqrt(static_cast<double>(kDModel)) + pos.forward(arange(L)).unsqueeze(0);
   }
-  Tensor memory(const Tensor& src, const Tensor& src_pad) const {
+  Tensor memory(const Tensor& src, const Tensor& src_pad) const override {
     return transformer.encoder.forward(embed(src), {}, src_pad);
   }
-  // (B, T, V) logits of the next token after each prefix position.
-  Tensor decode_logits(const Tensor& tgt_in, const Tensor& memory, const Tensor& src_pad) const {
+  Tensor decode_logits(const Tensor& tgt_in, const Tensor& memory, const Tensor& src_pad) const override {
     const int64_t T = tgt_in.size(1);
     Tensor h = transformer.decoder.forward(embed(tgt_in), memory, nn::Transformer::generate_square_subsequent_mask(T),
                                            {}, {}, src_pad);
     return out.forward(h);
   }
+  // The last decoder layer's cross-attention, per head.
+  Tensor cross_attention(const Tensor& tgt_in, const Tensor& mem, const Tensor& src_pad) const override {
+    Tensor x = embed(tgt_in);
+    const size_t nl = transformer.decoder.layers.size();
+    Tensor causal = nn::Transformer::generate_square_subsequent_mask(x.size(1));
+    for (size_t l = 0; l + 1 < nl; ++l) x = transformer.decoder.layer(l).forward(x, mem, causal, {}, {}, src_pad);
+    const nn::TransformerDecoderLayer& last = transformer.decoder.layer(nl - 1);
+    // The query of the cross-attention, as the layer computes it (eval mode: no dropout).
+    Tensor query;
+    if (last.options.norm_first()) {
+      Tensor n1 = last.norm1.forward(x);
+      query = last.norm2.forward(x + std::get<0>(last.self_attn.forward(n1, n1, n1, {}, false, causal)));
+    } else {
+      query = last.norm1.forward(x + std::get<0>(last.self_attn.forward(x, x, x, {}, false, causal)));
+    }
+    return std::get<1>(last.multihead_attn.forward(query, mem, mem, src_pad, true, {}, false)).select(0, 0);
+  }
+  std::string describe() const override {
+    std::ostringstream os;
+    os << "a " << parameter_count() << "-parameter Transformer (d_model " << kDModel << ", " << kHeads << " heads, "
+       << kLayers << "+" << kLayers << " layers)";
+    return os.str();
+  }
 };
+
+// The seed's recurrent encoder-decoder with attention: an embedding and a
+// bidirectional LSTM encoder (packed, so padding is never read); a decoder
+// LSTMCell fed the previous token and the attended context, attending from
+// its hidden state with Bahdanau's additive or Luong's general score.
+constexpr int64_t kRnnEmbed = 64, kRnnHidden = 128;
+
+struct LstmModel : Seq2Seq {
+  bool luong;
+  nn::Embedding src_embed{nn::EmbeddingOptions(vocab().size(), kRnnEmbed)};
+  nn::LSTM encoder{nn::LSTMOptions(kRnnEmbed, kRnnHidden / 2).bidirectional(true).batch_first(true)};
+  nn::Embedding tgt_embed{nn::EmbeddingOptions(vocab().size(), kRnnEmbed)};
+  nn::LSTMCell rnn{nn::LSTMCellOptions(kRnnEmbed + kRnnHidden, kRnnHidden)};
+  std::unique_ptr<nn::AdditiveAttention> additive;
+  std::unique_ptr<nn::LuongAttention> general;
+  nn::Linear out{nn::LinearOptions(kRnnHidden, vocab().size())};
+  explicit LstmModel(bool luong_attention) : luong(luong_attention) {
+    register_module("src_embed", src_embed);
+    register_module("encoder", encoder);
+    register_module("tgt_embed", tgt_embed);
+    register_module("rnn", rnn);
+    if (luong) {
+      general = std::make_unique<nn::LuongAttention>(nn::LuongAttentionOptions(kRnnHidden, kRnnHidden));
+      register_module("attention", *general);
+    } else {
+      additive = std::make_unique<nn::AdditiveAttention>(nn::AdditiveAttentionOptions(kRnnHidden, kRnnHidden, 64));
+      register_module("attention", *additive);
+    }
+    register_module("out", out);
+  }
+  Tensor memory(const Tensor& src, const Tensor& src_pad) const override {
+    Tensor lengths = sum(logical_not(src_pad).to(kInt64), {1});
+    auto packed = nn::pack_padded_sequence(src_embed.forward(src), lengths, true, false);
+    return std::get<0>(nn::pad_packed_sequence(std::get<0>(encoder.forward(packed)), true, 0.0, src.size(1)));
+  }
+  // Runs the decoder over tgt_in: (logits (B, T, V), weights (B, T, S)).
+  std::tuple<Tensor, Tensor> run(const Tensor& tgt_in, const Tensor& mem, const Tensor& src_pad) const {
+    const int64_t B = tgt_in.size(0), T = tgt_in.size(1);
+    Tensor h = zeros({B, kRnnHidden}), c = zeros({B, kRnnHidden});
+    Tensor projected = additive ? additive->project_keys(mem) : Tensor();
+    std::vector<Tensor> logits, weights;
+    for (int64_t t = 0; t < T; ++t) {
+      auto [context, w] = additive ? additive->forward_projected(h, projected, mem, src_pad)
+                                   : general->forward(h, mem, mem, src_pad);
+      std::tie(h, c) = rnn.forward(cat({tgt_embed.forward(tgt_in.select(1, t)), context}, 1), std::make_tuple(h, c));
+      logits.push_back(out.forward(h));
+      weights.push_back(w);
+    }
+    return {stack(logits, 1), stack(weights, 1)};
+  }
+  Tensor decode_logits(const Tensor& tgt_in, const Tensor& mem, const Tensor& src_pad) const override {
+    return std::get<0>(run(tgt_in, mem, src_pad));
+  }
+  Tensor cross_attention(const Tensor& tgt_in, const Tensor& mem, const Tensor& src_pad) const override {
+    return std::get<1>(run(tgt_in, mem, src_pad));  // (1, T, S): one head
+  }
+  std::string describe() const override {
+    std::ostringstream os;
+    os << "a " << parameter_count() << "-parameter LSTM encoder-decoder (bidirectional encoder, hidden "
+       << kRnnHidden << ", " << (luong ? "Luong general" : "Bahdanau additive") << " attention)";
+    return os.str();
+  }
+};
+
+std::unique_ptr<Seq2Seq> make_model(const std::string& kind) {
+  if (kind == "transformer") return std::make_unique<TransformerModel>();
+  if (kind == "lstm-bahdanau") return std::make_unique<LstmModel>(false);
+  if (kind == "lstm-luong") return std::make_unique<LstmModel>(true);
+  throw Error("translate: no model kind \"" + kind + "\" (transformer, lstm-bahdanau or lstm-luong)");
+}
 
 struct Batch {
   Tensor src, src_pad, tgt_in, tgt_out;
@@ -180,7 +287,7 @@ Batch make_batch(const std::vector<int64_t>& numbers) {
 }
 
 // Greedy decoding of a batch.
-std::vector<std::vector<int64_t>> greedy(const Model& m, const Tensor& src, const Tensor& src_pad) {
+std::vector<std::vector<int64_t>> greedy(const Seq2Seq& m, const Tensor& src, const Tensor& src_pad) {
   NoGradGuard ng;
   const int64_t B = src.size(0);
   Tensor mem = m.memory(src, src_pad);
@@ -200,7 +307,7 @@ std::vector<std::vector<int64_t>> greedy(const Model& m, const Tensor& src, cons
 }
 
 // Beam search for one sentence (src (1, S)): k beams, summed log-probabilities.
-std::vector<int64_t> beam_search(const Model& m, const Tensor& src, const Tensor& src_pad, int64_t k) {
+std::vector<int64_t> beam_search(const Seq2Seq& m, const Tensor& src, const Tensor& src_pad, int64_t k) {
   NoGradGuard ng;
   Tensor mem1 = m.memory(src, src_pad);
   struct Hyp {
@@ -241,7 +348,7 @@ std::vector<int64_t> beam_search(const Model& m, const Tensor& src, const Tensor
   return beams.front().ids;
 }
 
-Result evaluate(const Model& m, const Options& o, bool print) {
+Result evaluate(const Seq2Seq& m, const Options& o, bool print) {
   Result r;
   std::mt19937_64 rng(o.seed * 7919 + 17);
   std::vector<int64_t> numbers;
@@ -274,21 +381,15 @@ Result evaluate(const Model& m, const Options& o, bool print) {
   return r;
 }
 
-io::Metadata model_metadata() {
-  return {{"app", "translate"},
-          {"model", "transformer"},
-          {"d_model", std::to_string(kDModel)},
-          {"heads", std::to_string(kHeads)},
-          {"layers", std::to_string(kLayers)},
-          {"vocab", std::to_string(vocab().size())}};
-}
-
-void load(Model& m, const std::string& path) {
+// The model a checkpoint holds, loaded, in eval mode.
+std::unique_ptr<Seq2Seq> load(const std::string& path) {
   ATTN_CHECK(std::filesystem::exists(path), "translate: no checkpoint at ", path, " (run `attn train translate` first)");
-  io::Metadata meta = optim::load_checkpoint(path, m);
-  ATTN_CHECK(meta.count("app") && meta.at("app") == "translate", "translate: ", path,
-             " is not a translate checkpoint");
-  m.eval();
+  const io::Metadata meta = io::read_safetensors(path).metadata;
+  ATTN_CHECK(meta.count("app") && meta.at("app") == "translate", "translate: ", path, " is not a translate checkpoint");
+  auto m = make_model(meta.count("model") ? meta.at("model") : "transformer");
+  optim::load_checkpoint(path, *m);
+  m->eval();
+  return m;
 }
 
 }  // namespace
@@ -308,7 +409,8 @@ Result train(const Options& o) {
   ATTN_CHECK(o.steps > 0 && o.batch > 0, "translate: steps and batch must be positive");
   manual_seed(o.seed);
   Generator gen(o.seed);
-  Model m;
+  auto model = make_model(o.model);
+  Seq2Seq& m = *model;
   m.train();
   optim::AdamW opt(m.parameters(), optim::AdamWOptions(o.lr).weight_decay(0.01));
   std::vector<std::unique_ptr<optim::LRScheduler>> parts;
@@ -318,10 +420,8 @@ Result train(const Options& o) {
   optim::SequentialLR sched(opt, std::move(parts), {warm});
   std::mt19937_64 rng(o.seed);
   if (!o.quiet)
-    std::printf("translate: a %lld-parameter Transformer (d_model %lld, %lld heads, %lld+%lld layers), %lld steps of %lld\n",
-                static_cast<long long>([&] { int64_t n = 0; for (auto& p : m.parameters()) n += p.numel(); return n; }()),
-                static_cast<long long>(kDModel), static_cast<long long>(kHeads), static_cast<long long>(kLayers),
-                static_cast<long long>(kLayers), static_cast<long long>(o.steps), static_cast<long long>(o.batch));
+    std::printf("translate: %s, %lld steps of %lld\n", m.describe().c_str(), static_cast<long long>(o.steps),
+                static_cast<long long>(o.batch));
   Progress progress("train translate", o.steps, "sentences");
   for (int64_t step = 1; step <= o.steps; ++step) {
     std::vector<int64_t> numbers;
@@ -343,7 +443,7 @@ Result train(const Options& o) {
   r.seconds = progress.seconds();
   const auto dir = std::filesystem::path(o.checkpoint).parent_path();
   if (!dir.empty()) std::filesystem::create_directories(dir);
-  optim::save_checkpoint(o.checkpoint, m, &opt, o.steps, &gen, model_metadata());
+  optim::save_checkpoint(o.checkpoint, m, &opt, o.steps, &gen, {{"app", "translate"}, {"model", o.model}});
   m.eval();
   Result e = evaluate(m, o, !o.quiet);
   e.seconds = r.seconds;
@@ -356,9 +456,8 @@ Result train(const Options& o) {
 }
 
 Result eval(const Options& o) {
-  Model m;
-  load(m, o.checkpoint);
-  Result e = evaluate(m, o, !o.quiet);
+  auto m = load(o.checkpoint);
+  Result e = evaluate(*m, o, !o.quiet);
   if (!o.quiet)
     std::printf("translate: held-out exact match %.1f%%, BLEU %.1f (%lld sentences, %s)\n", 100 * e.exact_match,
                 e.bleu, static_cast<long long>(o.eval_examples),
@@ -367,8 +466,8 @@ Result eval(const Options& o) {
 }
 
 std::string viz(const Options& o, const std::string& sentence, const std::string& png_prefix) {
-  Model m;
-  load(m, o.checkpoint);
+  auto model = load(o.checkpoint);
+  const Seq2Seq& m = *model;
   NoGradGuard ng;
   std::vector<int64_t> ids = encode(sentence);
   ATTN_CHECK(!ids.empty() && static_cast<int64_t>(ids.size()) <= kMaxSrc, "translate: the sentence must have 1 to ",
@@ -376,32 +475,16 @@ std::string viz(const Options& o, const std::string& sentence, const std::string
   Tensor src = pad_ids({ids}, static_cast<int64_t>(ids.size()));
   Tensor src_pad = eq(src, full({}, kPad, kInt64));
   std::vector<int64_t> out = o.beam > 1 ? beam_search(m, src, src_pad, o.beam) : greedy(m, src, src_pad)[0];
-  // The decoder input for the translation, then the last layer's cross-attention weights.
+  // The decoder input for the translation, then its cross-attention weights (H, T, S).
   std::vector<int64_t> tin(out.begin(), out.end());
   while (tin.size() > 1 && (tin.back() == kEos || tin.back() == kPad)) tin.pop_back();
-  Tensor mem = m.memory(src, src_pad);
-  Tensor x = m.embed(pad_ids({tin}, static_cast<int64_t>(tin.size())));
-  const size_t nl = m.transformer.decoder.layers.size();
-  const int64_t T = x.size(1);
-  Tensor causal = nn::Transformer::generate_square_subsequent_mask(T);
-  for (size_t l = 0; l + 1 < nl; ++l) x = m.transformer.decoder.layer(l).forward(x, mem, causal, {}, {}, src_pad);
-  const nn::TransformerDecoderLayer& last = m.transformer.decoder.layer(nl - 1);
-  // The query of the cross-attention, as the layer computes it (eval mode: no dropout).
-  Tensor query;
-  if (last.options.norm_first()) {
-    Tensor n1 = last.norm1.forward(x);
-    query = last.norm2.forward(x + std::get<0>(last.self_attn.forward(n1, n1, n1, {}, false, causal)));
-  } else {
-    query = last.norm1.forward(x + std::get<0>(last.self_attn.forward(x, x, x, {}, false, causal)));
-  }
-  Tensor w = std::get<1>(last.multihead_attn.forward(query, mem, mem, src_pad, true, {}, /*average_attn_weights=*/false));
-  // w: (1, H, T, S); rows: the output tokens each position predicts.
+  Tensor wh = m.cross_attention(pad_ids({tin}, static_cast<int64_t>(tin.size())), m.memory(src, src_pad), src_pad);
+  // Rows: the output tokens each position predicts.
   std::vector<std::string> rows, cols;
   for (size_t t = 1; t <= tin.size(); ++t)
     rows.push_back(t < out.size() ? vocab().itos.at(static_cast<size_t>(out[t])) : "?");
   for (int64_t id : ids) cols.push_back(vocab().itos.at(static_cast<size_t>(id)));
   const std::string translation = decode(out);
-  Tensor wh = w.select(0, 0);
   write_png(png_prefix + "_avg.png", heatmap(mean(wh, {0}), rows, cols, "cross-attention, mean of heads: " + translation));
   for (int64_t hh = 0; hh < wh.size(0); ++hh)
     write_png(png_prefix + "_head" + std::to_string(hh) + ".png",
@@ -425,6 +508,7 @@ translate::Options translate_options(const AppOptions& o) {
   t.show = o.show;
   if (!o.checkpoint.empty()) t.checkpoint = o.checkpoint;
   t.quiet = o.quiet;
+  if (!o.variant.empty()) t.model = o.variant;
   return t;
 }
 AppResult to_result(const translate::Result& r) {
@@ -439,7 +523,7 @@ AppResult to_result(const translate::Result& r) {
 
 App translate_app() {
   return {"translate", "English number words to digits with a Transformer encoder-decoder",
-          "held-out exact match >= 95% in under a minute", {"transformer"},
+          "held-out exact match >= 95% in under a minute", {"transformer", "lstm-bahdanau", "lstm-luong"},
           [](const AppOptions& o) { return to_result(translate::train(translate_options(o))); },
           [](const AppOptions& o) { return to_result(translate::eval(translate_options(o))); }};
 }

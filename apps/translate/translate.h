@@ -1,9 +1,11 @@
 // The translate application: English number words to digits ("forty two
 // thousand seven hundred five" -> "4 2 7 0 5"), 0 .. 99 999, generated
-// procedurally (a tenth of the numbers, picked by a hash, are held out for
-// evaluation and never trained on). Model: a Transformer encoder-decoder
-// (nn::Transformer, learned positions, tied nothing); greedy and beam-search
-// decoding; exact match and corpus BLEU.
+// procedurally: about a tenth of the numbers from 10 up, picked by a hash,
+// are held out for evaluation and never trained on (0 .. 9 are all trained:
+// "zero" occurs nowhere else). Models: a Transformer encoder-decoder
+// (nn::Transformer, learned positions), or the seed's LSTM encoder-decoder
+// with Bahdanau or Luong attention. Greedy and beam-search decoding; exact
+// match and corpus BLEU.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +24,9 @@ struct Options {
   int64_t show = 5;           // translations printed
   std::string checkpoint = "runs/translate.safetensors";
   bool quiet = false;         // no progress line or examples (tests)
+  // transformer, or the seed's recurrent encoder-decoder with attention:
+  // lstm-bahdanau (additive) or lstm-luong (general)
+  std::string model = "transformer";
 };
 
 struct Result {

@@ -116,8 +116,6 @@ struct Vit : nn::Module {
 
 const Defaults kDefaults{600, 64, 2e-3};
 
-std::string variant_of(const AppOptions& o) { return o.variant.empty() ? "seed" : o.variant; }
-
 AppResult evaluate(const Vit& m, const AppOptions& o) {
   NoGradGuard ng;
   std::mt19937_64 rng(o.seed * 1000003 + 5);
@@ -136,36 +134,22 @@ AppResult evaluate(const Vit& m, const AppOptions& o) {
   return r;
 }
 
-AppResult train(const AppOptions& in) {
-  AppOptions o = with_defaults(in, "vit", kDefaults);
-  manual_seed(o.seed);
-  Vit m(variant_of(o));
-  std::mt19937_64 rng(o.seed);
-  const double secs = train_loop(m, o, "vit", [&](int64_t) {
-    auto [x, y] = batch(rng, o.batch);
-    return F::cross_entropy(m.forward(x), y);
-  }, {{"variant", m.variant}});
-  AppResult e = evaluate(m, o);
-  e.seconds = secs;
-  report(o, "vit (" + m.variant + ")", e, std::to_string(o.eval_examples) + " new images");
-  return e;
-}
-
-AppResult eval(const AppOptions& in) {
-  AppOptions o = with_defaults(in, "vit", kDefaults);
-  io::SafetensorsFile f = io::read_safetensors(o.checkpoint);
-  Vit m(f.metadata.count("variant") ? f.metadata.at("variant") : "seed");
-  load_app(m, o, "vit");
-  AppResult e = evaluate(m, o);
-  report(o, "vit (" + m.variant + ")", e, std::to_string(o.eval_examples) + " new images");
-  return e;
-}
-
 }  // namespace
 
 App vit_app() {
-  return {"vit", "the seed's Vision Transformer on generated images of four shapes (variant lsa: SPT + LSA)",
-          "accuracy >= 90% (chance 25%) in under 2 minutes", {"seed", "lsa"}, train, eval};
+  Recipe<Vit> r;
+  r.name = "vit";
+  r.summary = "the seed's Vision Transformer on generated images of four shapes (variant lsa: SPT + LSA)";
+  r.target = "accuracy >= 90% (chance 25%) in under 2 minutes";
+  r.variants = {"seed", "lsa"};
+  r.defaults = kDefaults;
+  r.loss = [](Vit& m, std::mt19937_64& rng, const AppOptions& o) {
+    auto [x, y] = batch(rng, o.batch);
+    return F::cross_entropy(m.forward(x), y);
+  };
+  r.evaluate = evaluate;
+  r.held_out = [](const AppOptions& o) { return std::to_string(o.eval_examples) + " new images"; };
+  return make_app(r);
 }
 
 }  // namespace attn::apps
