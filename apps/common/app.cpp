@@ -1,6 +1,10 @@
 #include "common/app.h"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "common/progress.h"
@@ -16,8 +20,26 @@ AppOptions with_defaults(const AppOptions& o, const std::string& name, const Def
   return r;
 }
 
+void prepare_checkpoint_path(const std::string& path, const std::string& name) {
+  namespace fs = std::filesystem;
+  ATTN_CHECK(!path.empty(), name, ": the checkpoint path is empty");
+  std::error_code ec;
+  ATTN_CHECK(!fs::is_directory(path, ec), name, ": the checkpoint path ", path, " is a directory");
+  const fs::path dir = fs::path(path).parent_path();
+  if (!dir.empty()) {
+    fs::create_directories(dir, ec);
+    ATTN_CHECK(!ec, name, ": cannot create the checkpoint's folder ", dir.string(), ": ", ec.message());
+  }
+  const std::string probe = path + ".probe" + std::to_string(::getpid());
+  std::FILE* f = std::fopen(probe.c_str(), "wb");
+  ATTN_CHECK(f != nullptr, name, ": cannot write a checkpoint at ", path, ": ", std::strerror(errno));
+  std::fclose(f);
+  fs::remove(probe, ec);
+}
+
 double train_loop(nn::Module& model, const AppOptions& o, const std::string& name,
                   const std::function<Tensor(int64_t)>& loss_fn, io::Metadata meta, double clip) {
+  prepare_checkpoint_path(o.checkpoint, name);
   model.train();
   optim::AdamW opt(model.parameters(), optim::AdamWOptions(o.lr).weight_decay(0.01));
   const int64_t warm = std::max<int64_t>(1, o.steps / 10);
@@ -37,8 +59,6 @@ double train_loop(nn::Module& model, const AppOptions& o, const std::string& nam
   }
   progress.finish();
   const double seconds = progress.seconds();
-  const auto dir = std::filesystem::path(o.checkpoint).parent_path();
-  if (!dir.empty()) std::filesystem::create_directories(dir);
   meta["app"] = name;
   optim::save_checkpoint(o.checkpoint, model, &opt, o.steps, nullptr, meta);
   model.eval();

@@ -53,6 +53,11 @@ struct Defaults {
 };
 AppOptions with_defaults(const AppOptions& o, const std::string& name, const Defaults& d);
 
+// Checks, before any training, that a checkpoint can be written at `path`
+// (creates its folder; not a directory; a file can be created there), so
+// that minutes of training are not lost to a bad --checkpoint.
+void prepare_checkpoint_path(const std::string& path, const std::string& name);
+
 // Trains `model` for o.steps steps: loss(step) builds a batch and returns the
 // mean loss; AdamW (weight decay 0.01) at o.lr with a tenth of the steps of
 // linear warm-up and a cosine to 2% of o.lr, gradients clipped to norm

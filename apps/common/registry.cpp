@@ -23,7 +23,7 @@ const App& find_app(const std::string& name) {
     if (a.name == name) return a;
     known += (known.empty() ? "" : ", ") + a.name;
   }
-  throw Error("attn: no application \"" + name + "\"; there are: " + known);
+  throw Error("no application \"" + name + "\"; there are: " + known);
 }
 
 }  // namespace attn::apps

@@ -159,6 +159,7 @@ AppResult report_eval(const AttentionQNetwork& q, const AppOptions& o, double se
 
 AppResult train(const AppOptions& in) {
   AppOptions o = with_defaults(in, "dqn", kDefaults);
+  prepare_checkpoint_path(o.checkpoint, "dqn");
   manual_seed(o.seed);
   std::mt19937_64 rng(o.seed);
   AttentionQNetwork q, target;
@@ -224,8 +225,6 @@ AppResult train(const AppOptions& in) {
   }
   progress.finish();
   const double seconds = progress.seconds();
-  const auto dir = std::filesystem::path(o.checkpoint).parent_path();
-  if (!dir.empty()) std::filesystem::create_directories(dir);
   optim::save_checkpoint(o.checkpoint, q, &opt, o.steps, nullptr, {{"app", "dqn"}, {"model", "AttentionQNetwork"}});
   if (!o.quiet && !returns.empty()) {
     const size_t n = std::min<size_t>(20, returns.size());

@@ -407,6 +407,7 @@ bool held_out(int64_t n) { return n >= 10 && (static_cast<uint64_t>(n) * 2654435
 
 Result train(const Options& o) {
   ATTN_CHECK(o.steps > 0 && o.batch > 0, "translate: steps and batch must be positive");
+  prepare_checkpoint_path(o.checkpoint, "translate");
   manual_seed(o.seed);
   Generator gen(o.seed);
   auto model = make_model(o.model);
@@ -441,8 +442,6 @@ Result train(const Options& o) {
   progress.finish();
   Result r;
   r.seconds = progress.seconds();
-  const auto dir = std::filesystem::path(o.checkpoint).parent_path();
-  if (!dir.empty()) std::filesystem::create_directories(dir);
   optim::save_checkpoint(o.checkpoint, m, &opt, o.steps, &gen, {{"app", "translate"}, {"model", o.model}});
   m.eval();
   Result e = evaluate(m, o, !o.quiet);

@@ -15,6 +15,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "attn/io.h"
@@ -100,7 +102,7 @@ SafetensorsFile parse(const char* bytes, size_t size, const std::string& name, s
   const char* data = bytes + 8 + n;
   const uint64_t data_size = size - 8 - n;
   SafetensorsFile out;
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  std::vector<std::tuple<uint64_t, uint64_t, std::string>> ranges;  // begin, end, name
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& key = it.key();
     const json& v = it.value();
@@ -141,7 +143,7 @@ SafetensorsFile parse(const char* bytes, size_t size, const std::string& name, s
     if (numel > data_size || numel * di.size != e - b)
       fail(name, where + " has " + std::to_string(e - b) + " bytes but its shape and dtype need " +
                      std::to_string(numel * di.size));
-    ranges.emplace_back(b, e);
+    if (e > b) ranges.emplace_back(b, e, key);  // empty tensors hold no bytes to share
     const char* src = data + b;
     const int64_t cnt = static_cast<int64_t>(numel);
     Tensor t;
@@ -201,7 +203,9 @@ SafetensorsFile parse(const char* bytes, size_t size, const std::string& name, s
   }
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i)
-    if (ranges[i].first < ranges[i - 1].second) fail(name, "two tensors' data_offsets overlap");
+    if (std::get<0>(ranges[i]) < std::get<1>(ranges[i - 1]))
+      fail(name, "tensors \"" + std::get<2>(ranges[i - 1]) + "\" and \"" + std::get<2>(ranges[i]) +
+                     "\" have overlapping data_offsets");
   return out;
 }
 

@@ -15,6 +15,22 @@
 
 namespace {
 
+// CLI11's range validators print the whole double range ("not in range
+// 0.000000 to 1.79...e308"); these say what was expected in words.
+CLI::Validator number_check(bool allow_zero) {
+  return CLI::Validator(
+      [allow_zero](std::string& s) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(s, v)) return "expected a number, got \"" + s + "\"";
+        if (!(allow_zero ? v >= 0 : v > 0))
+          return std::string("expected a ") + (allow_zero ? "non-negative" : "positive") + " number, got " + s;
+        return {};
+      },
+      allow_zero ? "NONNEGATIVE" : "POSITIVE");
+}
+const CLI::Validator kPositive = number_check(false);
+const CLI::Validator kNonNegative = number_check(true);
+
 int inspect(const std::string& path) {
   attn::io::SafetensorsFile f = attn::io::read_safetensors(path);
   size_t bytes = 0;
@@ -58,20 +74,21 @@ int main(int argc, char** argv) {
   for (auto* sc : {train, eval}) {
     sc->add_option("name", app_name, "the application")->required()->check(CLI::IsMember(names));
     sc->add_option("--checkpoint", aopts.checkpoint, "checkpoint file (default runs/NAME.safetensors)");
-    sc->add_option("--beam", aopts.beam, "translate: beam width (1: greedy)")->check(CLI::PositiveNumber);
+    sc->add_option("--beam", aopts.beam, "translate: beam width (1: greedy)")->check(kPositive);
     sc->add_option("--eval-examples", aopts.eval_examples, "held-out examples to evaluate (default 500)")
-        ->check(CLI::NonNegativeNumber);
-    sc->add_option("--show", aopts.show, "examples to print (default 5)")->check(CLI::NonNegativeNumber);
+        ->check(kNonNegative);
+    sc->add_option("--show", aopts.show, "examples to print (default 5)")->check(kNonNegative);
     sc->add_option("--seed", aopts.seed, "seed of the data, the initialisation and dropout (default 1)");
-    sc->add_option("--variant", aopts.variant, "the model variant, where an application has several");
   }
-  train->add_option("--steps", aopts.steps, "optimizer steps (default: the application's)")->check(CLI::PositiveNumber);
-  train->add_option("--batch", aopts.batch, "examples per step (default: the application's)")->check(CLI::PositiveNumber);
+  train->add_option("--variant", aopts.variant,
+                    "the model variant, where an application has several (eval and viz use the checkpoint's)");
+  train->add_option("--steps", aopts.steps, "optimizer steps (default: the application's)")->check(kPositive);
+  train->add_option("--batch", aopts.batch, "examples per step (default: the application's)")->check(kPositive);
   train->add_option("--lr", aopts.lr, "peak learning rate of AdamW (default: the application's)")
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   viz->add_option("name", app_name, "translate")->required()->check(CLI::IsMember({"translate"}));
   viz->add_option("--checkpoint", aopts.checkpoint, "checkpoint file (default runs/translate.safetensors)");
-  viz->add_option("--beam", aopts.beam, "beam width (1: greedy)")->check(CLI::PositiveNumber);
+  viz->add_option("--beam", aopts.beam, "beam width (1: greedy)")->check(kPositive);
   viz->add_option("--sentence", sentence, "the source sentence (English number words)");
   viz->add_option("--out", viz_out, "PNG path prefix: PREFIX_avg.png and PREFIX_head<h>.png");
   std::string file;
@@ -87,10 +104,10 @@ int main(int argc, char** argv) {
   bool custom = false;
   sdpa->add_flag("--json", sdpa_opts.json, "one JSON object per row (keys B, H, L, S, E, causal, pass, ms, gflops, "
                                            "sgemm_gflops, ratio, peak_rss_mb)");
-  sdpa->add_option("--batch,-B", row.B, "batch (with any shape flag: run only that row)")->check(CLI::PositiveNumber);
-  sdpa->add_option("--heads,-H", row.H, "heads")->check(CLI::PositiveNumber);
-  sdpa->add_option("--seq,-N", row.L, "queries = keys")->check(CLI::PositiveNumber);
-  sdpa->add_option("--dim,-E", row.E, "head dim")->check(CLI::PositiveNumber);
+  sdpa->add_option("--batch,-B", row.B, "batch (with any shape flag: run only that row)")->check(kPositive);
+  sdpa->add_option("--heads,-H", row.H, "heads")->check(kPositive);
+  sdpa->add_option("--seq,-N", row.L, "queries = keys")->check(kPositive);
+  sdpa->add_option("--dim,-E", row.E, "head dim")->check(kPositive);
   sdpa->add_flag("--causal", row.causal, "causal mask");
   sdpa->add_flag("--backward", row.backward, "time forward + backward");
   sdpa->add_option("--min-seconds", sdpa_opts.min_seconds, "time each row for at least this long (default 1)");
@@ -99,8 +116,8 @@ int main(int argc, char** argv) {
                                           "tokens, causal window + stride 128, at L = 4k, 16k, 64k");
   sdpa->add_option("--window-left", row.win_left, "sliding window, keys before the diagonal (-1: unbounded)");
   sdpa->add_option("--window-right", row.win_right, "sliding window, keys after the diagonal (-1: unbounded)");
-  sdpa->add_option("--global-tokens", row.global_tokens, "global tokens (Longformer/BigBird)")->check(CLI::NonNegativeNumber);
-  sdpa->add_option("--stride", row.stride, "strided keys (Sparse Transformer)")->check(CLI::NonNegativeNumber);
+  sdpa->add_option("--global-tokens", row.global_tokens, "global tokens (Longformer/BigBird)")->check(kNonNegative);
+  sdpa->add_option("--stride", row.stride, "strided keys (Sparse Transformer)")->check(kNonNegative);
   auto* mha = bench->add_subcommand(
       "mha", "MultiheadAttention forward and TransformerEncoderLayer forward+backward beside PyTorch "
              "(bench/torch_mha.py, timed in the same run); with no shape flags, the standard table");
@@ -112,10 +129,10 @@ int main(int argc, char** argv) {
   mha->add_option("--module", mrow.module, "MultiheadAttention, TransformerEncoderLayer, RelativeMultiheadAttention "
                                            "or GATConv (with any row flag: run only that row)")
       ->check(CLI::IsMember({"MultiheadAttention", "TransformerEncoderLayer", "RelativeMultiheadAttention", "GATConv"}));
-  mha->add_option("--batch,-B", mrow.B, "batch")->check(CLI::PositiveNumber);
-  mha->add_option("--seq,-L", mrow.L, "sequence length")->check(CLI::PositiveNumber);
-  mha->add_option("--embed,-E", mrow.E, "embed_dim (d_model)")->check(CLI::PositiveNumber);
-  mha->add_option("--heads,-H", mrow.H, "heads")->check(CLI::PositiveNumber);
+  mha->add_option("--batch,-B", mrow.B, "batch")->check(kPositive);
+  mha->add_option("--seq,-L", mrow.L, "sequence length")->check(kPositive);
+  mha->add_option("--embed,-E", mrow.E, "embed_dim (d_model)")->check(kPositive);
+  mha->add_option("--heads,-H", mrow.H, "heads")->check(kPositive);
   mha->add_option("--pass", mrow.pass,
                   "fwd, fwd+weights or step (one decoding step with a KV cache of L - 1 steps) for "
                   "MultiheadAttention; fwd+bwd for TransformerEncoderLayer")
@@ -127,14 +144,17 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    // Usage errors: one line on stderr, exit status 2.
+    std::fprintf(stderr, "attn: %s (see --help)\n", e.what());
+    return 2;
   }
   try {
     if (*ins) return inspect(file);
     if (*train || *eval) {
       const attn::apps::App& a = attn::apps::find_app(app_name);
       if (!aopts.variant.empty() && std::find(a.variants.begin(), a.variants.end(), aopts.variant) == a.variants.end())
-        throw attn::Error("attn: " + a.name + " has no variant \"" + aopts.variant + "\"");
+        throw attn::Error(a.name + " has no variant \"" + aopts.variant + "\"");
       if (*train) a.train(aopts);
       else a.eval(aopts);
       return 0;

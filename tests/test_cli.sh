@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# The attn tool given hostile input: missing, empty, truncated and corrupt
+# checkpoints, checkpoints of another application, bad flags and values, on
+# every subcommand. Each case must exit non-zero, not by a signal, with exactly
+# one line on stderr that starts with "attn: " (no stack trace, no abort, no
+# core dump), and must not leave temporary files behind.
+#   tests/test_cli.sh ATTN_BINARY PYTHON WORK_DIR
+set -uo pipefail
+attn=$1 python=$2 work=$3
+rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
+export OMP_WAIT_POLICY=PASSIVE
+
+tried=0 failed=0
+# expect_error DESCRIPTION -- ARGS...: one failing case.
+expect_error() {
+  local what=$1
+  shift 2
+  tried=$((tried + 1))
+  timeout 120 "$attn" "$@" >out.txt 2>err.txt </dev/null
+  local rc=$?
+  local lines
+  lines=$(wc -l <err.txt)
+  local problem=""
+  if ((rc == 0)); then
+    problem="exit status 0"
+  elif ((rc == 124)); then
+    problem="timed out"
+  elif ((rc >= 128)); then
+    problem="killed by signal $((rc - 128))"
+  elif ((lines != 1)); then
+    problem="$lines lines on stderr"
+  elif ! head -c 6 err.txt | grep -q '^attn: '; then
+    problem="stderr does not start with 'attn: '"
+  fi
+  if [[ -n $problem ]]; then
+    failed=$((failed + 1))
+    echo "FAIL: $what: attn $*: $problem"
+    sed 's/^/  stderr: /' err.txt | head -20
+  else
+    printf '  ok  %-58s %s' "$what" "$(cat err.txt)"
+    echo
+  fi
+}
+
+# Checkpoints to spoil: two real ones from one-step trainings (quiet: not a terminal).
+"$attn" train tag --steps 1 --eval-examples 2 --checkpoint tag.safetensors >/dev/null || exit 1
+"$attn" train translate --steps 1 --eval-examples 2 --checkpoint tr.safetensors >/dev/null || exit 1
+size=$(stat -c %s tr.safetensors)
+: >empty.safetensors
+head -c 4096 /dev/urandom >random.safetensors
+head -c 5 tr.safetensors >short.safetensors
+head -c 3000 tr.safetensors >cut_header.safetensors
+head -c $((size - 100)) tr.safetensors >cut_data.safetensors
+mkdir -p dir.safetensors
+before=$(sha256sum tag.safetensors tr.safetensors)
+"$python" - <<'EOF' || exit 1
+import json, struct
+raw = open("tr.safetensors", "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+header, data = json.loads(raw[8:8 + n]), raw[8 + n:]
+
+def write(name, h, d=data, length=None):
+    hb = json.dumps(h).encode()
+    hb += b" " * (-len(hb) % 8)
+    open(name, "wb").write(struct.pack("<Q", len(hb) if length is None else length) + hb + d)
+
+names = [k for k in header if k != "__metadata__"]
+h = json.loads(json.dumps(header)); h[names[0]]["shape"] = [3, 3]
+write("bad_shape.safetensors", h)
+h = json.loads(json.dumps(header)); h[names[1]]["dtype"] = "Q8"
+write("bad_dtype.safetensors", h)
+h = json.loads(json.dumps(header)); h[names[2]]["data_offsets"] = [10**18, 10**18 + 4]
+write("bad_offsets.safetensors", h)
+# Two tensors of the same size in bytes sharing their bytes.
+sizes = {}
+for k in names:
+    b, e = header[k]["data_offsets"]
+    sizes.setdefault(e - b, []).append(k)
+a, b = next(v for v in sizes.values() if len(v) > 1)[:2]
+h = json.loads(json.dumps(header)); h[a]["data_offsets"] = h[b]["data_offsets"]
+write("overlap.safetensors", h)
+h = json.loads(json.dumps(header)); h[names[0]]["shape"] = [2**40, 2**40, 2**40]
+write("overflow.safetensors", h)
+write("huge_length.safetensors", header, length=2**62)
+open("bad_json.safetensors", "wb").write(struct.pack("<Q", 12) + b'{"a": [1, 2' + b" " + b"\0" * 64)
+open("not_object.safetensors", "wb").write(struct.pack("<Q", 8) + b"[1,2,3] ")
+# The right application with another model's tensors: a translate header
+# claiming the LSTM kind over the Transformer's tensors.
+h = json.loads(json.dumps(header)); h["__metadata__"]["model"] = "lstm-luong"
+write("wrong_model.safetensors", h)
+h = json.loads(json.dumps(header)); h["__metadata__"]["model"] = "no-such-model"
+write("unknown_model.safetensors", h)
+# No metadata at all, and one tensor missing.
+h = json.loads(json.dumps(header)); del h["__metadata__"]
+write("no_metadata.safetensors", h)
+h = json.loads(json.dumps(header)); del h["model.out.bias"]
+write("missing_tensor.safetensors", h)
+# One tensor of the right size in bytes but another shape.
+h = json.loads(json.dumps(header)); t = h["model.out.weight"]; r, c = t["shape"]; t["shape"] = [c, r]
+write("transposed.safetensors", h)
+EOF
+
+echo "== usage errors"
+expect_error "no subcommand" --
+expect_error "unknown subcommand" -- frobnicate
+expect_error "unknown flag" -- --frob
+expect_error "train without a name" -- train
+expect_error "train an unknown application" -- train nope
+expect_error "train --steps 0" -- train tag --steps 0
+expect_error "train --steps -3" -- train tag --steps -3
+expect_error "train --steps abc" -- train tag --steps abc
+expect_error "train --batch 0" -- train tag --batch 0
+expect_error "train --lr -1" -- train tag --lr -1
+expect_error "train --lr nan" -- train tag --lr nan
+expect_error "train --seed x" -- train tag --seed x
+expect_error "train --steps without value" -- train tag --steps
+expect_error "train an unknown variant" -- train vit --variant zzz
+expect_error "train an unknown flag" -- train tag --bogus 3
+expect_error "eval --variant (the checkpoint decides)" -- eval translate --variant lstm-luong
+expect_error "eval --beam 0" -- eval translate --beam 0
+expect_error "eval --show -1" -- eval tag --show -1
+expect_error "viz of another application" -- viz tag
+expect_error "viz --beam 0" -- viz translate --beam 0
+expect_error "inspect without a file" -- inspect
+expect_error "bench without a kind" -- bench
+expect_error "bench sdpa --seq 0" -- bench sdpa --seq 0
+expect_error "bench sdpa --dim x" -- bench sdpa --dim x
+expect_error "bench mha --module Foo" -- bench mha --module Foo
+expect_error "bench mha --pass backwards" -- bench mha --pass backwards
+expect_error "bench mha --pass fwd+bwd on MHA" -- bench mha --module MultiheadAttention --pass fwd+bwd --no-torch
+
+echo "== training to a place that cannot hold a checkpoint (refused before training)"
+expect_error "train --checkpoint a directory" -- train tag --checkpoint dir.safetensors
+expect_error "train --checkpoint under /proc" -- train tag --checkpoint /proc/attn/x.safetensors
+expect_error "train translate --checkpoint a directory" -- train translate --checkpoint dir.safetensors
+expect_error "train dqn --checkpoint under a file" -- train dqn --checkpoint tag.safetensors/x.safetensors
+expect_error "train lm --checkpoint under /proc" -- train lm --checkpoint /proc/attn/x.safetensors
+
+echo "== missing and spoiled files, on every subcommand that reads one"
+spoiled=(missing.safetensors empty.safetensors random.safetensors short.safetensors cut_header.safetensors
+         cut_data.safetensors dir.safetensors bad_shape.safetensors bad_dtype.safetensors bad_offsets.safetensors
+         overlap.safetensors overflow.safetensors huge_length.safetensors bad_json.safetensors
+         not_object.safetensors)
+for f in "${spoiled[@]}"; do
+  expect_error "inspect $f" -- inspect "$f"
+  expect_error "eval translate $f" -- eval translate --checkpoint "$f" --eval-examples 2
+  expect_error "eval tag $f" -- eval tag --checkpoint "$f" --eval-examples 2
+  expect_error "viz translate $f" -- viz translate --checkpoint "$f" --out viz
+done
+
+echo "== checkpoints of another kind"
+expect_error "eval translate with a tag checkpoint" -- eval translate --checkpoint tag.safetensors
+expect_error "viz translate with a tag checkpoint" -- viz translate --checkpoint tag.safetensors
+for name in tag gat vit multimodal dqn caption lm; do
+  expect_error "eval $name with a translate checkpoint" -- eval "$name" --checkpoint tr.safetensors --eval-examples 2
+done
+expect_error "eval translate, LSTM model named over Transformer tensors" -- eval translate --checkpoint wrong_model.safetensors
+expect_error "eval translate, unknown model kind" -- eval translate --checkpoint unknown_model.safetensors
+expect_error "eval translate, no metadata" -- eval translate --checkpoint no_metadata.safetensors
+expect_error "eval translate, a tensor missing" -- eval translate --checkpoint missing_tensor.safetensors
+expect_error "eval translate, a tensor transposed" -- eval translate --checkpoint transposed.safetensors
+expect_error "viz translate, a tensor missing" -- viz translate --checkpoint missing_tensor.safetensors
+
+echo "== bad input to a good checkpoint"
+expect_error "viz an unknown word" -- viz translate --checkpoint tr.safetensors --sentence "forty banana"
+expect_error "viz an empty sentence" -- viz translate --checkpoint tr.safetensors --sentence ""
+expect_error "viz a sentence too long" -- viz translate --checkpoint tr.safetensors --sentence "one one one one one one one one one one"
+expect_error "viz into a missing folder" -- viz translate --checkpoint tr.safetensors --out /nonexistent/dir/x
+
+leftovers=$(find . -name '*.tmp*' -o -name '*.probe*' | wc -l)
+if ((leftovers != 0)); then
+  echo "FAIL: temporary files left behind:" && find . -name '*.tmp*' -o -name '*.probe*'
+  failed=$((failed + 1))
+fi
+# The good checkpoints the failing runs read are unchanged.
+if [[ $(sha256sum tag.safetensors tr.safetensors) != "$before" ]]; then
+  echo "FAIL: a checkpoint changed" && failed=$((failed + 1))
+fi
+
+echo "cli: $tried cases tried, $failed failed"
+((failed == 0))
