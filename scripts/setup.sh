@@ -2,7 +2,9 @@
 # Installs the Debian 12 packages attn needs, skipping those already present.
 #   scripts/setup.sh          build dependencies
 #   scripts/setup.sh --test   plus what the tests need (PyTorch and numpy for
-#                             the parity tests, clang's runtimes for fuzzing)
+#                             the parity tests, clang with its fuzzer and
+#                             sanitizer runtimes and LLVM's OpenMP for the
+#                             fuzz and ThreadSanitizer builds)
 set -euo pipefail
 
 pkgs=(g++ make cmake pkg-config
@@ -13,7 +15,7 @@ pkgs=(g++ make cmake pkg-config
       libstb-dev               # PNG heatmaps
       libgtest-dev libbenchmark-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  pkgs+=(python3 python3-torch python3-numpy clang libclang-rt-14-dev)
+  pkgs+=(python3 python3-torch python3-numpy clang libclang-rt-14-dev libomp-14-dev)
 fi
 
 missing=()

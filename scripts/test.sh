@@ -23,4 +23,6 @@ cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
   LSAN_OPTIONS=suppressions="$PWD/../tests/lsan.supp" UBSAN_OPTIONS=print_stacktrace=1 \
   ctest -L unit --output-on-failure -j"$jobs")
+echo "== fuzzing: the safetensors parser and Module::load, ${ATTN_FUZZ_SECONDS:-60} s each"
+bash scripts/fuzz.sh "${ATTN_FUZZ_SECONDS:-60}"
 echo "== all tests passed"

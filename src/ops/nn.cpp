@@ -253,7 +253,7 @@ Tensor max_pool2d(const Tensor& x_in, const MaxPool2dFuncOptions& o) {
                                       o.ceil_mode());
   auto [y, idx] = k::max_pool2d(x.detach(), g);
   if (should_record({&x})) {
-    record("MaxPool2dBackward", {x}, y, [idx, g](const Tensor& gr, const std::vector<bool>&) {
+    record("MaxPool2dBackward", {x}, y, [idx = idx, g](const Tensor& gr, const std::vector<bool>&) {
       return std::vector<Tensor>{k::max_pool2d_backward(gr, idx, g)};
     });
   }
