@@ -27,6 +27,28 @@ class NoGradGuard {
 
 namespace autograd {
 
+// Anomaly detection, as torch.autograd.set_detect_anomaly: while on (per
+// thread), backward checks every gradient each node returns and throws
+// attn::Error naming the first op whose backward produced NaN or Inf (and
+// which of its inputs, the shape, and how many values), instead of letting
+// the non-finite values spread into the leaves. Costs one pass over every
+// gradient.
+bool is_anomaly_enabled();
+void set_detect_anomaly(bool enabled);
+
+// Turns anomaly detection on (or off) for its scope, as
+// torch::autograd::DetectAnomalyGuard / torch.autograd.detect_anomaly().
+class DetectAnomalyGuard {
+ public:
+  explicit DetectAnomalyGuard(bool enabled = true) : prev_(is_anomaly_enabled()) { set_detect_anomaly(enabled); }
+  ~DetectAnomalyGuard() { set_detect_anomaly(prev_); }
+  DetectAnomalyGuard(const DetectAnomalyGuard&) = delete;
+  DetectAnomalyGuard& operator=(const DetectAnomalyGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
 // Backward from several roots at once (as torch.autograd.backward).
 void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads = {},
               bool retain_graph = false);

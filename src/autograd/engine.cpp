@@ -1,6 +1,7 @@
 // The backward engine: collects the nodes reachable from the roots, counts
 // their dependencies, then runs them in reverse topological order, summing
 // the gradients that reach each node before running it.
+#include <cmath>
 #include <deque>
 #include <unordered_map>
 
@@ -17,6 +18,46 @@ bool is_grad_enabled() { return g_grad_enabled; }
 void set_grad_enabled(bool enabled) { g_grad_enabled = enabled; }
 
 namespace autograd {
+
+namespace {
+thread_local bool g_anomaly = false;
+
+// Counts of NaN and of ±Inf in a floating tensor.
+template <class T>
+void count_nonfinite(const Tensor& c, int64_t& nan, int64_t& inf) {
+  const T* p = c.data<T>();
+  for (int64_t i = 0, n = c.numel(); i < n; ++i) {
+    const double v = static_cast<double>(p[i]);
+    nan += std::isnan(v);
+    inf += std::isinf(v);
+  }
+}
+
+// Throws when `g` (the gradient `node` returned for its input `index`, or
+// the gradient given to backward when node is null) holds NaN or Inf.
+void check_finite(const Tensor& g, const Node* node, size_t index) {
+  if (!g.defined() || !is_floating(g.dtype())) return;
+  const Tensor c = g.contiguous();
+  int64_t nan = 0, inf = 0;
+  if (c.dtype() == kFloat64) count_nonfinite<double>(c, nan, inf);
+  else if (c.dtype() == kFloat32) count_nonfinite<float>(c, nan, inf);
+  else count_nonfinite<float>(c.to(kFloat32), nan, inf);
+  if (nan == 0 && inf == 0) return;
+  std::string what;
+  if (nan > 0) what = std::to_string(nan) + " NaN";
+  if (inf > 0) what += (what.empty() ? "" : " and ") + std::to_string(inf) + " Inf";
+  if (node == nullptr)
+    throw Error("backward (anomaly mode): the gradient given to backward for tensor " + std::to_string(index) +
+                " holds " + what + " of " + std::to_string(c.numel()) + " values");
+  throw Error("backward (anomaly mode): " + node->name + " returned " + what + " of " +
+              std::to_string(c.numel()) + " values in the gradient of its input " + std::to_string(index) +
+              " (shape " + shape_str(c.shape()) + "), the first op of this backward to produce them (the gradients "
+              "reaching it were finite)");
+}
+}  // namespace
+
+bool is_anomaly_enabled() { return g_anomaly; }
+void set_detect_anomaly(bool enabled) { g_anomaly = enabled; }
 
 Node::~Node() {
   std::vector<std::shared_ptr<Node>> stack;
@@ -117,6 +158,7 @@ std::unordered_map<Node*, Tensor> run_backward(const std::vector<Tensor>& roots,
     ATTN_CHECK(r.requires_grad(), "backward: tensor ", i,
                " does not require grad and has no grad_fn (nothing it depends on requires grad)");
     Tensor g = grads.empty() ? Tensor() : grads[i];
+    if (g_anomaly) check_finite(g, nullptr, i);
     if (!g.defined()) {
       ATTN_CHECK(r.numel() == 1, "backward: grad can be implicitly created only for scalar outputs; tensor ",
                  i, " has shape ", shape_str(r.shape()), ", pass a gradient of that shape");
@@ -182,6 +224,7 @@ std::unordered_map<Node*, Tensor> run_backward(const std::vector<Tensor>& roots,
       if (!nx) continue;
       if (i < in_grads.size() && in_grads[i].defined()) {
         Tensor& gi = in_grads[i];
+        if (g_anomaly) check_finite(gi, n, i);
         ATTN_CHECK(gi.shape() == nx->out_shape, "backward: internal error: ", n->name,
                    " returned a gradient of shape ", shape_str(gi.shape()), " for an input of shape ",
                    shape_str(nx->out_shape));

@@ -1,0 +1,296 @@
+// Numerics at the edges: attention with logits of magnitude 1e4, fully masked
+// rows and -inf additive masks (finite, and equal to the float64 reference);
+// the softmax family at ±1e4 and -inf against long-double loops; and anomaly
+// mode, which names the op whose backward first produced NaN or Inf.
+#include <attn/attn.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <random>
+#include <limits>
+#include <string>
+#include <vector>
+
+using namespace attn;
+namespace F = attn::nn::functional;
+
+namespace {
+
+bool all_finite(const Tensor& t) {
+  const Tensor c = t.to(kFloat64).contiguous();
+  const double* p = c.data<double>();
+  for (int64_t i = 0; i < c.numel(); ++i)
+    if (!std::isfinite(p[i])) return false;
+  return true;
+}
+
+// max |a - b| <= atol + rtol * max |b|, elementwise over the same shape.
+void expect_close(const std::string& what, const Tensor& a, const Tensor& b, double rtol, double atol) {
+  ASSERT_EQ(a.shape(), b.shape()) << what;
+  const Tensor x = a.to(kFloat64).contiguous(), y = b.to(kFloat64).contiguous();
+  const double* px = x.data<double>();
+  const double* py = y.data<double>();
+  double worst = 0, scale = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) scale = std::max(scale, std::abs(py[i]));
+  for (int64_t i = 0; i < x.numel(); ++i) worst = std::max(worst, std::abs(px[i] - py[i]));
+  EXPECT_LE(worst, atol + rtol * scale) << what << ": max abs error " << worst << " (reference max " << scale << ")";
+}
+
+struct Case {
+  std::string name;
+  int mask;        // 0 none, 1 bool with a fully masked row, 2 float with -inf entries and a fully -inf row
+  bool causal = false;
+  double softcap = 0;
+  bool key_lengths = false;
+  bool window = false;
+};
+
+}  // namespace
+
+// Integer-valued tensors of `shape` (uniform in [-r, r]) times `unit`.
+Tensor integers(const Shape& shape, int r, double unit, std::mt19937& rng) {
+  std::uniform_int_distribution<int> d(-r, r);
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  std::vector<double> x(static_cast<size_t>(n));
+  for (double& v : x) v = d(rng) * unit;
+  return from_vector(x, shape);
+}
+
+TEST(Numerics, AttentionWithLogitsOf1e4MatchesFloat64Reference) {
+  // Logits of magnitude 1e3..3e4 built so that float32 represents every
+  // score and mask value exactly: q in 1024·[-8, 8], k in [-1, 1] (E = 16,
+  // scale 1/4), float masks in 256·[-40, 40] or -inf. Scores are multiples
+  // of 256 apart, so each row's softmax is one key or an exact tie of
+  // several (many rows tie); float32 then has no excuse to differ from the
+  // float64 reference beyond rounding of the value sums. (At random 1e4
+  // logits float32 cannot represent the scores to better than 1e-3, and
+  // neither can any float32 attention.)
+  const std::vector<Case> cases = {
+      {"plain", 0}, {"causal", 0, true}, {"bool mask, a row fully masked", 1},
+      {"-inf float mask, a row all -inf", 2}, {"causal + -inf mask", 2, true}, {"softcap 30", 0, false, 30.0},
+      {"key_lengths", 0, false, 0, true}, {"sliding window + bool mask", 1, false, 0, false, true}};
+  int tried = 0;
+  double worst_kappa = 0;
+  for (const Case& c : cases) {
+    for (int64_t L : {1, 7, 70}) {
+      const int64_t B = 2, H = 2, S = L + 5, E = 16;
+      std::mt19937 rng(static_cast<unsigned>(100 + L + 1000 * tried));
+      Tensor q = integers({B, H, L, E}, 8, 1024.0, rng);
+      Tensor k = integers({B, H, S, E}, 1, 1.0, rng);
+      Generator g(100 + L);
+      Tensor v = randn({B, H, S, E}, kFloat64, &g);
+      Tensor up = randn({B, H, L, E}, kFloat64, &g);
+      Tensor mask;
+      if (c.mask == 1) {
+        mask = rand({L, S}, kFloat64, &g) > 0.3;
+        mask.select(0, L / 2).fill_(0);
+      } else if (c.mask == 2) {
+        mask = masked_fill(integers({L, S}, 40, 256.0, rng), rand({L, S}, kFloat64, &g) > 0.6, -INFINITY);
+        mask.select(0, L - 1).fill_(-INFINITY);
+      }
+      auto opts = [&](DType dt) {
+        F::SdpaOptions o;
+        if (mask.defined()) o.attn_mask(mask.dtype() == kBool ? mask : mask.to(dt));
+        o.is_causal(c.causal).softcap(c.softcap);
+        if (c.key_lengths) o.key_lengths(from_vector(std::vector<int64_t>{S - 3, 2}));
+        if (c.window) o.window({3, 2});
+        return o;
+      };
+      Tensor q32 = q.to(kFloat32).requires_grad_(true), k32 = k.to(kFloat32).requires_grad_(true),
+             v32 = v.to(kFloat32).requires_grad_(true);
+      Tensor out32 = F::scaled_dot_product_attention(q32, k32, v32, opts(kFloat32));
+      (out32 * up.to(kFloat32)).sum().backward();
+      Tensor q64 = q32.detach().to(kFloat64).requires_grad_(true), k64 = k32.detach().to(kFloat64).requires_grad_(true),
+             v64 = v32.detach().to(kFloat64).requires_grad_(true);
+      Tensor out64 = F::scaled_dot_product_attention_reference(q64, k64, v64, opts(kFloat64));
+      (out64 * up).sum().backward();
+      const std::string what = c.name + " L=" + std::to_string(L);
+      for (const Tensor& t : {out32, q32.grad(), k32.grad(), v32.grad()}) EXPECT_TRUE(all_finite(t)) << what;
+      EXPECT_TRUE(all_finite(out64)) << what;
+      // Tolerances from float32's precision at these logits: a score of
+      // magnitude |s| is held to eps·|s| (kappa ~ 1e-3 at 1e4), which moves
+      // the softmax weights by up to that much relative to each other. dk
+      // = scale·Σ_i dS_ij q_i also multiplies float32's rounding of dS by
+      // |q| ~ 8192: that product is its absolute floor.
+      const double eps = std::numeric_limits<float>::epsilon();
+      const double max_logit = amax(abs(matmul(q, k.transpose(2, 3))), {0, 1, 2, 3}).item<double>() / 4.0;
+      const double kappa = eps * max_logit;
+      const double dk_floor = 4 * eps * 8192 * 0.25 * amax(abs(up), {0, 1, 2, 3}).item<double>() *
+                              amax(abs(v), {0, 1, 2, 3}).item<double>() * E;
+      expect_close(what + " output", out32, out64, kappa, 1e-6);
+      expect_close(what + " dq", q32.grad(), q64.grad(), kappa, 1e-6);
+      expect_close(what + " dk", k32.grad(), k64.grad(), kappa, dk_floor);
+      expect_close(what + " dv", v32.grad(), v64.grad(), kappa, 1e-6);
+      worst_kappa = std::max(worst_kappa, kappa);
+      if (c.mask == 1) {  // the fully masked row attends to nothing: zeros
+        EXPECT_EQ(amax(abs(out32.select(2, L / 2)).reshape({-1}), {0}).item<float>(), 0.0f) << what;
+      } else if (c.mask == 2) {
+        EXPECT_EQ(amax(abs(out32.select(2, L - 1)).reshape({-1}), {0}).item<float>(), 0.0f) << what;
+      }
+      ++tried;
+    }
+  }
+  std::printf("attention at logits of 1e4: %d configurations, float32 fused vs float64 reference "
+              "(relative tolerance eps32 * max |logit| <= %.2g)\n", tried, worst_kappa);
+}
+
+TEST(Numerics, AttentionWithRandomLogitsOf1e4StaysFinite) {
+  // Random scores ~1e4: finite outputs and gradients, weights that sum to 1.
+  Generator g(5);
+  Tensor q = (randn({2, 2, 50, 16}, kFloat32, &g) * 1e4).requires_grad_(true);
+  Tensor k = randn({2, 2, 60, 16}, kFloat32, &g).requires_grad_(true);
+  Tensor v = randn({2, 2, 60, 16}, kFloat32, &g).requires_grad_(true);
+  Tensor mask = masked_fill(randn({50, 60}, kFloat32, &g) * 1e4, rand({50, 60}, kFloat32, &g) > 0.5, -INFINITY);
+  mask.select(0, 7).fill_(-INFINITY);
+  Tensor out = F::scaled_dot_product_attention(q, k, v, F::SdpaOptions().attn_mask(mask).is_causal(true));
+  {
+    autograd::DetectAnomalyGuard anomaly;
+    (out * out).sum().backward();
+  }
+  for (const Tensor& t : {out, q.grad(), k.grad(), v.grad()}) EXPECT_TRUE(all_finite(t));
+  const F::SdpaOptions wo = F::SdpaOptions().attn_mask(mask).is_causal(true);
+  auto [o2, lse] = F::scaled_dot_product_attention_with_lse(q.detach(), k.detach(), v.detach(), wo);
+  Tensor w = F::scaled_dot_product_attention_weights(q.detach(), k.detach(), lse, wo);
+  Tensor rows = w.sum({3});
+  EXPECT_EQ(amax(abs(rows.select(2, 7)), {0, 1}).item<float>(), 0.0f);
+  EXPECT_NEAR(amin(rows.select(2, 8), {0, 1}).item<float>(), 1.0f, 1e-5f);
+}
+
+TEST(Numerics, SoftmaxFamilyAt1e4AndMinusInfMatchesLongDouble) {
+  // Rows mixing ±1e4, ordinary values and -inf (never a row of only -inf).
+  const std::vector<std::vector<double>> rows = {
+      {1e4, 1e4 - 1, -1e4, 0.5},       {-1e4, -1e4 + 2, -1e4 + 0.5, -INFINITY},
+      {3.0, -INFINITY, -INFINITY, 2.0}, {1e4, -INFINITY, 1e4, -1e4},
+      {-3e4, 3e4, 0, 1},               {0.1, 0.2, 0.3, 0.4}};
+  const int64_t R = static_cast<int64_t>(rows.size()), C = 4;
+  std::vector<double> flat;
+  for (const auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
+  for (DType dt : {kFloat32, kFloat64}) {
+    Tensor x = from_vector(flat).reshape({R, C}).to(dt);
+    Tensor sm = F::softmax(x, 1), lsm = F::log_softmax(x, 1), lse = logsumexp(x, {1});
+    Tensor target = from_vector(std::vector<int64_t>{0, 1, 0, 2, 1, 3});
+    Tensor ce = F::cross_entropy(x, target, F::CrossEntropyFuncOptions().reduction(Reduction::None));
+    for (int64_t i = 0; i < R; ++i) {
+      long double m = -INFINITY;
+      for (double v : rows[i]) m = std::max<long double>(m, v);
+      long double z = 0;
+      for (double v : rows[i]) z += std::exp(static_cast<long double>(v) - m);
+      const long double ref_lse = m + std::log(z);
+      const double tol = dt == kFloat32 ? 2e-3 : 1e-9;  // float32 rounds 1e4 - 1 etc. at 1e-3
+      EXPECT_NEAR(lse[i].item<double>(), static_cast<double>(ref_lse), tol) << "row " << i;
+      for (int64_t j = 0; j < C; ++j) {
+        const long double ref_p = std::exp(static_cast<long double>(rows[i][j]) - ref_lse);
+        EXPECT_NEAR(sm[i][j].item<double>(), static_cast<double>(ref_p), dt == kFloat32 ? 1e-6 : 1e-12);
+        const double l = lsm[i][j].item<double>();
+        if (std::isinf(rows[i][j])) {
+          EXPECT_TRUE(std::isinf(l) && l < 0) << "log_softmax of -inf is -inf, row " << i;
+        } else {
+          EXPECT_NEAR(l, static_cast<double>(rows[i][j] - ref_lse), tol) << "row " << i << " col " << j;
+        }
+      }
+      const int64_t t = target[i].item<int64_t>();
+      EXPECT_NEAR(ce[i].item<double>(), static_cast<double>(ref_lse - rows[i][t]), tol) << "row " << i;
+    }
+    // Gradients of the softmax family stay finite with -inf inputs.
+    Tensor xg = x.detach().requires_grad_(true);
+    Tensor loss = (F::softmax(xg, 1) * from_vector(std::vector<double>{1, 2, 3, 4}).to(dt)).sum() +
+                  F::cross_entropy(xg, target) + logsumexp(xg, {1}).sum();
+    {
+      autograd::DetectAnomalyGuard anomaly;  // throws if any backward produced NaN or Inf
+      loss.backward();
+    }
+    EXPECT_TRUE(all_finite(xg.grad()));
+  }
+}
+
+TEST(Numerics, MultiheadAttentionWithFullyPaddedSequencesHasFiniteGradients) {
+  manual_seed(3);
+  nn::MultiheadAttention mha(nn::MultiheadAttentionOptions(16, 4).batch_first(true));
+  Generator g(4);
+  Tensor x = (randn({3, 6, 16}, kFloat32, &g) * 300.0).requires_grad_(true);
+  Tensor pad = zeros({3, 6}, kBool);
+  pad.select(0, 1).fill_(1);                 // sequence 1: every key padded
+  pad.select(0, 2).narrow(0, 2, 4).fill_(1);  // sequence 2: four of six padded
+  Tensor mask = full({6, 6}, 0.0);
+  mask.select(0, 0).fill_(-INFINITY);  // query 0 may see nothing
+  auto [out, w] = mha.forward(x, x, x, pad, true, mask);
+  EXPECT_TRUE(all_finite(out));
+  EXPECT_TRUE(all_finite(w));
+  {
+    autograd::DetectAnomalyGuard anomaly;
+    out.sum().backward();
+  }
+  EXPECT_TRUE(all_finite(x.grad()));
+  for (const auto& [name, p] : mha.named_parameters()) EXPECT_TRUE(all_finite(p.grad())) << name;
+}
+
+TEST(Anomaly, NamesTheFirstOpWhoseBackwardProducedNaNOrInf) {
+  EXPECT_FALSE(autograd::is_anomaly_enabled());
+  auto message = [](const std::function<void()>& f) -> std::string {
+    try {
+      f();
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  // sqrt at 0: its backward divides by 0 (Inf); the mul after it is finite.
+  {
+    Tensor x = from_vector(std::vector<double>{0.0, 1.0, 4.0}).requires_grad_(true);
+    autograd::DetectAnomalyGuard anomaly;
+    EXPECT_TRUE(autograd::is_anomaly_enabled());
+    const std::string m = message([&] { (sqrt(x) * 2.0).sum().backward(); });
+    EXPECT_NE(m.find("SqrtBackward"), std::string::npos) << m;
+    EXPECT_NE(m.find("1 Inf"), std::string::npos) << m;
+    EXPECT_NE(m.find("input 0"), std::string::npos) << m;
+  }
+  EXPECT_FALSE(autograd::is_anomaly_enabled());  // the guard restores the previous mode
+  // Without anomaly mode the same backward runs and leaves Inf in the gradient.
+  {
+    Tensor x = from_vector(std::vector<double>{0.0, 1.0, 4.0}).requires_grad_(true);
+    (sqrt(x) * 2.0).sum().backward();
+    EXPECT_TRUE(std::isinf(x.grad()[0].item<double>()));
+  }
+  // Division by 0: div's backward gives Inf for the dividend (input 0).
+  {
+    Tensor a = from_vector(std::vector<double>{0.0, 1.0}).requires_grad_(true);
+    Tensor b = from_vector(std::vector<double>{0.0, 2.0}).requires_grad_(true);
+    autograd::DetectAnomalyGuard anomaly;
+    const std::string m = message([&] { (div(a, b) + a).sum().backward(); });
+    EXPECT_NE(m.find("DivBackward"), std::string::npos) << m;
+    EXPECT_NE(m.find("Inf"), std::string::npos) << m;
+    EXPECT_NE(m.find("input 0"), std::string::npos) << m;
+  }
+  // A NaN in the values of attention: the fused attention op is named, not
+  // the ops after it.
+  {
+    Generator g(1);
+    Tensor q = randn({1, 1, 3, 4}, kFloat32, &g).requires_grad_(true);
+    Tensor k = randn({1, 1, 3, 4}, kFloat32, &g).requires_grad_(true);
+    Tensor v = randn({1, 1, 3, 4}, kFloat32, &g);
+    v.select(2, 1).select(2, 0).fill_(std::numeric_limits<float>::quiet_NaN());
+    v.requires_grad_(true);
+    Tensor out = F::scaled_dot_product_attention(q, k, v);
+    autograd::DetectAnomalyGuard anomaly;
+    const std::string m = message([&] { (out.narrow(3, 1, 3) * 3.0).sum().backward(); });
+    EXPECT_NE(m.find("ScaledDotProductAttentionBackward"), std::string::npos) << m;
+    EXPECT_NE(m.find("NaN"), std::string::npos) << m;
+  }
+  // A non-finite gradient handed to backward is named as such.
+  {
+    Tensor x = ones({2}, kFloat64).requires_grad_(true);
+    Tensor y = x * 2.0;
+    autograd::DetectAnomalyGuard anomaly;
+    const std::string m = message([&] { y.backward(from_vector(std::vector<double>{1.0, INFINITY})); });
+    EXPECT_NE(m.find("the gradient given to backward"), std::string::npos) << m;
+  }
+  // A finite backward is untouched by anomaly mode.
+  {
+    Tensor x = from_vector(std::vector<double>{1.0, 4.0}).requires_grad_(true);
+    autograd::DetectAnomalyGuard anomaly;
+    (sqrt(x) * 2.0).sum().backward();
+    EXPECT_NEAR(x.grad()[1].item<double>(), 0.5, 1e-15);
+  }
+}
