@@ -424,6 +424,10 @@ std::tuple<Tensor, Tensor> MultiHeadAttention::forward(const Tensor& q, const Te
                                                        const Tensor& mask) const {
   ATTN_CHECK(q.defined() && q.dim() == 3 && q.size(2) == embed_dim, "MultiHeadAttention: query must be (B, L, ",
              embed_dim, "), got ", q.defined() ? shape_str(q.shape()) : std::string("undefined"));
+  for (const auto& [name, t] : {std::pair<const char*, const Tensor&>{"key", k}, {"value", v}})
+    ATTN_CHECK(t.defined() && t.dim() == 3 && t.size(0) == q.size(0), "MultiHeadAttention: ", name,
+               " must be (B, S, E) with the query's batch ", q.size(0), ", got ",
+               t.defined() ? shape_str(t.shape()) : std::string("undefined"));
   if (mask.defined())
     ATTN_CHECK(mask.dtype() == kBool, "MultiHeadAttention: mask must be bool (true = attend), got ",
                dtype_name(mask.dtype()));

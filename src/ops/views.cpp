@@ -18,6 +18,7 @@ Tensor scalar_like(double value, DType dt) {
 }
 
 Tensor make_view(const Tensor& base, Shape shape, Shape strides, int64_t offset) {
+  shape_numel(shape, "view");  // a stride-0 view (expand) can name more elements than int64 counts
   auto im = std::make_shared<TensorImpl>();
   im->storage = base.impl().storage;
   im->offset = offset;
@@ -314,6 +315,7 @@ Tensor Tensor::expand(const Shape& target) const {
       st[i] = 0;
     }
   }
+  shape_numel(sh, "expand");
   Tensor out = make_view(*this, sh, st, storage_offset());
   if (should_record({this})) {
     Shape in = shape();
