@@ -51,38 +51,55 @@ int64_t check_intact(const std::string& path) {
   return step;
 }
 
+// Temporary files a save left beside `path` (a save cut short by a kill).
+int remove_leftovers(const std::string& path) {
+  const auto dir = std::filesystem::path(path).parent_path();
+  const std::string stem = std::filesystem::path(path).filename().string() + ".tmp";
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().filename().string().rfind(stem, 0) == 0) n += std::filesystem::remove(e.path());
+  return n;
+}
+
 TEST(CrashSafety, KilledMidSaveLeavesTheLastCheckpointIntact) {
   const std::string path = (std::filesystem::temp_directory_path() / "attn_crash_test.safetensors").string();
   std::filesystem::remove(path);
+  remove_leftovers(path);
   std::mt19937_64 rng(7);
-  int64_t last = 0, advanced = 0;
+  int64_t last = 0, mid_save = 0;
   const int kRounds = 40;
   for (int round = 0; round < kRounds; ++round) {
+    const auto before = std::filesystem::exists(path) ? std::filesystem::last_write_time(path)
+                                                      : std::filesystem::file_time_type::min();
     const pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       execl(self_exe.c_str(), self_exe.c_str(), "--checkpoint-writer", path.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
-    // Let it write for a while (the first round: until a checkpoint exists).
-    if (round == 0)
-      while (!std::filesystem::exists(path)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    std::this_thread::sleep_for(std::chrono::microseconds(5000 + rng() % 35000));
+    // Wait for this writer's first completed save (start-up takes longer
+    // under the sanitizers), then kill it at a random moment of the saves
+    // that follow.
+    const auto start = std::chrono::steady_clock::now();
+    while (!std::filesystem::exists(path) || std::filesystem::last_write_time(path) == before) {
+      ASSERT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60)) << "the writer never saved";
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 20000));
     kill(pid, SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "the writer ended on its own: " << status;
     const int64_t step = check_intact(path);
     EXPECT_GE(step, last) << "a checkpoint went back in time";
-    advanced += step > last;
     last = step;
+    mid_save += remove_leftovers(path) > 0;  // the kill cut a save short
   }
-  std::printf("crash safety: %d kills, the checkpoint advanced in %lld of them (last step %lld), always intact\n",
-              kRounds, static_cast<long long>(advanced), static_cast<long long>(last));
-  EXPECT_GT(advanced, kRounds / 4);  // the kills landed while saving was going on (not only at start-up)
+  std::printf("crash safety: %d kills, %lld of them in the middle of a save (a temporary file left), the "
+              "checkpoint always intact and never older (last step %lld)\n",
+              kRounds, static_cast<long long>(mid_save), static_cast<long long>(last));
+  EXPECT_GT(mid_save, kRounds / 4);  // the kills did land while a checkpoint was being written
   std::filesystem::remove(path);
-  for (const auto& e : std::filesystem::directory_iterator(std::filesystem::temp_directory_path()))
-    if (e.path().filename().string().rfind("attn_crash_test.safetensors", 0) == 0) std::filesystem::remove(e.path());
 }
 
 TEST(Determinism, DemoTrainingIsBitIdenticalAcrossThreadsAndRuns) {

@@ -1,4 +1,5 @@
 // Views (shared storage, differentiable), copies and in-place ops on Tensor.
+#include <limits>
 #include <algorithm>
 #include <numeric>
 #include <optional>
@@ -49,6 +50,8 @@ Shape infer_shape(const Shape& shape, int64_t numel, const char* op) {
       infer = static_cast<int64_t>(i);
     } else {
       ATTN_CHECK(out[i] >= 0, op, ": invalid size ", out[i], " in ", shape_str(shape));
+      ATTN_CHECK(out[i] == 0 || prod <= std::numeric_limits<int64_t>::max() / out[i], op,
+                 ": the number of elements of ", shape_str(shape), " overflows int64");
       prod *= out[i];
     }
   }

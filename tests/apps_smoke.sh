@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Every application and variant through the attn tool for a few steps: train
+# (save a checkpoint), eval (load it), and translate's viz and beam search.
+# Quality is test_apps' business; this run is short enough for the sanitizer
+# builds, where it stands in for test_apps' minutes of training.
+#   tests/apps_smoke.sh ATTN_BINARY WORK_DIR
+set -euo pipefail
+attn=$1 work=$2
+rm -rf "$work" && mkdir -p "$work" && cd "$work"
+runs=0
+train_eval() {  # NAME [VARIANT]
+  local name=$1 ck=$1${2:+-$2}.safetensors
+  "$attn" train "$name" ${2:+--variant "$2"} --steps 3 --batch 4 --eval-examples 4 --show 1 --checkpoint "$ck" >/dev/null
+  "$attn" eval "$name" --eval-examples 4 --show 1 --checkpoint "$ck" >/dev/null
+  runs=$((runs + 1))
+}
+for v in transformer lstm-bahdanau lstm-luong; do train_eval translate "$v"; done
+"$attn" eval translate --beam 3 --eval-examples 2 --show 0 --checkpoint translate-transformer.safetensors >/dev/null
+"$attn" viz translate --checkpoint translate-lstm-luong.safetensors --out viz >/dev/null
+test -s viz_avg.png
+train_eval tag
+for v in gatconv gatv2; do train_eval gat "$v"; done
+for v in seed lsa; do train_eval vit "$v"; done
+train_eval multimodal
+train_eval dqn
+train_eval caption
+train_eval lm
+echo "apps smoke: $runs trainings and evaluations, beam search and viz ran"
