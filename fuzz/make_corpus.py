@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes the fuzzers' seed corpus (fuzz/corpus/*/): small valid safetensors
-files of every dtype the parser reads, with and without metadata, and state
+files of every dtype the parser reads, with and without metadata, with
+fields the format does not define, and state
 dicts of fuzz_load_state_dict's model (whole, float64, bfloat16, a key
 missing, a key extra, a shape wrong). Standard library only; deterministic.
     python3 fuzz/make_corpus.py"""
@@ -22,14 +23,16 @@ def encode(dtype, values):
     return struct.pack("<%d%s" % (len(values), PACK[dtype]), *values)
 
 
-def safetensors(tensors, metadata=None):
-    """tensors: list of (name, dtype, shape, values)."""
+def safetensors(tensors, metadata=None, extra=None):
+    """tensors: list of (name, dtype, shape, values); extra: fields the format
+    does not define, added to every tensor's entry."""
     header, data = {}, b""
     if metadata is not None:
         header["__metadata__"] = metadata
     for name, dtype, shape, values in tensors:
         raw = encode(dtype, values)
         header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        header[name].update(extra or {})
         data += raw
     hb = json.dumps(header, separators=(",", ":")).encode()
     hb += b" " * (-len(hb) % 8)
@@ -65,6 +68,8 @@ def main():
         {"format": "pt", "app": "fuzz"}))
     write("safetensors", "empty_tensor", safetensors([("e", "F32", [0, 5], [])]))
     write("safetensors", "no_tensors", safetensors([], {"k": "v"}))
+    write("safetensors", "extra_fields", safetensors(
+        [("x", "F32", [3], [0.5, -1.0, 2.0])], None, {"note": "n", "tags": [1, "a", None], "more": {"k": 2}}))
 
     model = [("attn.in_proj_weight", [24, 8]), ("attn.in_proj_bias", [24]), ("attn.out_proj.weight", [8, 8]),
              ("attn.out_proj.bias", [8]), ("norm.weight", [8]), ("norm.bias", [8]), ("out.weight", [3, 8]),

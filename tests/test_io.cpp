@@ -150,12 +150,41 @@ TEST(Safetensors, MalformedFilesAreNamedForWhatIsWrong) {
                  data),
        "overlap"},
       {make_file(nlohmann::json{{"__metadata__", {{"k", 1}}}}.dump(), ""), "is not a string"},
+      {make_file(R"({"__metadata__":{"k":"a","k":"b"}})", ""), "__metadata__ repeats the key \"k\""},
+      {make_file(R"({"__metadata__":{},"__metadata__":{}})", ""), "__metadata__ appears twice"},
+      {make_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                 R"("x":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
+                 data),
+       "tensor \"x\" appears twice"},
+      {make_file(R"({"x":{"dtype":"F32","dtype":"F64","shape":[2],"data_offsets":[0,8]}})", data),
+       "repeats its field \"dtype\""},
+      {make_file(t({{"dtype", "F32"}, {"shape", {2}}, {"data_offsets", {0, 8, 8}}}), data), "[begin, end] data_offsets"},
+      {make_file(t({{"dtype", "F32"}, {"shape", {{2}}}, {"data_offsets", {0, 8}}}), data), "shape entry"},
+      {make_file(t({{"dtype", "F32"}, {"shape", {2}}, {"data_offsets", {-1, 8}}}), data), "non-negative integers"},
+      {make_file(t({{"dtype", "F32"}, {"shape", {2}}, {"data_offsets", {0, 8}}, {"extra", {{"a", {1}}}}}), data),
+       "nests a value deeper"},
+      {make_file("{} trailing", ""), "not valid JSON"},
+      {make_file("\"just a string\"", ""), "not a JSON object"},
   };
   for (const Bad& b : cases) {
     const std::string msg = parse(b.bytes);
     EXPECT_NE(msg.find(b.expect), std::string::npos) << "expected \"" << b.expect << "\" in: " << msg;
     EXPECT_EQ(msg.rfind("load_safetensors: f: ", 0), 0u) << msg;
   }
+  // Fields the format does not define are skipped when they are scalars or
+  // flat arrays or objects (as other readers do) and cannot alias the schema's
+  // own fields.
+  const std::string extra = make_file(
+      R"({"x":{"dtype":"F32","note":"n","tags":[1,"a",null],"more":{"shape":7},"shape":[2],"data_offsets":[0,8]}})",
+      data);
+  const io::SafetensorsFile ok = io::parse_safetensors(extra.data(), extra.size(), "f");
+  EXPECT_EQ(ok.tensors.at("x").shape(), (Shape{2}));
+  // A header of 10 MB of nested brackets is refused at its first event, so no
+  // document tree is built from it.
+  const std::string bomb = make_file(std::string(5 << 20, '[') + std::string(5 << 20, ']'), "");
+  EXPECT_NE(parse(bomb).find("not a JSON object"), std::string::npos);
+  const std::string obj_bomb = make_file("{\"x\":{\"f\":" + std::string(5 << 20, '[') + std::string(5 << 20, ']') + "}}", "");
+  EXPECT_NE(parse(obj_bomb).find("nests a value deeper"), std::string::npos);
   TempDir d;
   EXPECT_NE(error_of([&] { io::load_safetensors(d.file("nope")); }).find("cannot open"), std::string::npos);
   EXPECT_NE(error_of([&] { io::load_safetensors(d.path()); }).find("not a regular file"), std::string::npos);

@@ -84,6 +84,171 @@ void convert_copy(const char* src, To* dst, int64_t n) {
   throw Error("load_safetensors: " + name + ": " + what);
 }
 
+// One tensor's header entry as read: {"dtype": ..., "shape": [...],
+// "data_offsets": [begin, end]}.
+struct Entry {
+  std::string name, dtype;
+  Shape shape;
+  uint64_t numel = 1;
+  uint64_t offsets[2] = {0, 0};
+  int n_offsets = 0;
+  bool has_dtype = false, has_shape = false, has_offsets = false;
+};
+
+// Reads the header as a stream of JSON events against the format's schema,
+// {name: {field: value or [values]}, "__metadata__": {key: string}}, and stops
+// at the first thing that does not fit it. No document tree is built, so the
+// memory held is the names, shapes and metadata strings the header spells out
+// (a 100 MB header of nested brackets costs nothing), and a shape is checked
+// against the data section as it is read. Fields the format does not define
+// are skipped, as other readers do, when they are scalars or flat arrays.
+class HeaderReader {
+ public:
+  HeaderReader(uint64_t data_size, Metadata& metadata) : data_size_(data_size), metadata_(metadata) {}
+
+  std::vector<Entry> entries;
+  std::string error;  // why an event was refused
+
+  // nlohmann::json's SAX interface.
+  bool null() { return scalar(nullptr); }
+  bool boolean(bool) { return scalar(nullptr); }
+  bool number_integer(int64_t) { return scalar(nullptr); }  // called for negative integers only
+  bool number_unsigned(uint64_t v) { return scalar(&v); }
+  bool number_float(double, const std::string&) { return scalar(nullptr); }
+  bool binary(json::binary_t&) { return scalar(nullptr); }
+  bool string(std::string& v) {
+    if (depth_ == 2 && in_metadata_) {
+      if (!metadata_.try_emplace(key_, std::move(v)).second) return refuse("__metadata__ repeats the key \"" + key_ + "\"");
+      return true;
+    }
+    if (depth_ == 2 && key_ == "dtype") {
+      entry_.dtype = std::move(v);
+      entry_.has_dtype = true;
+      return true;
+    }
+    return scalar(nullptr);
+  }
+  bool key(std::string& k) {
+    if (in_unknown_) return true;
+    if (depth_ == 2 && !in_metadata_) {
+      const bool seen = k == "dtype" ? entry_.has_dtype : k == "shape" ? entry_.has_shape
+                        : k == "data_offsets" ? entry_.has_offsets : false;
+      if (seen) return refuse(where() + " repeats its field \"" + k + "\"");
+    }
+    key_ = std::move(k);
+    return true;
+  }
+  bool start_object(std::size_t) {
+    if (depth_ == 0) return enter();
+    if (depth_ == 1) {
+      in_metadata_ = key_ == "__metadata__";
+      if (in_metadata_) {
+        if (seen_metadata_) return refuse("__metadata__ appears twice");
+        seen_metadata_ = true;
+      } else {
+        entry_ = Entry{};
+        entry_.name = std::move(key_);
+      }
+      return enter();
+    }
+    return container();
+  }
+  bool start_array(std::size_t) {
+    if (depth_ == 2 && !in_metadata_ && key_ == "shape") {
+      entry_.has_shape = true;
+      return enter();
+    }
+    if (depth_ == 2 && !in_metadata_ && key_ == "data_offsets") {
+      entry_.has_offsets = true;
+      return enter();
+    }
+    return container();
+  }
+  bool end_object() { return leave(); }
+  bool end_array() { return leave(); }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
+    error = std::string("the header is not valid JSON: ") + e.what();
+    return false;
+  }
+
+ private:
+  std::string where() const { return "tensor \"" + entry_.name + "\""; }
+  bool refuse(std::string what) {
+    error = std::move(what);
+    return false;
+  }
+  bool enter() {
+    ++depth_;
+    return true;
+  }
+  bool leave() {
+    --depth_;
+    if (depth_ == 2) in_unknown_ = false;
+    if (depth_ == 1 && in_metadata_) {
+      in_metadata_ = false;
+    } else if (depth_ == 1) {
+      if (!entry_.has_dtype) return refuse(where() + " has no string dtype");
+      if (!entry_.has_shape) return refuse(where() + " has no shape array");
+      if (!entry_.has_offsets || entry_.n_offsets != 2) return refuse(where() + " has no [begin, end] data_offsets");
+      entries.push_back(std::move(entry_));
+    }
+    return true;
+  }
+
+  // Where the schema's value at this place is refused, the message for it.
+  std::string misplaced() const {
+    if (depth_ == 0) return "the header is not a JSON object";
+    if (depth_ == 1) return key_ == "__metadata__" ? "__metadata__ is not an object" : "tensor \"" + key_ + "\" is not an object";
+    if (in_metadata_) return "__metadata__ value of \"" + key_ + "\" is not a string";
+    if (key_ == "dtype") return where() + " has no string dtype";
+    if (key_ == "shape") return depth_ == 2 ? where() + " has no shape array"
+                                            : where() + " has a shape entry that is not a non-negative integer";
+    if (key_ == "data_offsets")
+      return depth_ == 2 ? where() + " has no [begin, end] data_offsets"
+                         : where() + " has data_offsets that are not non-negative integers";
+    return "";  // an unknown field's value
+  }
+
+  // A value that is neither an object nor an array; `v` when it is a
+  // non-negative integer.
+  bool scalar(const uint64_t* v) {
+    if (in_unknown_) return true;
+    if (depth_ == 3 && v && key_ == "shape") {
+      const uint64_t s = *v;
+      if (s > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
+          (s != 0 && entry_.numel > data_size_ / s + 1))
+        return refuse(where() + " has a shape larger than the file");
+      entry_.numel *= s;
+      entry_.shape.push_back(static_cast<int64_t>(s));
+      return true;
+    }
+    if (depth_ == 3 && v && key_ == "data_offsets") {
+      if (entry_.n_offsets == 2) return refuse(where() + " has no [begin, end] data_offsets");
+      entry_.offsets[entry_.n_offsets++] = *v;
+      return true;
+    }
+    std::string why = misplaced();
+    return why.empty() ? true : refuse(std::move(why));
+  }
+
+  // An object or array where the schema has none: refused, but for one level
+  // under a field the format does not define.
+  bool container() {
+    std::string why = misplaced();
+    if (!why.empty()) return refuse(std::move(why));
+    if (in_unknown_) return refuse("tensor \"" + entry_.name + "\" nests a value deeper than {name: {field: [values]}}");
+    in_unknown_ = true;
+    return enter();
+  }
+
+  uint64_t data_size_;
+  Metadata& metadata_;
+  int depth_ = 0;
+  bool in_metadata_ = false, seen_metadata_ = false, in_unknown_ = false;
+  std::string key_;
+  Entry entry_;
+};
+
 SafetensorsFile parse(const char* bytes, size_t size, const std::string& name, std::shared_ptr<void> owner) {
   if (size < 8) fail(name, "the file is " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
   uint64_t n = 0;
@@ -92,51 +257,22 @@ SafetensorsFile parse(const char* bytes, size_t size, const std::string& name, s
   if (n > size - 8)
     fail(name, "the header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(size) +
                    " bytes)");
-  json header;
-  try {
-    header = json::parse(bytes + 8, bytes + 8 + n);
-  } catch (const std::exception& e) {
-    fail(name, std::string("the header is not valid JSON: ") + e.what());
-  }
-  if (!header.is_object()) fail(name, "the header is not a JSON object");
   const char* data = bytes + 8 + n;
   const uint64_t data_size = size - 8 - n;
   SafetensorsFile out;
+  HeaderReader reader(data_size, out.metadata);
+  if (!json::sax_parse(bytes + 8, bytes + 8 + n, &reader)) fail(name, reader.error);
   std::vector<std::tuple<uint64_t, uint64_t, std::string>> ranges;  // begin, end, name
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& key = it.key();
-    const json& v = it.value();
-    if (key == "__metadata__") {
-      if (!v.is_object()) fail(name, "__metadata__ is not an object");
-      for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string()) fail(name, "__metadata__ value of \"" + m.key() + "\" is not a string");
-        out.metadata[m.key()] = m.value().get<std::string>();
-      }
-      continue;
-    }
+  for (Entry& entry : reader.entries) {
+    const std::string& key = entry.name;
     const std::string where = "tensor \"" + key + "\"";
-    if (!v.is_object()) fail(name, where + " is not an object");
-    if (!v.contains("dtype") || !v["dtype"].is_string()) fail(name, where + " has no string dtype");
-    if (!v.contains("shape") || !v["shape"].is_array()) fail(name, where + " has no shape array");
-    if (!v.contains("data_offsets") || !v["data_offsets"].is_array() || v["data_offsets"].size() != 2)
-      fail(name, where + " has no [begin, end] data_offsets");
+    if (out.tensors.count(key)) fail(name, where + " appears twice in the header");
     DtypeInfo di{};
-    const std::string dts = v["dtype"].get<std::string>();
+    const std::string& dts = entry.dtype;
     if (!dtype_info(dts, di)) fail(name, where + " has unsupported dtype \"" + dts + "\"");
-    Shape shape;
-    uint64_t numel = 1;
-    for (const json& d : v["shape"]) {
-      if (!d.is_number_unsigned()) fail(name, where + " has a shape entry that is not a non-negative integer");
-      const uint64_t s = d.get<uint64_t>();
-      if (s > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) || (s != 0 && numel > data_size / s + 1))
-        fail(name, where + " has a shape larger than the file");
-      numel *= s;
-      shape.push_back(static_cast<int64_t>(s));
-    }
-    const json& offs = v["data_offsets"];
-    if (!offs[0].is_number_unsigned() || !offs[1].is_number_unsigned())
-      fail(name, where + " has data_offsets that are not non-negative integers");
-    const uint64_t b = offs[0].get<uint64_t>(), e = offs[1].get<uint64_t>();
+    const Shape& shape = entry.shape;
+    const uint64_t numel = entry.numel;  // bounded by the data section as the shape was read
+    const uint64_t b = entry.offsets[0], e = entry.offsets[1];
     if (b > e || e > data_size)
       fail(name, where + " has data_offsets [" + std::to_string(b) + ", " + std::to_string(e) +
                      "] outside the data section of " + std::to_string(data_size) + " bytes");
