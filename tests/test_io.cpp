@@ -158,7 +158,8 @@ TEST(Safetensors, MalformedFilesAreNamedForWhatIsWrong) {
        "tensor \"x\" appears twice"},
       {make_file(R"({"x":{"dtype":"F32","dtype":"F64","shape":[2],"data_offsets":[0,8]}})", data),
        "repeats its field \"dtype\""},
-      {make_file(t({{"dtype", "F32"}, {"shape", {2}}, {"data_offsets", {0, 8, 8}}}), data), "[begin, end] data_offsets"},
+      {make_file(t({{"dtype", "F32"}, {"shape", {2}}, {"data_offsets", {0, 8, 8}}}), data),
+       "[begin, end] data_offsets"},
       {make_file(t({{"dtype", "F32"}, {"shape", {{2}}}, {"data_offsets", {0, 8}}}), data), "shape entry"},
       {make_file(t({{"dtype", "F32"}, {"shape", {2}}, {"data_offsets", {-1, 8}}}), data), "non-negative integers"},
       {make_file(t({{"dtype", "F32"}, {"shape", {2}}, {"data_offsets", {0, 8}}, {"extra", {{"a", {1}}}}}), data),
@@ -183,7 +184,8 @@ TEST(Safetensors, MalformedFilesAreNamedForWhatIsWrong) {
   // document tree is built from it.
   const std::string bomb = make_file(std::string(5 << 20, '[') + std::string(5 << 20, ']'), "");
   EXPECT_NE(parse(bomb).find("not a JSON object"), std::string::npos);
-  const std::string obj_bomb = make_file("{\"x\":{\"f\":" + std::string(5 << 20, '[') + std::string(5 << 20, ']') + "}}", "");
+  const std::string obj_bomb =
+      make_file("{\"x\":{\"f\":" + std::string(5 << 20, '[') + std::string(5 << 20, ']') + "}}", "");
   EXPECT_NE(parse(obj_bomb).find("nests a value deeper"), std::string::npos);
   TempDir d;
   EXPECT_NE(error_of([&] { io::load_safetensors(d.file("nope")); }).find("cannot open"), std::string::npos);

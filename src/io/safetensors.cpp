@@ -84,6 +84,9 @@ void convert_copy(const char* src, To* dst, int64_t n) {
   throw Error("load_safetensors: " + name + ": " + what);
 }
 
+// How errors name a tensor of the header.
+std::string tensor_label(const std::string& name) { return "tensor \"" + name + "\""; }
+
 // One tensor's header entry as read: {"dtype": ..., "shape": [...],
 // "data_offsets": [begin, end]}.
 struct Entry {
@@ -101,7 +104,8 @@ struct Entry {
 // memory held is the names, shapes and metadata strings the header spells out
 // (a 100 MB header of nested brackets costs nothing), and a shape is checked
 // against the data section as it is read. Fields the format does not define
-// are skipped, as other readers do, when they are scalars or flat arrays.
+// are skipped, as other readers do, when they are scalars or flat arrays or
+// objects.
 class HeaderReader {
  public:
   HeaderReader(uint64_t data_size, Metadata& metadata) : data_size_(data_size), metadata_(metadata) {}
@@ -118,7 +122,8 @@ class HeaderReader {
   bool binary(json::binary_t&) { return scalar(nullptr); }
   bool string(std::string& v) {
     if (depth_ == 2 && in_metadata_) {
-      if (!metadata_.try_emplace(key_, std::move(v)).second) return refuse("__metadata__ repeats the key \"" + key_ + "\"");
+      if (!metadata_.try_emplace(key_, std::move(v)).second)
+        return refuse("__metadata__ repeats the key \"" + key_ + "\"");
       return true;
     }
     if (depth_ == 2 && key_ == "dtype") {
@@ -172,7 +177,7 @@ class HeaderReader {
   }
 
  private:
-  std::string where() const { return "tensor \"" + entry_.name + "\""; }
+  std::string where() const { return tensor_label(entry_.name); }
   bool refuse(std::string what) {
     error = std::move(what);
     return false;
@@ -198,7 +203,8 @@ class HeaderReader {
   // Where the schema's value at this place is refused, the message for it.
   std::string misplaced() const {
     if (depth_ == 0) return "the header is not a JSON object";
-    if (depth_ == 1) return key_ == "__metadata__" ? "__metadata__ is not an object" : "tensor \"" + key_ + "\" is not an object";
+    if (depth_ == 1)
+      return key_ == "__metadata__" ? "__metadata__ is not an object" : tensor_label(key_) + " is not an object";
     if (in_metadata_) return "__metadata__ value of \"" + key_ + "\" is not a string";
     if (key_ == "dtype") return where() + " has no string dtype";
     if (key_ == "shape") return depth_ == 2 ? where() + " has no shape array"
@@ -236,7 +242,7 @@ class HeaderReader {
   bool container() {
     std::string why = misplaced();
     if (!why.empty()) return refuse(std::move(why));
-    if (in_unknown_) return refuse("tensor \"" + entry_.name + "\" nests a value deeper than {name: {field: [values]}}");
+    if (in_unknown_) return refuse(where() + " nests a value deeper than {name: {field: [values]}}");
     in_unknown_ = true;
     return enter();
   }
@@ -265,7 +271,7 @@ SafetensorsFile parse(const char* bytes, size_t size, const std::string& name, s
   std::vector<std::tuple<uint64_t, uint64_t, std::string>> ranges;  // begin, end, name
   for (Entry& entry : reader.entries) {
     const std::string& key = entry.name;
-    const std::string where = "tensor \"" + key + "\"";
+    const std::string where = tensor_label(key);
     if (out.tensors.count(key)) fail(name, where + " appears twice in the header");
     DtypeInfo di{};
     const std::string& dts = entry.dtype;
