@@ -63,6 +63,11 @@ def reduction_of(p):
     return p.get("reduction", "mean")
 
 
+# Ops whose outputs are bool or int64: compared forward only, and they must
+# not record a gradient (tests/test_parity.cpp keeps the same list).
+FORWARD_ONLY = {"eq", "ne", "lt", "le", "gt", "ge", "logical_not", "logical_and", "logical_or", "argmax_dim",
+                "argmin_dim", "argmax_all", "max_dim_indices"}
+
 # Ops whose float32 PyTorch results are ill-conditioned enough that attn is
 # judged against PyTorch in float64 instead.
 FLOAT64_JUDGED = {"layer_norm"}
@@ -115,6 +120,19 @@ TORCH = {
     "max_dim": lambda x, p: torch.max(x[0], p["dim"], p.get("keepdim", False))[0],
     "min_dim": lambda x, p: torch.min(x[0], p["dim"], p.get("keepdim", False))[0],
     "max_all": lambda x, p: torch.max(x[0]),
+    "eq": lambda x, p: torch.eq(x[0], x[1]),
+    "ne": lambda x, p: torch.ne(x[0], x[1]),
+    "lt": lambda x, p: torch.lt(x[0], x[1]),
+    "le": lambda x, p: torch.le(x[0], x[1]),
+    "gt": lambda x, p: torch.gt(x[0], x[1]),
+    "ge": lambda x, p: torch.ge(x[0], x[1]),
+    "logical_not": lambda x, p: torch.logical_not(x[0]),
+    "logical_and": lambda x, p: torch.logical_and(x[0], x[1]),
+    "logical_or": lambda x, p: torch.logical_or(x[0], x[1]),
+    "argmax_dim": lambda x, p: torch.argmax(x[0], p["dim"], p.get("keepdim", False)),
+    "argmin_dim": lambda x, p: torch.argmin(x[0], p["dim"], p.get("keepdim", False)),
+    "argmax_all": lambda x, p: torch.argmax(x[0]),
+    "max_dim_indices": lambda x, p: torch.max(x[0], p["dim"], p.get("keepdim", False))[1],
     "logsumexp": lambda x, p: torch.logsumexp(x[0], p["dim"], p.get("keepdim", False)),
     "matmul": lambda x, p: torch.matmul(x[0], x[1]),
     "matmul_bt": lambda x, p: torch.matmul(x[0], x[1].transpose(-1, -2)),
@@ -214,6 +232,18 @@ def make_cases(g):
         yield "max_dim", {"dim": d, "keepdim": kd}, [g.real(s3)], None
         yield "min_dim", {"dim": d}, [g.real(s3)], None
         yield "max_all", {}, [g.real(s3)], None
+        # Forward only. Halves in [-2, 2], so that ties and equal entries occur.
+        def halves(shape):
+            return torch.round(g.real(shape) * 2) / 2
+        for name in ["eq", "ne", "lt", "le", "gt", "ge"]:
+            yield name, {}, [halves(s3), halves(g.bshape(s3))], [True, True]
+        yield "logical_not", {}, [g.mask(s3)], None
+        yield "logical_and", {}, [g.mask(s3), g.mask(g.bshape(s3))], None
+        yield "logical_or", {}, [g.mask(s3), g.mask(g.bshape(s3))], None
+        yield "argmax_dim", {"dim": d, "keepdim": kd}, [g.real(s3)], [True]
+        yield "argmin_dim", {"dim": d}, [g.real(s3)], [True]
+        yield "argmax_all", {}, [g.real(s3)], [True]
+        yield "max_dim_indices", {"dim": d, "keepdim": kd}, [halves(s3)], [True]
 
         m, k, n, b = g.shape(4, 1, 9)
         yield "matmul", {}, [g.real([m, k]), g.real([k, n])], None
@@ -325,12 +355,22 @@ def main():
             grads = [t.is_floating_point() for t in inputs]
         xs = [t.clone().requires_grad_(gr) for t, gr in zip(inputs, grads)]
         out = TORCH[name](xs, params)
-        gout = torch.randn(out.shape, generator=g.tg)
-        out.backward(gout)
+        forward_only = name in FORWARD_ONLY
+        if forward_only != (not out.requires_grad):
+            raise SystemExit("gen_ops: %s: FORWARD_ONLY says %s, PyTorch's output %s a gradient"
+                             % (name, forward_only, "records" if out.requires_grad else "does not record"))
         key = "%04d" % i
         for j, t in enumerate(inputs):
             tensors["%s.in%d" % (key, j)] = t
         tensors[key + ".out"] = out.detach()
+        if forward_only:
+            # Inputs may ask for a gradient (attn must not record one either);
+            # there is nothing to back-propagate.
+            meta[key] = json.dumps({"op": name, "params": params, "grad": grads, "forward_only": True})
+            ops_seen.add(name)
+            continue
+        gout = torch.randn(out.shape, generator=g.tg)
+        out.backward(gout)
         tensors[key + ".gout"] = gout
         for j, x in enumerate(xs):
             if grads[j]:
@@ -346,7 +386,7 @@ def main():
             for j, x in enumerate(xs64):
                 if grads[j]:
                     tensors["%s.grad64_%d" % (key, j)] = x.grad
-        meta[key] = json.dumps({"op": name, "params": params, "grad": grads})
+        meta[key] = json.dumps({"op": name, "params": params, "grad": grads, "forward_only": False})
         ops_seen.add(name)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     write_safetensors(args.out, tensors, meta)

@@ -68,6 +68,26 @@ std::map<std::string, OpFn> build() {
     return std::get<0>(min(in[0], p.at("dim").template get<int64_t>(), p.value("keepdim", false)));
   };
   t["max_all"] = [](auto& in, auto&) { return max(in[0]); };
+  // forward only: bool and int64 outputs (forward_only_ops() below)
+  t["eq"] = [](auto& in, auto&) { return eq(in[0], in[1]); };
+  t["ne"] = [](auto& in, auto&) { return ne(in[0], in[1]); };
+  t["lt"] = [](auto& in, auto&) { return lt(in[0], in[1]); };
+  t["le"] = [](auto& in, auto&) { return le(in[0], in[1]); };
+  t["gt"] = [](auto& in, auto&) { return gt(in[0], in[1]); };
+  t["ge"] = [](auto& in, auto&) { return ge(in[0], in[1]); };
+  t["logical_not"] = [](auto& in, auto&) { return logical_not(in[0]); };
+  t["logical_and"] = [](auto& in, auto&) { return logical_and(in[0], in[1]); };
+  t["logical_or"] = [](auto& in, auto&) { return logical_or(in[0], in[1]); };
+  t["argmax_dim"] = [](auto& in, auto& p) {
+    return argmax(in[0], p.at("dim").template get<int64_t>(), p.value("keepdim", false));
+  };
+  t["argmin_dim"] = [](auto& in, auto& p) {
+    return argmin(in[0], p.at("dim").template get<int64_t>(), p.value("keepdim", false));
+  };
+  t["argmax_all"] = [](auto& in, auto&) { return argmax(in[0]); };
+  t["max_dim_indices"] = [](auto& in, auto& p) {
+    return std::get<1>(max(in[0], p.at("dim").template get<int64_t>(), p.value("keepdim", false)));
+  };
   t["logsumexp"] = [dims](auto& in, auto& p) { return logsumexp(in[0], dims(p), p.value("keepdim", false)); };
   // linear algebra
   t["matmul"] = [](auto& in, auto&) { return matmul(in[0], in[1]); };
@@ -204,6 +224,14 @@ std::map<std::string, OpFn> build() {
 const std::map<std::string, OpFn>& op_table() {
   static const std::map<std::string, OpFn> table = build();
   return table;
+}
+
+const std::set<std::string>& forward_only_ops() {
+  static const std::set<std::string> ops = {"eq",         "ne",         "lt",         "le",
+                                            "gt",         "ge",         "logical_not", "logical_and",
+                                            "logical_or", "argmax_dim", "argmin_dim", "argmax_all",
+                                            "max_dim_indices"};
+  return ops;
 }
 
 const OpFn& get_op(const std::string& name) {

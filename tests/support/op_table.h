@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -19,6 +20,9 @@ using OpFn = std::function<Tensor(const std::vector<Tensor>& inputs, const json&
 // name -> op; throws if the name is unknown.
 const std::map<std::string, OpFn>& op_table();
 const OpFn& get_op(const std::string& name);
+// The ops whose outputs are bool or int64: compared forward only, and their
+// outputs must not record a gradient. Every other op must.
+const std::set<std::string>& forward_only_ops();
 
 // |got - ref| <= atol + rtol * |ref| everywhere; NaN in either never passes
 // and infinities must match exactly.
