@@ -353,10 +353,16 @@ Built build(const json& c) {
     return {std::move(m), [p, offset](Inputs& a) { return std::vector<Tensor>{p->forward(a.at("x"), offset)}; }};
   }
   if (kind == "AlibiSlopes") {
-    // The slopes themselves (float64; the float32 ones are their rounding, tested in test_nn).
+    // The slopes themselves, in the dtype the case runs in (a buffer that
+    // follows Module::to says which).
+    struct DTypeProbe : nn::Module {
+      Tensor probe = zeros({});
+      DTypeProbe() { register_buffer("probe", probe, false); }
+    };
+    auto m = std::make_unique<DTypeProbe>();
+    auto* p = m.get();
     const int64_t heads = c["heads"];
-    return {std::make_unique<nn::Identity>(),
-            [heads](Inputs&) { return std::vector<Tensor>{F::alibi_slopes(heads, kFloat64)}; }};
+    return {std::move(m), [heads, p](Inputs&) { return std::vector<Tensor>{F::alibi_slopes(heads, p->probe.dtype())}; }};
   }
   if (kind == "LinearAttention") {
     auto o = F::LinearAttentionOptions().causal(c["causal"]).chunk(c["chunk"]).eps(c["eps"]);
@@ -492,6 +498,9 @@ void run_case(const Case& c, DType dt, Stats& st) {
   }
   std::vector<Tensor> outs = b.run(in);
   ASSERT_EQ(outs.size(), c.out.size()) << label << ": number of outputs";
+  for (size_t i = 0; i < outs.size(); ++i)  // a float32 module returns float32, a float64 one float64
+    if (c.out.at(std::to_string(i)).is_floating_point())
+      EXPECT_EQ(outs[i].dtype(), dt) << label << ": dtype of output " << i;
   const bool has_nan = c.cfg["has_nan"];
   for (size_t i = 0; i < outs.size(); ++i) {
     Tensor ref = c.out.at(std::to_string(i));
@@ -516,8 +525,14 @@ void run_case(const Case& c, DType dt, Stats& st) {
     ++st.comparisons;
   }
   if (has_nan) {
-    ++st.nan_cases;
-    return;  // PyTorch's gradients are NaN everywhere once a row is NaN
+    if (dt == kFloat32) ++st.nan_cases;
+    // PyTorch's gradients are NaN everywhere once a row is NaN; gen_nn.py
+    // then takes them with those rows opened and their output gradient
+    // zero, which attn's gradients must equal.
+    if (!c.cfg.value("grad_on_finite_rows", false)) {
+      ADD_FAILURE() << label << ": a case with NaN rows and no gradient on the finite rows";
+      return;
+    }
   }
   if (c.gout.empty()) return;
   Tensor loss;
@@ -549,6 +564,54 @@ void run_case(const Case& c, DType dt, Stats& st) {
   }
 }
 
+// Every kind the parity file must hold, and what its PyTorch reference is.
+// "trivial" kinds are checked but not counted as random configurations:
+// their result does not depend on a drawn configuration in any way worth the
+// name (identity in eval mode, a reshape, a function of the head count only).
+enum class Reference { TorchModule, Seed, Authors, Definition, Composition };
+struct Kind {
+  Reference ref;
+  bool trivial = false;
+};
+const std::map<std::string, Kind>& kinds() {
+  using R = Reference;
+  static const std::map<std::string, Kind> k = {
+      // torch.nn modules of PyTorch 1.13, run as they are
+      {"Linear", {R::TorchModule}}, {"Bilinear", {R::TorchModule}}, {"Embedding", {R::TorchModule}},
+      {"LayerNorm", {R::TorchModule}}, {"BatchNorm1d", {R::TorchModule}}, {"BatchNorm2d", {R::TorchModule}},
+      {"ReLU", {R::TorchModule}}, {"Tanh", {R::TorchModule}}, {"Sigmoid", {R::TorchModule}},
+      {"GELU", {R::TorchModule}}, {"ELU", {R::TorchModule}}, {"LeakyReLU", {R::TorchModule}},
+      {"Softmax", {R::TorchModule}}, {"LogSoftmax", {R::TorchModule}}, {"Flatten", {R::TorchModule, true}},
+      {"Dropout", {R::TorchModule, true}}, {"Conv2d", {R::TorchModule}}, {"MaxPool2d", {R::TorchModule}},
+      {"AvgPool2d", {R::TorchModule}}, {"AdaptiveAvgPool2d", {R::TorchModule}}, {"RNN", {R::TorchModule}},
+      {"LSTM", {R::TorchModule}}, {"GRU", {R::TorchModule}}, {"RNNCell", {R::TorchModule}},
+      {"LSTMCell", {R::TorchModule}}, {"GRUCell", {R::TorchModule}}, {"MultiheadAttention", {R::TorchModule}},
+      {"TransformerEncoderLayer", {R::TorchModule}}, {"TransformerEncoder", {R::TorchModule}},
+      {"TransformerDecoderLayer", {R::TorchModule}}, {"TransformerDecoder", {R::TorchModule}},
+      {"Transformer", {R::TorchModule}},
+      // the seeds' own PyTorch code, verbatim
+      {"seeds.AttentionLayer", {R::Seed}}, {"seeds.MultiHeadAttention", {R::Seed}}, {"seeds.GAT", {R::Seed}},
+      // another project's published code or definition, written out in torch
+      {"LocalitySelfAttention", {R::Authors}},     // vit-pytorch's vit_for_small_dataset.py
+      {"ShiftedPatchTokenization", {R::Authors}},  // the paper's four half-patch shifts, as vit-pytorch
+      {"GATConv", {R::Definition}},                // PyTorch Geometric's GATConv arithmetic
+      {"GATv2Conv", {R::Definition}},              // PyTorch Geometric's GATv2Conv arithmetic
+      {"T5RelativePositionBias", {R::Definition}},  // Hugging Face's _relative_position_bucket
+      // attn's own composition of the definition in torch (no module exists
+      // in PyTorch 1.13 to run instead)
+      {"AdditiveAttention", {R::Composition}}, {"LuongAttention", {R::Composition}},
+      {"AttentionPooling", {R::Composition}}, {"CosineAttention", {R::Composition}},
+      {"RotaryEmbedding", {R::Composition}}, {"AlibiSlopes", {R::Composition, true}},
+      {"LinearAttention", {R::Composition}},  // against its quadratic form
+      {"RelativeMultiheadAttention", {R::Composition}},  // against its direct (L, S, D) form
+  };
+  return k;
+}
+
+// What the README states: 960 cases, 20 per kind for 48 kinds, of which the
+// 3 trivial kinds' 60 are not counted as random configurations (900 are).
+constexpr int kCasesPerKind = 20, kCases = 960, kRandomConfigurations = 900;
+
 TEST(NnParity, ModulesMatchPyTorch) {
   std::vector<Case> cases = load_cases();
   if (!std::getenv("ATTN_PARITY_NN_FILE")) GTEST_SKIP() << "ATTN_PARITY_NN_FILE is not set (ctest sets it)";
@@ -566,9 +629,31 @@ TEST(NnParity, ModulesMatchPyTorch) {
     ++st.cases;
     ++st.per_kind[c.cfg["kind"]];
   }
-  std::printf("nn parity: %d cases, %d comparisons against PyTorch (%d with fully masked rows, forward only)\n",
-              st.cases, st.comparisons, st.nan_cases);
-  for (auto& [k, n] : st.per_kind) EXPECT_GE(n, 20) << k << " has fewer than 20 cases";
+  std::map<Reference, int> per_reference;
+  int random_configurations = 0;
+  for (auto& [k, n] : st.per_kind) {
+    auto it = kinds().find(k);
+    if (it == kinds().end()) {
+      ADD_FAILURE() << k << " is not in the table of kinds";
+      continue;
+    }
+    EXPECT_EQ(n, kCasesPerKind) << k;
+    per_reference[it->second.ref] += n;
+    if (!it->second.trivial) random_configurations += n;
+  }
+  for (auto& [k, kind] : kinds()) EXPECT_TRUE(st.per_kind.count(k)) << "no cases of " << k;
+  std::printf("nn parity: %d cases of %zu kinds, %d random configurations (the rest: Dropout in eval, Flatten, "
+              "ALiBi slopes), %d comparisons against PyTorch (%d cases with fully masked rows, gradients on "
+              "their finite rows)\n",
+              st.cases, st.per_kind.size(), random_configurations, st.comparisons, st.nan_cases);
+  std::printf("nn parity references: %d cases against torch.nn modules, %d against the seeds' code, %d against "
+              "published code, %d against another library's definition written in torch, %d against attn's own "
+              "composition in torch\n",
+              per_reference[Reference::TorchModule], per_reference[Reference::Seed], per_reference[Reference::Authors],
+              per_reference[Reference::Definition], per_reference[Reference::Composition]);
+  EXPECT_EQ(st.cases, kCases);
+  EXPECT_EQ(random_configurations, kRandomConfigurations);
+  EXPECT_EQ(st.nan_cases, 3);
 }
 
 }  // namespace

@@ -53,9 +53,15 @@ class Gen:
     def c(self, *xs):
         return self.r.choice(xs)
 
-    def emit(self, kind, cfg, module, inputs, run, grad_inputs, drop_keys=(), train=False):
+    def emit(self, kind, cfg, module, inputs, run, grad_inputs, drop_keys=(), train=False, finite_inputs=None):
         """Writes one case. run(module, inputs) -> list of outputs; the first
-        cfg['n_grad_outs'] (default 1) outputs get a random gradient."""
+        cfg['n_grad_outs'] (default 1) outputs get a random gradient.
+
+        Where PyTorch's outputs hold NaN (a fully masked query row, which attn
+        defines as attending to nothing), finite_inputs(inputs) gives inputs
+        that change only those rows and leave them finite; the gradients are
+        then taken there with the output gradient zero on the NaN rows, which
+        is what attn's gradients on the finite rows must equal."""
         key = "%04d" % len(self.meta)
         module = module.float()
         module.train(train)
@@ -78,12 +84,21 @@ class Gen:
             self.tensors[key + ".in." + n] = t
         for i, o in enumerate(outs):
             self.tensors[key + ".out.%d" % i] = o.detach()
-        if not nan and n_grad > 0:
+        gouts = outs
+        if nan and finite_inputs is not None:
+            fixed = {n: (t.detach().clone().requires_grad_(True) if t.requires_grad else t)
+                     for n, t in finite_inputs(ins64).items()}
+            gouts = run(m64, fixed)
+            ins64 = fixed
+            assert not any(torch.isnan(o).any().item() for o in gouts), kind + ": finite_inputs left a NaN"
+            cfg["grad_on_finite_rows"] = True
+        if (not nan or finite_inputs is not None) and n_grad > 0:
             loss = 0
             for i in range(n_grad):
                 g = self.randn(*outs[i].shape).double()
+                g = g.masked_fill(torch.isnan(outs[i]), 0.0)  # nothing flows from the rows PyTorch leaves NaN
                 self.tensors[key + ".gout.%d" % i] = g
-                loss = loss + (outs[i] * g).sum()
+                loss = loss + (gouts[i] * g).sum()
             loss.backward()
             for n in grad_inputs:
                 g = ins64[n].grad
@@ -339,6 +354,17 @@ def mha_masks(g, cfg, B, H, L, S, batched):
     return kpm, am, torch_am
 
 
+def unmask_full_rows(a):
+    """The masks with every fully masked query row opened: those rows become
+    finite (their output gradient is zero) and no other row changes."""
+    a = dict(a)
+    for name in ("attn_mask", "torch_mask"):
+        m = a.get(name)
+        if m is not None and m.dtype == torch.bool:
+            a[name] = m & ~m.all(-1, keepdim=True)
+    return a
+
+
 def gen_mha(g, n):
     for ci in range(n):
         E = g.c(4, 6, 8, 12)
@@ -414,7 +440,7 @@ def gen_mha(g, n):
             out, w = m(q, k, v, key_padding_mask=a.get("kpm"), need_weights=cfg["need_weights"], attn_mask=tm,
                        average_attn_weights=cfg["average"])
             return [out] + ([w] if w is not None else [])
-        g.emit("MultiheadAttention", cfg, m, inputs, run, grad_inputs)
+        g.emit("MultiheadAttention", cfg, m, inputs, run, grad_inputs, finite_inputs=unmask_full_rows)
 
 
 def layer_cfg(g):
