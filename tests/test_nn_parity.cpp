@@ -13,6 +13,7 @@
 
 #include <attn/attn.h>
 
+#include "support/accuracy.h"
 #include "support/op_table.h"
 
 namespace attn::testing {
@@ -25,6 +26,7 @@ struct Case {
   std::string key;
   json cfg;
   std::map<std::string, Tensor> p, in, out, gout, gin, gp, buf;
+  std::map<std::string, Tensor> out32, gin32, gp32;  // PyTorch's own float32 results
 };
 
 // float32 tolerances per module kind: |attn - torch(float64)| <= atol + rtol * |torch|.
@@ -457,7 +459,12 @@ std::vector<Case> load_cases() {
                                        : group == "gout" ? &c.gout
                                        : group == "gin"  ? &c.gin
                                        : group == "gp"   ? &c.gp
-                                                         : &c.buf;
+                                       : group == "out32" ? &c.out32
+                                       : group == "gin32" ? &c.gin32
+                                       : group == "gp32"  ? &c.gp32
+                                       : group == "buf"   ? &c.buf
+                                                          : nullptr;
+    if (!m) throw std::runtime_error("nn parity file: unknown group in " + name);
     (*m)[rest] = t;
   }
   std::vector<Case> out;
@@ -478,6 +485,7 @@ Tensor fill_masked_rows(const Tensor& ref, const Tensor& fill) {
 struct Stats {
   int cases = 0, comparisons = 0, nan_cases = 0;
   std::map<std::string, int> per_kind;
+  AccuracyTable accuracy;  // attn's float32 error beside PyTorch's, per kind
 };
 
 void run_case(const Case& c, DType dt, Stats& st) {
@@ -515,6 +523,8 @@ void run_case(const Case& c, DType dt, Stats& st) {
     Comparison cmp = compare(label + " output " + std::to_string(i), outs[i], ref, tol.rtol, tol.atol);
     EXPECT_TRUE(cmp.ok) << cmp.message;
     ++st.comparisons;
+    if (dt == kFloat32 && c.out32.count(std::to_string(i)) && ref.is_floating_point())
+      st.accuracy.add(kind, outs[i], c.out32.at(std::to_string(i)), ref);
   }
   for (auto& [k, ref] : c.buf) {
     Tensor got;
@@ -547,6 +557,7 @@ void run_case(const Case& c, DType dt, Stats& st) {
     Comparison cmp = compare(label + " grad of input " + n, g, ref, tol.rtol, tol.atol);
     EXPECT_TRUE(cmp.ok) << cmp.message;
     ++st.comparisons;
+    if (dt == kFloat32 && c.gin32.count(n)) st.accuracy.add(kind, g, c.gin32.at(n), ref);
   }
   auto params = b.module->named_parameters();
   EXPECT_EQ(params.size(), c.gp.size()) << label << ": parameters in attn vs PyTorch";
@@ -561,6 +572,7 @@ void run_case(const Case& c, DType dt, Stats& st) {
     Comparison cmp = compare(label + " grad of " + n, g, it->second, tol.rtol, tol.atol);
     EXPECT_TRUE(cmp.ok) << cmp.message;
     ++st.comparisons;
+    if (dt == kFloat32 && c.gp32.count(n)) st.accuracy.add(kind, g, c.gp32.at(n), it->second);
   }
 }
 
@@ -651,6 +663,7 @@ TEST(NnParity, ModulesMatchPyTorch) {
               "composition in torch\n",
               per_reference[Reference::TorchModule], per_reference[Reference::Seed], per_reference[Reference::Authors],
               per_reference[Reference::Definition], per_reference[Reference::Composition]);
+  st.accuracy.report("module kinds", "ATTN_ACCURACY_NN");
   EXPECT_EQ(st.cases, kCases);
   EXPECT_EQ(random_configurations, kRandomConfigurations);
   EXPECT_EQ(st.nan_cases, 3);

@@ -9,6 +9,7 @@
 
 #include <attn/attention.h>
 
+#include "support/accuracy.h"
 #include "support/op_table.h"
 
 namespace attn::testing {
@@ -46,6 +47,7 @@ TEST(Parity, OpsMatchPyTorch) {
   ASSERT_FALSE(f.metadata.empty());
   std::set<std::string> ops;
   int cases = 0, forward_only = 0, forward = 0, backward = 0;
+  AccuracyTable accuracy;
   for (const auto& [key, meta_str] : f.metadata) {
     const json meta = json::parse(meta_str);
     const std::string op = meta.at("op");
@@ -81,7 +83,7 @@ TEST(Parity, OpsMatchPyTorch) {
     // layer_norm's input gradient scales with 1/std of each row: for short
     // rows float32 PyTorch is itself off the float64 value by up to 1e-3
     // (measured), so attn is judged against PyTorch in float64 there.
-    const bool f64 = f.tensors.count(key + ".out64") > 0;
+    const bool f64 = meta.at("judged64").get<bool>();
     const Tolerance tol = f64 ? Tolerance{kDefault.rtol, kDefault.atol, "judged against PyTorch in float64"}
                               : tolerance_for(op);
     Tensor out = get_op(op)(inputs, params);
@@ -89,6 +91,7 @@ TEST(Parity, OpsMatchPyTorch) {
     Comparison c = compare(label + " forward", out, f.tensors.at(key + (f64 ? ".out64" : ".out")), tol.rtol,
                            tol.atol);
     EXPECT_TRUE(c.ok) << c.message << " [tolerance: " << tol.why << "]";
+    accuracy.add(op, out, f.tensors.at(key + ".out"), f.tensors.at(key + ".out64"));
     ++forward;
     // Every other case is differentiable: an output without a gradient is an
     // op that stopped recording autograd.
@@ -104,11 +107,14 @@ TEST(Parity, OpsMatchPyTorch) {
       Comparison g = compare(label + " grad of input " + std::to_string(j), inputs[j].grad(), ref, tol.rtol,
                              tol.atol);
       EXPECT_TRUE(g.ok) << g.message << " [tolerance: " << tol.why << "]";
+      accuracy.add(op, inputs[j].grad(), f.tensors.at(key + ".grad" + std::to_string(j)),
+                   f.tensors.at(key + ".grad64_" + std::to_string(j)));
       ++backward;
     }
   }
   std::printf("parity: %d cases of %zu ops (%d forward only), %d forward and %d gradient comparisons against PyTorch\n",
               cases, ops.size(), forward_only, forward, backward);
+  accuracy.report("ops", "ATTN_ACCURACY_OPS");
   EXPECT_EQ(ops.size(), kOps);
   EXPECT_EQ(cases, kCases);
   EXPECT_EQ(forward_only, kForwardOnlyCases);

@@ -11,6 +11,8 @@ recurrent nets with unequal lengths). Each case keeps:
   NNN.gout.<i>   a random gradient for each differentiable output
   NNN.gin.<name> / NNN.gp.<key>  the gradients of the float inputs and of every parameter
   NNN.buf.<key>  buffers after the forward (batch norm's running statistics)
+  NNN.out32.<i>, NNN.gin32.<name>, NNN.gp32.<key>  PyTorch's own float32
+                 results, the yardstick for attn's float32 error
 and metadata NNN = the configuration as JSON. Dropout layers are built with
 p > 0 but run in eval mode (attn checks train mode statistically).
 
@@ -92,12 +94,14 @@ class Gen:
             ins64 = fixed
             assert not any(torch.isnan(o).any().item() for o in gouts), kind + ": finite_inputs left a NaN"
             cfg["grad_on_finite_rows"] = True
+        gs = []
         if (not nan or finite_inputs is not None) and n_grad > 0:
             loss = 0
             for i in range(n_grad):
                 g = self.randn(*outs[i].shape).double()
                 g = g.masked_fill(torch.isnan(outs[i]), 0.0)  # nothing flows from the rows PyTorch leaves NaN
                 self.tensors[key + ".gout.%d" % i] = g
+                gs.append(g)
                 loss = loss + (gouts[i] * g).sum()
             loss.backward()
             for n in grad_inputs:
@@ -107,9 +111,32 @@ class Gen:
                 if k in drop_keys:
                     continue
                 self.tensors[key + ".gp." + k] = p.grad if p.grad is not None else torch.zeros_like(p)
+        if not nan:
+            self.emit_float32(key, module, inputs, run, grad_inputs, drop_keys, gs)
         for k, b in m64.named_buffers():
             self.tensors[key + ".buf." + k] = b.detach()
         self.meta[key] = json.dumps(cfg)
+
+
+    def emit_float32(self, key, module, inputs, run, grad_inputs, drop_keys, gs):
+        """PyTorch's own float32 results on the same values (NNN.out32.<i>,
+        NNN.gin32.<name>, NNN.gp32.<key>): not a reference, the yardstick that
+        test_nn_parity.cpp measures attn's float32 error against."""
+        m32 = copy.deepcopy(module)
+        ins32 = {n: (t.clone().requires_grad_(n in grad_inputs) if t.is_floating_point() else t)
+                 for n, t in inputs.items()}
+        outs = run(m32, ins32)
+        for i, o in enumerate(outs):  # a module that builds its result in float64 rounds it as attn does
+            self.tensors[key + ".out32.%d" % i] = o.detach().float() if o.is_floating_point() else o.detach()
+        if not gs:
+            return
+        sum(((outs[i] * g.float()).sum() for i, g in enumerate(gs)), torch.zeros(())).backward()
+        for n in grad_inputs:
+            g = ins32[n].grad
+            self.tensors[key + ".gin32." + n] = g if g is not None else torch.zeros_like(ins32[n])
+        for k, p in m32.named_parameters():
+            if k not in drop_keys:
+                self.tensors[key + ".gp32." + k] = p.grad if p.grad is not None else torch.zeros_like(p)
 
 
 def bias_keys(module):
