@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <string>
 #include <vector>
 
 namespace attn::tools {
@@ -71,6 +73,26 @@ bool in_child(const std::function<Measured()>& f, Measured& out) {
   int status = 0;
   waitpid(pid, &status, 0);
   return n == static_cast<ssize_t>(sizeof out) && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+Machine machine() {
+  Machine m{"unknown", simd_target(), blas_core()};
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("model name", 0) != 0) continue;
+    const size_t colon = line.find(':');
+    if (colon != std::string::npos) m.cpu = line.substr(line.find_first_not_of(" \t", colon + 1));
+    break;
+  }
+  return m;
+}
+
+bool CeilingTimer::next() {
+  Measured m;
+  if (!in_child([&] { return Measured{sgemm_gflops(reps_, seconds_), 0}; }, m)) return false;
+  times_.push_back(m.ms);  // GFLOPS, carried in the first field
+  return true;
 }
 
 }  // namespace attn::tools

@@ -2,7 +2,12 @@
 // and running a measurement in a forked child (so peak RSS is the row's own).
 #pragma once
 
+#include <algorithm>
+#include <cmath>
+
 #include <functional>
+#include <string>
+#include <vector>
 
 namespace attn::tools {
 
@@ -20,5 +25,38 @@ double peak_rss_mb();
 // parent must never start OpenMP threads: libgomp is not fork-safe once its
 // pool exists, so every measurement (the SGEMM ceiling too) runs in a child.
 bool in_child(const std::function<Measured()>& f, Measured& out);
+
+// The CPU's model name (/proc/cpuinfo), the SIMD target of attn's kernels and
+// OpenBLAS's kernel, for every row of a benchmark.
+struct Machine {
+  std::string cpu, simd, blas;
+};
+Machine machine();
+
+// The SGEMM ceiling timed around each row, in a child before the first row
+// and after every row: row i gets ceilings i (before) and i + 1 (after), their
+// mean as the ceiling its ratio is taken against, and is flagged noisy when
+// the two differ by more than 10% (the load on the machine changed while it
+// ran). A load change during a run then shows in the rows it touched instead
+// of shifting every ratio.
+struct Ceiling {
+  double before = 0, after = 0;
+  double gflops() const { return 0.5 * (before + after); }
+  bool noisy() const { return std::abs(before - after) > 0.1 * std::max(before, after); }
+};
+class CeilingTimer {
+ public:
+  CeilingTimer(int min_reps, double min_seconds) : reps_(min_reps), seconds_(min_seconds) {}
+  // Times the SGEMM once more; false when the child failed.
+  bool next();
+  // The ceilings around row i (after next() has been called i + 2 times).
+  Ceiling around(size_t i) const { return {times_.at(i), times_.at(i + 1)}; }
+  double first() const { return times_.empty() ? 0 : times_.front(); }
+
+ private:
+  int reps_;
+  double seconds_;
+  std::vector<double> times_;
+};
 
 }  // namespace attn::tools

@@ -33,8 +33,12 @@ struct MhaBenchOptions {
 // B * 1000 = 20k nodes with L = 16 incoming edges each, 64 channels, 8 heads.
 std::vector<MhaBenchRow> standard_mha_rows();
 
-// Prints a table or one JSON object per row (keys module, B, L, E, H, pass, ms,
-// then gflops, sgemm_gflops, ratio, peak_rss_mb, torch_ms, speedup). Returns 0 on success.
+// Prints a table (decoding steps in a table of their own: an algorithmic
+// difference, not a speed-up) or one JSON object per row (keys module, B, L,
+// E, H, pass, ms, gflops, sgemm_before, sgemm_after, sgemm_gflops, ratio,
+// noisy, peak_rss_mb, cpu, simd, blas, comparison ("like-for-like" or
+// "algorithmic"), torch_ms, speedup (like-for-like rows only),
+// torch_time_over_attn). Returns 0 on success.
 int run_mha_bench(const MhaBenchOptions& options);
 
 }  // namespace attn::tools

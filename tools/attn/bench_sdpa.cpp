@@ -1,13 +1,16 @@
 // Scaled-dot-product attention benchmark: median milliseconds per row,
 // GFLOPS (forward 4*B*H*E per visible (query, key) pair: L*S dense, L(L+1)/2
 // causal, counted per query for windows and sparse patterns; forward +
-// backward counted as 3.5 x forward), the ratio to a 2048^3 OpenBLAS SGEMM timed in the same
-// run, and the row's peak RSS (each row runs in its own child process).
+// backward counted as 3.5 x forward), the ratio to a 2048^3 OpenBLAS SGEMM
+// timed before and after each row, and the row's peak RSS (each row runs in
+// its own child process). Every row names the CPU, attn's SIMD target and
+// OpenBLAS's kernel.
 #include "bench_sdpa.h"
 
 #include "bench_common.h"
 
 #include <attn/attn.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -117,27 +120,37 @@ std::vector<SdpaBenchRow> standard_sdpa_rows() {
 
 int run_sdpa_bench(const SdpaBenchOptions& o) {
   const std::vector<SdpaBenchRow> rows = o.rows.empty() ? standard_sdpa_rows() : o.rows;
-  Measured ceiling;
-  if (!in_child([&] { return Measured{sgemm_gflops(o.min_reps, o.min_seconds), 0}; }, ceiling)) {
+  CeilingTimer ceilings(o.min_reps, o.min_seconds);
+  if (!ceilings.next()) {
     std::fprintf(stderr, "bench sdpa: timing the SGEMM ceiling failed\n");
     return 1;
   }
-  const double sg = ceiling.ms;  // GFLOPS, carried in the first field
+  const Machine mc = machine();
   if (!o.json) {
-    std::printf("scaled_dot_product_attention, float32, %d threads; SGEMM 2048^3 in this run: %.1f GFLOPS\n",
-                get_num_threads(), sg);
-    std::printf("%3s %3s %6s %6s %4s %-6s %-8s %10s %9s %7s %8s  %s\n", "B", "H", "L", "S", "E", "causal", "pass",
-                "ms", "GFLOPS", "ratio", "rss MB", "pattern");
+    std::printf("scaled_dot_product_attention, float32, %d threads; %s, attn kernels %s, OpenBLAS %s\n",
+                get_num_threads(), mc.cpu.c_str(), mc.simd.c_str(), mc.blas.c_str());
+    std::printf("ratio: GFLOPS over a 2048^3 SGEMM timed before and after each row (their mean); "
+                "'noisy': the two differ by more than 10%%\n");
+    std::printf("%3s %3s %6s %6s %4s %-6s %-8s %10s %9s %7s %7s %8s  %s\n", "B", "H", "L", "S", "E", "causal", "pass",
+                "ms", "GFLOPS", "SGEMM", "ratio", "rss MB", "pattern");
   }
   int failures = 0;
-  for (const SdpaBenchRow& r : rows) {
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const SdpaBenchRow& r = rows[i];
     Measured m;
-    if (!in_child([&] { return measure(r, o); }, m)) {
+    const bool ok = in_child([&] { return measure(r, o); }, m);
+    if (!ceilings.next()) {
+      std::fprintf(stderr, "bench sdpa: timing the SGEMM ceiling failed\n");
+      return 1;
+    }
+    if (!ok) {
       std::fprintf(stderr, "bench sdpa: the row B=%lld H=%lld L=%lld failed\n", static_cast<long long>(r.B),
                    static_cast<long long>(r.H), static_cast<long long>(r.L));
       ++failures;
       continue;
     }
+    const Ceiling ce = ceilings.around(i);
+    const double sg = ce.gflops();
     // linear attention: phi(K)^T V, phi(Q) S and the chunks' triangles, about 4 L E^2 + 2 L 64 E per head
     double flops = r.linear ? r.B * r.H * (4.0 * r.L * r.E * r.E + 2.0 * r.L * 64 * r.E)
                             : 4.0 * r.B * r.H * r.E * visible_pairs(r);
@@ -150,19 +163,22 @@ int run_sdpa_bench(const SdpaBenchOptions& o) {
     if (r.global_tokens > 0) pattern += (pattern.empty() ? "" : " + ") + std::to_string(r.global_tokens) + " global";
     if (r.stride > 0) pattern += (pattern.empty() ? "" : " + ") + std::string("stride ") + std::to_string(r.stride);
     if (r.linear) pattern = "linear attention (elu+1)";
-    if (o.json)
-      std::printf("{\"B\": %lld, \"H\": %lld, \"L\": %lld, \"S\": %lld, \"E\": %lld, \"causal\": %s, \"pass\": \"%s\", "
-                  "\"ms\": %.3f, \"gflops\": %.2f, \"sgemm_gflops\": %.2f, \"ratio\": %.4f, \"peak_rss_mb\": %.1f, "
-                  "\"window\": [%lld, %lld], \"global_tokens\": %lld, \"stride\": %lld}\n",
+    if (o.json) {
+      nlohmann::json j = {{"B", r.B}, {"H", r.H}, {"L", r.L}, {"S", r.S}, {"E", r.E}, {"causal", r.causal},
+                          {"pass", pass}, {"ms", m.ms}, {"gflops", gf}, {"sgemm_before", ce.before},
+                          {"sgemm_after", ce.after}, {"sgemm_gflops", sg}, {"ratio", gf / sg},
+                          {"noisy", ce.noisy()}, {"peak_rss_mb", m.peak_rss_mb},
+                          {"window", {r.win_left, r.win_right}}, {"global_tokens", r.global_tokens},
+                          {"stride", r.stride}, {"linear", r.linear}, {"cpu", mc.cpu}, {"simd", mc.simd},
+                          {"blas", mc.blas}};
+      std::printf("%s\n", j.dump().c_str());
+    } else {
+      std::printf("%3lld %3lld %6lld %6lld %4lld %-6s %-8s %10.2f %9.1f %7.1f %7.3f %8.1f  %s%s\n",
                   static_cast<long long>(r.B), static_cast<long long>(r.H), static_cast<long long>(r.L),
-                  static_cast<long long>(r.S), static_cast<long long>(r.E), r.causal ? "true" : "false", pass, m.ms, gf,
-                  sg, gf / sg, m.peak_rss_mb, static_cast<long long>(r.win_left), static_cast<long long>(r.win_right),
-                  static_cast<long long>(r.global_tokens), static_cast<long long>(r.stride));
-    else
-      std::printf("%3lld %3lld %6lld %6lld %4lld %-6s %-8s %10.2f %9.1f %7.3f %8.1f  %s\n", static_cast<long long>(r.B),
-                  static_cast<long long>(r.H), static_cast<long long>(r.L), static_cast<long long>(r.S),
-                  static_cast<long long>(r.E), r.causal ? "yes" : "no", pass, m.ms, gf, gf / sg, m.peak_rss_mb,
-                  pattern.empty() ? "dense" : pattern.c_str());
+                  static_cast<long long>(r.S), static_cast<long long>(r.E), r.causal ? "yes" : "no", pass, m.ms, gf,
+                  sg, gf / sg, m.peak_rss_mb, pattern.empty() ? "dense" : pattern.c_str(),
+                  ce.noisy() ? "  (noisy)" : "");
+    }
     std::fflush(stdout);
   }
   return failures == 0 ? 0 : 1;

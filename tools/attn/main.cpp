@@ -103,7 +103,8 @@ int main(int argc, char** argv) {
   attn::tools::SdpaBenchRow row{1, 8, 1024, 1024, 64, false, false};
   bool custom = false;
   sdpa->add_flag("--json", sdpa_opts.json, "one JSON object per row (keys B, H, L, S, E, causal, pass, ms, gflops, "
-                                           "sgemm_gflops, ratio, peak_rss_mb)");
+                                           "sgemm_before, sgemm_after, sgemm_gflops, ratio, noisy, peak_rss_mb, "
+                                           "window, global_tokens, stride, linear, cpu, simd, blas)");
   sdpa->add_option("--batch,-B", row.B, "batch (with any shape flag: run only that row)")->check(kPositive);
   sdpa->add_option("--heads,-H", row.H, "heads")->check(kPositive);
   sdpa->add_option("--seq,-N", row.L, "queries = keys")->check(kPositive);
@@ -125,7 +126,8 @@ int main(int argc, char** argv) {
   attn::tools::MhaBenchRow mrow{"MultiheadAttention", 8, 128, 512, 8, "fwd"};
   bool no_torch = false;
   mha->add_flag("--json", mha_opts.json, "one JSON object per row (keys module, B, L, E, H, pass, ms, gflops, "
-                                         "sgemm_gflops, ratio, peak_rss_mb, torch_ms, speedup)");
+                                         "sgemm_before, sgemm_after, sgemm_gflops, ratio, noisy, peak_rss_mb, cpu, "
+                                         "simd, blas, comparison, torch_ms, speedup, torch_time_over_attn)");
   mha->add_option("--module", mrow.module, "MultiheadAttention, TransformerEncoderLayer, RelativeMultiheadAttention "
                                            "or GATConv (with any row flag: run only that row)")
       ->check(CLI::IsMember({"MultiheadAttention", "TransformerEncoderLayer", "RelativeMultiheadAttention", "GATConv"}));

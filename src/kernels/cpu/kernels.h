@@ -14,6 +14,12 @@
 
 namespace attn::kernels::cpu {
 
+// ---- the machine ---------------------------------------------------------------
+// The SIMD target these kernels were compiled for ("AVX-512 (Highway AVX3)",
+// "AVX2+FMA (Highway AVX2)", ...), and OpenBLAS's run-time kernel.
+const char* simd_target();
+const char* blas_core();
+
 // ---- copies ------------------------------------------------------------------
 // dst[i] = convert(src[i]); src has dst's shape (a broadcast view is fine).
 void copy(const Tensor& src, const Tensor& dst);
