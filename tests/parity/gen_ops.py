@@ -304,7 +304,8 @@ def make_cases(g):
         yield "embedding", {}, [g.index(s[:2], v), g.real([v, 4])], None
         yield "embedding", {"padding_idx": 0}, [g.index(s[:2], v), g.real([v, 3])], None
 
-        n, c, h, w = g.rng.randint(1, 3), r.randint(1, 3), r.randint(4, 8), r.randint(4, 8)
+        # h, w >= 5: a 3-tap kernel with dilation 2 spans 5
+        n, c, h, w = g.rng.randint(1, 3), r.randint(1, 3), r.randint(5, 8), r.randint(5, 8)
         groups = r.choice([1, 1, c]) if c > 1 else 1
         o = groups * r.randint(1, 3)
         kh, kw = r.randint(1, 3), r.randint(1, 3)
