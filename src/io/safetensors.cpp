@@ -4,7 +4,6 @@
 // and dtype before touching data; aligned F32/F64/I64/BOOL/BF16 tensors alias
 // the mapping (copy-on-write), others are converted.
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +19,7 @@
 #include <vector>
 
 #include "attn/io.h"
+#include "io/files.h"
 #include "kernels/cpu/kernels.h"
 
 namespace attn::io {
@@ -46,39 +46,8 @@ bool dtype_info(const std::string& s, DtypeInfo& out) {
   return false;
 }
 
-float half_to_float(uint16_t h) {
-  const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-  uint32_t bits;
-  if (exp == 0) {
-    if (man == 0) {
-      bits = sign;
-    } else {  // subnormal: renormalise
-      int e = -1;
-      uint32_t m = man;
-      do {
-        ++e;
-        m <<= 1;
-      } while (!(m & 0x400));
-      bits = sign | ((127 - 15 - e) << 23) | ((m & 0x3ff) << 13);
-    }
-  } else if (exp == 31) {
-    bits = sign | 0x7f800000u | (man << 13);
-  } else {
-    bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-template <class From, class To>
-void convert_copy(const char* src, To* dst, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    From v;
-    std::memcpy(&v, src + i * sizeof(From), sizeof(From));
-    dst[i] = static_cast<To>(v);
-  }
-}
+using files::convert_copy;
+using files::half_to_float;
 
 [[noreturn]] void fail(const std::string& name, const std::string& what) {
   throw Error("load_safetensors: " + name + ": " + what);
@@ -358,28 +327,11 @@ SafetensorsFile parse_safetensors(const void* bytes, size_t size, const std::str
 }
 
 SafetensorsFile read_safetensors(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    fail(path, std::string("cannot stat: ") + std::strerror(err));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail(path, "not a regular file");
-  }
-  const size_t size = static_cast<size_t>(st.st_size);
-  if (size == 0) {
-    ::close(fd);
-    fail(path, "the file is empty");
-  }
-  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (p == MAP_FAILED) fail(path, std::string("cannot map: ") + std::strerror(errno));
-  std::shared_ptr<void> owner(p, [size](void* q) { ::munmap(q, size); });
-  return parse(static_cast<const char*>(p), size, path, owner);
+  std::string error;
+  files::Mapped m = files::map_file(path, error);
+  if (!error.empty()) fail(path, error);
+  if (m.size == 0) fail(path, "the file is empty");
+  return parse(m.data, m.size, path, m.owner);
 }
 
 TensorMap load_safetensors(const std::string& path) { return read_safetensors(path).tensors; }

@@ -206,7 +206,7 @@ void Module::save(const std::string& path, const io::Metadata& metadata) const {
 }
 
 void Module::load(const std::string& path, bool strict) {
-  io::TensorMap m = io::load_safetensors(path);
+  io::TensorMap m = io::load_tensors(path);
   load_state_dict(StateDict(m.begin(), m.end()), strict);
 }
 

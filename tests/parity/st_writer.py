@@ -13,6 +13,7 @@ _DTYPES = {
     torch.float64: ("F64", np.float64),
     torch.int64: ("I64", np.int64),
     torch.bool: ("BOOL", np.bool_),
+    torch.bfloat16: ("BF16", None),  # numpy has no bfloat16: written as its 16-bit patterns
 }
 
 
@@ -26,7 +27,10 @@ def write_safetensors(path, tensors, metadata=None):
         if t.dtype not in _DTYPES:
             raise ValueError("st_writer: unsupported dtype %s for %s" % (t.dtype, name))
         code, npt = _DTYPES[t.dtype]
-        data = t.numpy().astype(npt, copy=False).tobytes()
+        if npt is None:
+            data = t.view(torch.int16).numpy().tobytes()
+        else:
+            data = t.numpy().astype(npt, copy=False).tobytes()
         header[name] = {"dtype": code, "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)

@@ -70,7 +70,8 @@ class Module {
   // Clears (set_to_none) or zeroes every parameter's gradient.
   void zero_grad(bool set_to_none = true);
 
-  // The state_dict written to / read from a safetensors file (atomic write).
+  // The state_dict written to a safetensors file (atomic write); read from a
+  // safetensors file or a PyTorch checkpoint (.pt, .pth, .bin: io::load_tensors).
   void save(const std::string& path, const io::Metadata& metadata = {}) const;
   void load(const std::string& path, bool strict = true);
 
