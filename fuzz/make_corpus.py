@@ -3,15 +3,20 @@
 files of every dtype the parser reads, with and without metadata, with
 fields the format does not define, and state
 dicts of fuzz_load_state_dict's model (whole, float64, bfloat16, a key
-missing, a key extra, a shape wrong). Standard library only; deterministic.
+missing, a key extra, a shape wrong), and torch.save-style archives for
+fuzz_torch (tests/parity/pt_writer.py: every storage type the seeds need,
+views, nested dicts with numbers). Standard library only; deterministic.
     python3 fuzz/make_corpus.py"""
 import json
 import math
 import os
 import random
 import struct
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "parity"))
+import pt_writer  # noqa: E402
 PACK = {"F32": "f", "F64": "d", "I64": "q", "I32": "i", "I16": "h", "I8": "b", "U8": "B", "BOOL": "B"}
 
 
@@ -85,6 +90,25 @@ def main():
     write("load_state_dict", "missing_key", state("F32", model[:-1]))
     write("load_state_dict", "extra_key", state("F32", model + [("extra.weight", [2])]))
     write("load_state_dict", "wrong_shape", state("F32", model[:-1] + [("out.bias", [4])]))
+
+    torch_dir = os.path.join(HERE, "corpus", "torch")
+    os.makedirs(torch_dir, exist_ok=True)
+    pt = pt_writer
+    f6 = struct.pack("<6f", *values("F32", 6, rng))
+    pt.archive(os.path.join(torch_dir, "float.pt"),
+               pt.state_dict([("w", pt.tensor("0", "FloatStorage", 6, [2, 3], [3, 1]))]), [("0", f6)])
+    pt.archive(os.path.join(torch_dir, "views.pt"), pt.state_dict([
+        ("t", pt.tensor("0", "FloatStorage", 6, [3, 2], [1, 3])),
+        ("row", pt.tensor("0", "FloatStorage", 6, [3], [1], offset=3)),
+        ("i", pt.tensor("1", "LongStorage", 2, [2], [1])),
+        ("m", pt.tensor("2", "BoolStorage", 3, [3], [1])),
+        ("h", pt.tensor("3", "HalfStorage", 2, [2], [1]))]),
+        [("0", f6), ("1", struct.pack("<2q", 7, -9)), ("2", bytes([1, 0, 1])), ("3", struct.pack("<2e", 0.5, -2.0))])
+    nested = pt.proto2(b"}(" + pt.text("model") + b"}(" + pt.text("fc.weight")
+                       + pt.tensor("0", "DoubleStorage", 2, [2], [1]) + b"u" + pt.text("epoch") + b"K\x03"
+                       + pt.text("lr") + b"G?PbM\xd2\xf1\xa9\xfc" + pt.text("tags") + b"](" + pt.text("a")
+                       + b"\x88Ne" + b"u")
+    pt.archive(os.path.join(torch_dir, "nested.pt"), nested, [("0", struct.pack("<2d", 1.5, -0.25))])
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ root=$PWD
 
 cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTN_FUZZ=ON \
   -DATTN_BUILD_TESTS=OFF -DATTN_BUILD_TOOLS=OFF -DATTN_BUILD_BENCHMARKS=OFF -DATTN_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build build-fuzz -j"$jobs" --target fuzz_safetensors fuzz_load_state_dict
+cmake --build build-fuzz -j"$jobs" --target fuzz_safetensors fuzz_load_state_dict fuzz_torch
 
 cd build-fuzz
-for target in safetensors load_state_dict; do
+for target in safetensors load_state_dict torch; do
   mkdir -p "corpus/$target"
   echo "== fuzz_$target for ${seconds} s (seed corpus fuzz/corpus/$target)"
   # One thread: the parse is single-threaded and the heap watch counts this

@@ -33,6 +33,6 @@ cmake --build build-asan -j"$jobs"
 echo "== ThreadSanitizer build of the kernel tests into build-tsan/ (clang, LLVM's OpenMP)"
 bash scripts/tsan.sh
 
-echo "== fuzzing: the safetensors parser and Module::load, ${ATTN_FUZZ_SECONDS:-60} s each"
+echo "== fuzzing: the safetensors parser, Module::load and the PyTorch checkpoint reader, ${ATTN_FUZZ_SECONDS:-60} s each"
 bash scripts/fuzz.sh "${ATTN_FUZZ_SECONDS:-60}"
 echo "== all tests passed"

@@ -161,6 +161,32 @@ expect_error "eval translate, a tensor missing" -- eval translate --checkpoint m
 expect_error "eval translate, a tensor transposed" -- eval translate --checkpoint transposed.safetensors
 expect_error "viz translate, a tensor missing" -- viz translate --checkpoint missing_tensor.safetensors
 
+echo "== PyTorch checkpoints: hostile ones on inspect and convert"
+# A torch.save archive whose pickle calls os.system, a pickled module, a
+# legacy-format file, and a truncated archive: refused, nothing run or written.
+"$python" - <<'EOF' || exit 1
+import os, torch
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+torch.save({"x": RunsCode()}, "os_system.pt")
+torch.save(torch.nn.Linear(2, 2), "module.pt")
+torch.save({"w": torch.ones(2)}, "legacy.pt", _use_new_zipfile_serialization=False)
+torch.save({"model": {"w": torch.ones(2)}, "epoch": 1}, "good.pt")
+raw = open("good.pt", "rb").read()
+open("cut.pt", "wb").write(raw[: len(raw) // 2])
+EOF
+for f in os_system.pt module.pt legacy.pt cut.pt missing.pt random.safetensors; do
+  expect_error "inspect $f" -- inspect "$f"
+  expect_error "convert $f" -- convert "$f" out.safetensors
+done
+expect_error "convert --select a path that is not there" -- convert good.pt out.safetensors --select nope
+expect_error "convert into a missing folder" -- convert good.pt /nonexistent/dir/out.safetensors
+expect_error "convert without an output" -- convert good.pt
+if [[ -e pwned || -e out.safetensors ]]; then
+  echo "FAIL: a hostile checkpoint ran code or left an output" && failed=$((failed + 1))
+fi
+
 echo "== bad input to a good checkpoint"
 expect_error "viz an unknown word" -- viz translate --checkpoint tr.safetensors --sentence "forty banana"
 expect_error "viz an empty sentence" -- viz translate --checkpoint tr.safetensors --sentence ""

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -194,8 +195,9 @@ class Rebuilder {
       case Kind::None: put(path, [&] { out_.values[path] = "None"; }); return;
       case Kind::String: put(path, [&] { out_.values[path] = v.s; }); return;
       case Kind::Float: {
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "%.17g", v.f);
+        char buf[32];  // the shortest of 15 or 17 digits that reads back as the same double
+        std::snprintf(buf, sizeof buf, "%.15g", v.f);
+        if (std::strtod(buf, nullptr) != v.f) std::snprintf(buf, sizeof buf, "%.17g", v.f);
         put(path, [&] { out_.values[path] = buf; });
         return;
       }

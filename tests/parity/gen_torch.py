@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pt_writer import archive, proto2, state_dict, tensor  # noqa: E402
 from st_writer import write_safetensors  # noqa: E402
 
 MARKER = "/tmp/attn_torch_io_pwned"
@@ -129,32 +130,9 @@ class EvalsCode:
         return (eval, ("open(%r, 'w').close()" % MARKER,))
 
 
-def archive(path, pkl, storages=(), prefix="archive", extra=()):
-    """A torch.save-like archive around a hand-made pickle."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
-        z.writestr(prefix + "/data.pkl", pkl)
-        for key, data in storages:
-            z.writestr(prefix + "/data/" + key, data)
-        z.writestr(prefix + "/version", "3\n")
-        for name, data in extra:
-            z.writestr(name, data)
-
-
-def proto2(body):
-    return b"\x80\x02" + body + b"."
-
-
 def storage_pkl(numel, size, stride, offset=0):
-    """{'w': _rebuild_tensor_v2(storage('0', FloatStorage, numel), offset, size, stride, False, OrderedDict())}"""
-    def tup(xs):
-        return b"(" + b"".join(b"J" + struct.pack("<i", x) for x in xs) + b"t"
-    return proto2(
-        b"}X\x01\x00\x00\x00w"
-        b"ctorch._utils\n_rebuild_tensor_v2\n("
-        b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpu"
-        + b"J" + struct.pack("<i", numel) + b"tQ"
-        + b"J" + struct.pack("<i", offset) + tup(size) + tup(stride)
-        + b"\x89ccollections\nOrderedDict\n)RtRs")
+    """{'w': a float tensor of SIZE and STRIDE over storage '0' of NUMEL elements}"""
+    return state_dict([("w", tensor("0", "FloatStorage", numel, size, stride, offset))])
 
 
 def make_hostile(d):

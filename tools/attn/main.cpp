@@ -1,10 +1,12 @@
 // The attn command-line tool: train, eval and viz (the applications in
-// apps/), inspect (list the tensors of a safetensors file), bench sdpa (the
+// apps/), inspect (list the tensors of a safetensors file or a PyTorch
+// checkpoint), convert (a PyTorch checkpoint to safetensors), bench sdpa (the
 // attention kernel) and bench mha (the attention modules beside PyTorch).
 #include <CLI/CLI.hpp>
 #include <attn/attn.h>
 
 #include <algorithm>
+#include <fstream>
 #include <cstdio>
 #include <iostream>
 
@@ -31,12 +33,35 @@ CLI::Validator number_check(bool allow_zero) {
 const CLI::Validator kPositive = number_check(false);
 const CLI::Validator kNonNegative = number_check(true);
 
+// Whether path holds a torch.save archive: by its extension, else by the zip magic.
+bool is_torch_file(const std::string& path) {
+  for (const char* ext : {".pt", ".pth", ".bin", ".ckpt"}) {
+    const std::string e(ext);
+    if (path.size() >= e.size() && path.compare(path.size() - e.size(), e.size(), e) == 0) return true;
+  }
+  std::ifstream f(path, std::ios::binary);
+  char magic[2] = {0, 0};
+  f.read(magic, 2);
+  return f.gcount() == 2 && magic[0] == 'P' && magic[1] == 'K';
+}
+
+// A file's tensors and its metadata (safetensors) or non-tensor values (torch.save).
+attn::io::SafetensorsFile read_any(const std::string& path, const std::string& select = "") {
+  if (is_torch_file(path)) {
+    attn::io::TorchFile t = attn::io::read_torch(path, attn::io::TorchLoadOptions().select(select));
+    return {std::move(t.tensors), std::move(t.values)};
+  }
+  if (!select.empty()) throw attn::Error("convert: --select applies to PyTorch checkpoints, not to " + path);
+  return attn::io::read_safetensors(path);
+}
+
 int inspect(const std::string& path) {
-  attn::io::SafetensorsFile f = attn::io::read_safetensors(path);
+  const bool torch = is_torch_file(path);
+  attn::io::SafetensorsFile f = read_any(path);
   size_t bytes = 0;
   size_t width = 4;
   for (const auto& [name, t] : f.tensors) width = std::max(width, name.size());
-  std::printf("%s: %zu tensors\n", path.c_str(), f.tensors.size());
+  std::printf("%s: %zu tensors%s\n", path.c_str(), f.tensors.size(), torch ? " (a PyTorch checkpoint)" : "");
   std::printf("  %-*s  %-8s  %s\n", static_cast<int>(width), "name", "dtype", "shape");
   for (const auto& [name, t] : f.tensors) {
     std::printf("  %-*s  %-8s  %s\n", static_cast<int>(width), name.c_str(), attn::dtype_name(t.dtype()),
@@ -45,9 +70,19 @@ int inspect(const std::string& path) {
   }
   std::printf("  total: %zu bytes of tensor data\n", bytes);
   if (!f.metadata.empty()) {
-    std::printf("metadata:\n");
+    std::printf(torch ? "values:\n" : "metadata:\n");
     for (const auto& [k, v] : f.metadata) std::printf("  %s: %s\n", k.c_str(), v.c_str());
   }
+  return 0;
+}
+
+// IN (a PyTorch checkpoint or safetensors) -> OUT as safetensors, written
+// atomically; a checkpoint's non-tensor values become the file's metadata.
+int convert(const std::string& in, const std::string& out, const std::string& select) {
+  attn::io::SafetensorsFile f = read_any(in, select);
+  if (f.tensors.empty()) throw attn::Error("convert: " + in + " holds no tensors");
+  attn::io::save_safetensors(out, f.tensors, f.metadata);
+  std::printf("%s: %zu tensors written to %s\n", in.c_str(), f.tensors.size(), out.c_str());
   return 0;
 }
 
@@ -92,8 +127,16 @@ int main(int argc, char** argv) {
   viz->add_option("--sentence", sentence, "the source sentence (English number words)");
   viz->add_option("--out", viz_out, "PNG path prefix: PREFIX_avg.png and PREFIX_head<h>.png");
   std::string file;
-  auto* ins = app.add_subcommand("inspect", "List the tensors, dtypes, shapes and metadata of a safetensors file");
-  ins->add_option("file", file, "the .safetensors file")->required();
+  auto* ins = app.add_subcommand("inspect", "List the tensors, dtypes, shapes and metadata of a safetensors file or "
+                                            "a PyTorch checkpoint (torch.save: .pt, .pth, .bin)");
+  ins->add_option("file", file, "the .safetensors or .pt file")->required();
+  std::string convert_out, convert_select;
+  auto* conv = app.add_subcommand("convert", "Write the tensors of a PyTorch checkpoint (or a safetensors file) to a "
+                                             "safetensors file, atomically");
+  conv->add_option("in", file, "the .pt / .pth / .bin (or .safetensors) file")->required();
+  conv->add_option("out", convert_out, "the .safetensors file to write")->required();
+  conv->add_option("--select", convert_select, "only the tensors under this dotted path of the checkpoint, named "
+                                               "relative to it (e.g. model for {\"model\": state_dict, ...})");
   auto* bench = app.add_subcommand("bench", "Benchmarks: GFLOPS, ratio to an in-run SGEMM, peak memory");
   bench->require_subcommand(1);
   auto* sdpa = bench->add_subcommand(
@@ -153,6 +196,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (*ins) return inspect(file);
+    if (*conv) return convert(file, convert_out, convert_select);
     if (*train || *eval) {
       const attn::apps::App& a = attn::apps::find_app(app_name);
       if (!aopts.variant.empty() && std::find(a.variants.begin(), a.variants.end(), aopts.variant) == a.variants.end())
