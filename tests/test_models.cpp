@@ -1,6 +1,6 @@
 // Models in the layouts people hold, against the framework that defines them:
-// torchvision's VisionTransformer (tests/parity/gen_models.py saves random
-// ones with torch.save at test time), loaded by attn from the .pt file by
+// torchvision's VisionTransformer and SwinTransformer v1 and v2
+// (tests/parity/gen_models.py saves random ones with torch.save at test time), loaded by attn from the .pt file by
 // torchvision's keys (strict), run in eval mode: logits and the gradient of
 // the logits with respect to the image, float32 against torchvision in
 // float64; float64 to rounding. Presets, configuration errors, bad images.
@@ -16,6 +16,8 @@ namespace attn {
 namespace {
 
 using json = nlohmann::json;
+using models::SwinTransformer;
+using models::SwinTransformerOptions;
 using models::VisionTransformer;
 using models::VisionTransformerOptions;
 
@@ -71,6 +73,85 @@ TEST(Models, TorchvisionVisionTransformerMatches) {
     ++n;
   }
   EXPECT_EQ(n, 4);
+}
+
+SwinTransformerOptions swin_options(const json& c) {
+  SwinTransformerOptions o(c.at("patch_size"), c.at("embed_dim"), c.at("depths"), c.at("num_heads"),
+                           c.at("window_size"));
+  o.num_classes(c.value("num_classes", int64_t{1000})).version(c.value("version", 1));
+  return o;
+}
+
+TEST(Models, TorchvisionSwinTransformerMatches) {
+  if (dir().empty()) GTEST_SKIP() << "ATTN_MODELS_DIR is not set (ctest sets it)";
+  io::SafetensorsFile f = io::read_safetensors(dir() + "/cases.safetensors");
+  int n = 0, v2 = 0;
+  for (const auto& [key, cfg_text] : f.metadata) {
+    if (key.rfind("swin_", 0) != 0) continue;
+    SCOPED_TRACE(key + " " + cfg_text);
+    const json cfg = json::parse(cfg_text);
+    auto T = [&](const std::string& name) { return f.tensors.at(key + "." + name); };
+    for (DType dt : {kFloat32, kFloat64}) {
+      SwinTransformer swin(swin_options(cfg));
+      // The buffers attn computes are the ones torchvision saved.
+      const nn::StateDict mine = swin.state_dict();
+      const io::TensorMap saved = io::load_torch(dir() + "/" + key + ".pt");
+      for (const auto& [name, t] : saved) {
+        if (name.find("relative_position_index") != std::string::npos ||
+            name.find("relative_coords_table") != std::string::npos) {
+          EXPECT_TRUE(equal(mine.at(name), t)) << name;
+        }
+      }
+      swin.load(dir() + "/" + key + ".pt");  // torchvision's keys, strict
+      swin.to(dt);
+      swin.eval();
+      Tensor images = T("images").to(dt).detach().clone().requires_grad_(true);
+      Tensor logits = swin.forward(images);
+      EXPECT_EQ(logits.dtype(), dt);
+      (logits * T("glogits").to(dt)).sum().backward();
+      const std::string what = key + (dt == kFloat32 ? " f32" : " f64");
+      const double rel = dt == kFloat32 ? 1e-4 : 1e-12;
+      expect_close(what + " logits", logits, T("logits"), rel);
+      expect_close(what + " d logits / d images", images.grad(), T("gimages"), rel);
+    }
+    ++n;
+    v2 += cfg.value("version", 1) == 2;
+  }
+  EXPECT_EQ(n, 5);
+  EXPECT_EQ(v2, 2);
+}
+
+TEST(Models, SwinTransformerPresetsAndTraining) {
+  // swin_t has 28.3M parameters in torchvision, swin_v2_t 28.4M.
+  for (auto [name, expected] : {std::pair<const char*, int64_t>{"swin_t", 28288354}, {"swin_v2_t", 28351570}}) {
+    SwinTransformer m(SwinTransformerOptions::preset(name));
+    int64_t count = 0;
+    for (const auto& [n, p] : m.named_parameters()) count += p.numel();
+    EXPECT_EQ(count, expected) << name;
+  }
+  EXPECT_EQ(SwinTransformerOptions::presets().size(), 6u);
+  EXPECT_THROW(SwinTransformerOptions::preset("swin_xl"), Error);
+  EXPECT_THROW(SwinTransformer(SwinTransformerOptions({4, 4}, 16, {2, 2}, {3, 4}, {4, 4})), Error);  // 16 % 3
+  EXPECT_THROW(SwinTransformer(SwinTransformerOptions({4, 4}, 16, {2, 2}, {2}, {4, 4})), Error);
+  // A few training steps in train mode (dropout, stochastic depth): the loss falls.
+  manual_seed(3);
+  SwinTransformer m(SwinTransformerOptions({4, 4}, 16, {2, 2}, {2, 4}, {4, 4}).num_classes(3).dropout(0.1).version(2));
+  m.train();
+  optim::AdamW opt(m.parameters(), optim::AdamWOptions(3e-3));
+  Generator g(4);
+  Tensor x = randn({6, 3, 32, 32}, kFloat32, &g);
+  Tensor y = from_vector(std::vector<int64_t>{0, 1, 2, 0, 1, 2});
+  double first = 0, last = 0;
+  for (int step = 0; step < 30; ++step) {
+    Tensor loss = F::cross_entropy(m.forward(x), y);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+    (step == 0 ? first : last) = loss.item<double>();
+  }
+  EXPECT_LT(last, 0.5 * first);
+  EXPECT_THROW(m.forward(randn({1, 1, 32, 32})), Error);
+  EXPECT_THROW(m.forward(randn({1, 3, 2, 2})), Error);
 }
 
 TEST(Models, VisionTransformerPresetsAndKeys) {

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """torchvision models for tests/test_models.cpp (Debian's python3-torchvision
-0.14): small random configurations of torchvision.models.VisionTransformer,
+0.14): small random configurations of torchvision.models.VisionTransformer
+and SwinTransformer (v1 and v2; windows that divide the feature map and
+windows that do not, odd maps through patch merging, 1 to 4 stages),
 every parameter drawn at random (torchvision starts the head at zero), each
 state_dict saved with torch.save as PyTorch users save theirs, beside the
 inputs, the logits in float64 (eval mode) and the gradient of the logits
 against a random upstream gradient with respect to the images.
 
-Writes DIR/vit_N.pt and DIR/cases.safetensors (keys "vit_N.images",
-"vit_N.logits", "vit_N.glogits", "vit_N.gimages"; metadata "vit_N" = the
-constructor arguments as JSON).
+Writes DIR/KEY.pt and DIR/cases.safetensors (keys "KEY.images",
+"KEY.logits", "KEY.glogits", "KEY.gimages"; metadata KEY = the constructor
+arguments as JSON, with "version" 1 or 2 for Swin), KEY = vit_N or swin_N.
 
 Usage: gen_models.py --out DIR
 """
@@ -19,6 +21,7 @@ import sys
 
 import torch
 import torchvision
+from torchvision.models.swin_transformer import PatchMergingV2, SwinTransformerBlockV2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from st_writer import write_safetensors  # noqa: E402
@@ -33,6 +36,25 @@ VIT_CONFIGS = [
     dict(image_size=28, patch_size=2, num_layers=1, num_heads=1, hidden_dim=16, mlp_dim=32, num_classes=3,
          dropout=0.1, attention_dropout=0.1),
 ]
+
+
+SWIN_CONFIGS = [  # (constructor arguments, image size)
+    (dict(patch_size=[4, 4], embed_dim=16, depths=[2, 2], num_heads=[2, 4], window_size=[4, 4], num_classes=10), 32),
+    (dict(patch_size=[2, 2], embed_dim=12, depths=[1, 2, 1], num_heads=[1, 2, 3], window_size=[3, 3],
+          num_classes=6), 36),
+    (dict(patch_size=[4, 4], embed_dim=8, depths=[2], num_heads=[2], window_size=[5, 3], num_classes=4), 44),
+    (dict(patch_size=[4, 4], embed_dim=16, depths=[2, 2], num_heads=[2, 4], window_size=[4, 4], num_classes=7,
+          version=2), 48),
+    (dict(patch_size=[8, 8], embed_dim=24, depths=[1, 1, 2, 1], num_heads=[3, 3, 3, 3], window_size=[3, 3],
+          num_classes=5, version=2), 64),
+]
+
+
+def swin(cfg):
+    kw = {k: v for k, v in cfg.items() if k != "version"}
+    if cfg.get("version", 1) == 2:
+        kw.update(block=SwinTransformerBlockV2, downsample_layer=PatchMergingV2)
+    return torchvision.models.SwinTransformer(**kw)
 
 
 def randomize(model, g):
@@ -59,14 +81,14 @@ def main():
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(20261129)
     tensors, meta = {}, {}
-    for i, cfg in enumerate(VIT_CONFIGS):
-        key = "vit_%d" % i
-        model = torchvision.models.VisionTransformer(**cfg)
+    cases = [("vit_%d" % i, cfg, torchvision.models.VisionTransformer(**cfg), cfg["image_size"])
+             for i, cfg in enumerate(VIT_CONFIGS)]
+    cases += [("swin_%d" % i, cfg, swin(cfg), size) for i, (cfg, size) in enumerate(SWIN_CONFIGS)]
+    for i, (key, cfg, model, size) in enumerate(cases):
         randomize(model, g)
         model.eval()
         torch.save(model.state_dict(), os.path.join(args.out, key + ".pt"))
-        s = cfg["image_size"]
-        images = torch.randn(2 + i % 2, 3, s, s, generator=g)
+        images = torch.randn(2 + i % 2, 3, size, size, generator=g)
         m64 = model.double()
         x = images.double().requires_grad_(True)
         logits = m64(x)
