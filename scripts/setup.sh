@@ -16,7 +16,7 @@ pkgs=(g++ make cmake pkg-config
       libzip-dev               # PyTorch checkpoints (torch.save writes zip archives)
       libgtest-dev libbenchmark-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  pkgs+=(python3 python3-torch python3-torchvision python3-numpy clang libclang-rt-14-dev libomp-14-dev)
+  pkgs+=(python3 python3-torch python3-torchvision python3-pil python3-numpy clang libclang-rt-14-dev libomp-14-dev)
 fi
 
 missing=()

@@ -187,6 +187,75 @@ if [[ -e pwned || -e out.safetensors ]]; then
   echo "FAIL: a hostile checkpoint ran code or left an output" && failed=$((failed + 1))
 fi
 
+echo "== vision models: attn run and attn classify"
+# A small torchvision ViT saved with torch.save; attn run must give torchvision's logits.
+"$python" - <<'EOF' || exit 1
+import json, sys, torch, torchvision
+from PIL import Image
+sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else ".")
+torch.manual_seed(0)
+cfg = dict(image_size=32, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=5)
+m = torchvision.models.VisionTransformer(**cfg).eval()
+with torch.no_grad():
+    for p in m.parameters():
+        p.copy_(torch.randn(p.shape) * 0.3)
+torch.save(m.state_dict(), "vit.pt")
+torch.save({"module." + k: v for k, v in m.state_dict().items()}, "vit_dp.pt")
+sd = m.state_dict(); sd["heads.head.weight"] = torch.zeros(4, 16); torch.save(sd, "vit_shape.pt")
+json.dump(cfg, open("vit.json", "w"))
+json.dump(dict(cfg, image_size=40), open("vit40.json", "w"))
+json.dump(dict(cfg, hidden_size=3), open("vit_badkey.json", "w"))
+open("vit_badjson.json", "w").write("{image_size: 32")
+x = torch.randn(2, 3, 32, 32)
+import struct
+def st(path, tensors):
+    header, blobs, off = {}, b"", 0
+    for k, t in tensors.items():
+        b = t.contiguous().numpy().tobytes()
+        header[k] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs += b; off += len(b)
+    h = json.dumps(header).encode(); h += b" " * (-len(h) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(h)) + h + blobs)
+st("pixels.safetensors", {"pixel_values": x})
+st("pixels40.safetensors", {"pixel_values": torch.randn(1, 3, 40, 40)})
+st("nopixels.safetensors", {"images": x})
+with torch.no_grad():
+    torch.save(m(x), "ref_logits.pt")
+Image.new("RGB", (50, 40), (200, 30, 60)).save("red.png")
+open("broken.png", "wb").write(b"\x89PNG\r\n\x1a\nnot really")
+EOF
+if "$attn" run vit --weights vit.pt --config vit.json --input pixels.safetensors --output logits.safetensors >/dev/null &&
+   "$python" -c "
+import json, struct, numpy as np, torch
+raw = open('logits.safetensors', 'rb').read(); n = struct.unpack('<Q', raw[:8])[0]; h = json.loads(raw[8:8 + n])
+b, e = h['logits']['data_offsets']
+got = np.frombuffer(raw[8 + n + b:8 + n + e], dtype=np.float32).reshape(h['logits']['shape'])
+ref = torch.load('ref_logits.pt').numpy()
+assert abs(got - ref).max() <= 1e-4 * abs(ref).max(), abs(got - ref).max()
+" && "$attn" classify vit --weights vit.pt --config vit.json red.png >/dev/null; then
+  echo "  ok  attn run gives torchvision's logits; classify runs"
+else
+  echo "FAIL: attn run / classify on a torchvision ViT" && failed=$((failed + 1))
+fi
+tried=$((tried + 1))
+expect_error "run an unknown architecture" -- run deit --weights vit.pt --config vit.json --input pixels.safetensors --output o.safetensors
+expect_error "run swin with ViT weights" -- run swin --weights vit.pt --config swin_t --input pixels.safetensors --output o.safetensors
+expect_error "run with DataParallel keys" -- run vit --weights vit_dp.pt --config vit.json --input pixels.safetensors --output o.safetensors
+expect_error "run with a misshaped head" -- run vit --weights vit_shape.pt --config vit.json --input pixels.safetensors --output o.safetensors
+expect_error "run an unknown preset" -- run vit --weights vit.pt --config vit_q_99 --input pixels.safetensors --output o.safetensors
+expect_error "run a swin_v2 preset as swin" -- run swin --weights vit.pt --config swin_v2_t --input pixels.safetensors --output o.safetensors
+expect_error "run a config with an unknown key" -- run vit --weights vit.pt --config vit_badkey.json --input pixels.safetensors --output o.safetensors
+expect_error "run a config that is not JSON" -- run vit --weights vit.pt --config vit_badjson.json --input pixels.safetensors --output o.safetensors
+expect_error "run images of the wrong size" -- run vit --weights vit.pt --config vit.json --input pixels40.safetensors --output o.safetensors
+expect_error "run without pixel_values" -- run vit --weights vit.pt --config vit.json --input nopixels.safetensors --output o.safetensors
+expect_error "run without --weights" -- run vit --config vit.json --input pixels.safetensors --output o.safetensors
+expect_error "classify a missing image" -- classify vit --weights vit.pt --config vit.json missing.png
+expect_error "classify a broken image" -- classify vit --weights vit.pt --config vit.json broken.png
+expect_error "classify with missing weights" -- classify vit --weights nope.pt --config vit.json red.png
+if [[ -e o.safetensors ]]; then
+  echo "FAIL: a failed run left an output" && failed=$((failed + 1))
+fi
+
 echo "== bad input to a good checkpoint"
 expect_error "viz an unknown word" -- viz translate --checkpoint tr.safetensors --sentence "forty banana"
 expect_error "viz an empty sentence" -- viz translate --checkpoint tr.safetensors --sentence ""

@@ -8,6 +8,7 @@
 #include "attn/functional.h"
 #include "attn/generator.h"
 #include "attn/io.h"
+#include "attn/models/registry.h"
 #include "attn/models/swin_transformer.h"
 #include "attn/models/vision_transformer.h"
 #include "attn/data.h"

@@ -71,6 +71,11 @@ TensorMap load_torch(const std::string& path, const TorchLoadOptions& options = 
 TorchFile parse_torch(const void* bytes, size_t size, const std::string& name = "<memory>",
                       const TorchLoadOptions& options = {});
 
+// An image file (PNG, JPEG, BMP, ... through stb_image) as float32 (3, H, W),
+// RGB in [0, 1] (grey and palette images expanded, alpha dropped).
+// attn::Error naming the file and stb's reason when it cannot be decoded.
+Tensor read_image(const std::string& path);
+
 // A checkpoint by its extension: .safetensors through load_safetensors;
 // .pt, .pth, .bin (and .ckpt) through load_torch. Other names are tried as
 // safetensors, then as a torch.save archive when they start like a zip file.

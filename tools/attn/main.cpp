@@ -86,6 +86,53 @@ int convert(const std::string& in, const std::string& out, const std::string& se
   return 0;
 }
 
+// attn run ARCH: pixel_values (B, 3, H, W) from a safetensors file to logits (B, classes) in another.
+int run_model(const std::string& arch, const std::string& weights, const std::string& config, const std::string& in,
+              const std::string& out) {
+  attn::models::ImageClassifier c = attn::models::image_classifier(arch, config);
+  attn::models::load_weights(*c.module, weights);
+  c.module->eval();
+  attn::io::SafetensorsFile f = attn::io::read_safetensors(in);
+  auto it = f.tensors.find("pixel_values");
+  if (it == f.tensors.end()) throw attn::Error("run: " + in + " holds no tensor named pixel_values");
+  attn::Tensor x = it->second;
+  if (!attn::is_floating(x.dtype()) || x.dim() != 4 || x.size(1) != 3)
+    throw attn::Error("run: " + in + ": pixel_values must be float (B, 3, H, W), got " +
+                      attn::dtype_name(x.dtype()) + " " + attn::shape_str(x.shape()));
+  attn::NoGradGuard ng;
+  attn::Tensor logits = c.forward(x.to(attn::kFloat32));
+  attn::io::save_safetensors(out, {{"logits", logits}}, {{"arch", arch}, {"config", config}, {"weights", weights}});
+  std::printf("%s: logits %s written to %s\n", in.c_str(), attn::shape_str(logits.shape()).c_str(), out.c_str());
+  return 0;
+}
+
+// attn classify ARCH IMAGE...: the preset's transform, then the top 5 classes.
+int classify(const std::string& arch, const std::string& weights, const std::string& config,
+             const std::vector<std::string>& images, int64_t top) {
+  attn::models::ImageClassifier c = attn::models::image_classifier(arch, config);
+  attn::models::load_weights(*c.module, weights);
+  c.module->eval();
+  std::vector<attn::Tensor> batch;
+  for (const auto& path : images) batch.push_back(attn::models::apply_transform(attn::io::read_image(path), c.transform));
+  attn::NoGradGuard ng;
+  attn::Tensor probs = attn::F::softmax(c.forward(attn::stack(batch, 0)), -1).contiguous();
+  const auto& names = attn::models::imagenet_classes();
+  const int64_t k = std::min<int64_t>(top, c.num_classes);
+  for (size_t i = 0; i < images.size(); ++i) {
+    std::printf("%s\n", images[i].c_str());
+    const float* p = probs.data<float>() + static_cast<int64_t>(i) * c.num_classes;
+    std::vector<int64_t> order(static_cast<size_t>(c.num_classes));
+    for (int64_t j = 0; j < c.num_classes; ++j) order[static_cast<size_t>(j)] = j;
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [p](int64_t a, int64_t b) { return p[a] > p[b]; });
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t cls = order[static_cast<size_t>(j)];
+      const std::string name = c.num_classes == 1000 ? names[static_cast<size_t>(cls)] : "class " + std::to_string(cls);
+      std::printf("  %6.2f%%  %s\n", 100.0 * p[cls], name.c_str());
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -137,6 +184,26 @@ int main(int argc, char** argv) {
   conv->add_option("out", convert_out, "the .safetensors file to write")->required();
   conv->add_option("--select", convert_select, "only the tensors under this dotted path of the checkpoint, named "
                                                "relative to it (e.g. model for {\"model\": state_dict, ...})");
+  std::string arch, weights, config, run_in, run_out;
+  std::vector<std::string> image_files;
+  int64_t top = 5;
+  auto* run = app.add_subcommand("run", "Batch inference of a vision model: pixel_values (B, 3, H, W) from a "
+                                        "safetensors file to logits (B, classes) in another");
+  auto* cls = app.add_subcommand("classify", "Classify PNG/JPEG images with a vision model: the preset's ImageNet "
+                                             "evaluation transform, then the top classes");
+  for (auto* sc : {run, cls}) {
+    sc->add_option("arch", arch, "vit, swin or swin_v2")->required()->check(CLI::IsMember({"vit", "swin", "swin_v2"}));
+    sc->add_option("--weights", weights, "the weights: a torch.save state_dict (.pt, .pth, .bin) or safetensors")
+        ->required();
+    sc->add_option("--config", config, "a preset (vit_b_16, vit_b_32, vit_l_16, vit_l_32, vit_h_14, swin_t, swin_s, "
+                                       "swin_b, swin_v2_t, swin_v2_s, swin_v2_b) or a JSON file of the torchvision "
+                                       "constructor's arguments")
+        ->required();
+  }
+  run->add_option("--input", run_in, "safetensors file holding pixel_values (B, 3, H, W) float32")->required();
+  run->add_option("--output", run_out, "safetensors file to write logits to")->required();
+  cls->add_option("images", image_files, "PNG or JPEG files")->required();
+  cls->add_option("--top", top, "how many classes to print (default 5)")->check(kPositive);
   auto* bench = app.add_subcommand("bench", "Benchmarks: GFLOPS, ratio to an in-run SGEMM, peak memory");
   bench->require_subcommand(1);
   auto* sdpa = bench->add_subcommand(
@@ -197,6 +264,8 @@ int main(int argc, char** argv) {
   try {
     if (*ins) return inspect(file);
     if (*conv) return convert(file, convert_out, convert_select);
+    if (*run) return run_model(arch, weights, config, run_in, run_out);
+    if (*cls) return classify(arch, weights, config, image_files, top);
     if (*train || *eval) {
       const attn::apps::App& a = attn::apps::find_app(app_name);
       if (!aopts.variant.empty() && std::find(a.variants.begin(), a.variants.end(), aopts.variant) == a.variants.end())
