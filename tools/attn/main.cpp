@@ -11,6 +11,7 @@
 #include <iostream>
 
 #include "bench_mha.h"
+#include "bench_models.h"
 #include "bench_sdpa.h"
 #include "common/app.h"
 #include "translate/translate.h"
@@ -253,6 +254,22 @@ int main(int argc, char** argv) {
   mha->add_option("--python", mha_opts.python, "Python with torch (default /usr/bin/python3)");
   mha->add_option("--torch-script", mha_opts.torch_script, "bench/torch_mha.py (default: the source tree's)");
   mha->add_option("--min-seconds", mha_opts.min_seconds, "time each row for at least this long (default 1)");
+  attn::tools::ModelBenchOptions models_opts;
+  attn::tools::ModelBenchRow model_row;
+  bool models_no_torch = false;
+  auto* bmodels = bench->add_subcommand("models", "torchvision's vit_b_16 and swin_t forward (eval, 224x224, batch 1 "
+                                                  "and 8) beside torchvision (bench/torch_models.py, timed in the same "
+                                                  "run); with no row flags, the standard table");
+  bmodels->add_flag("--json", models_opts.json, "one JSON object per row (keys model, batch, image, ms, gflops, "
+                                                "sgemm_before, sgemm_after, sgemm_gflops, ratio, noisy, peak_rss_mb, "
+                                                "cpu, simd, blas, torch_ms, speedup)");
+  bmodels->add_option("--model", model_row.model, "a preset (vit_b_16 ... vit_h_14, swin_t ... swin_v2_b); with any "
+                                                  "row flag: run only that row");
+  bmodels->add_option("--batch,-B", model_row.batch, "batch")->check(kPositive);
+  bmodels->add_option("--image", model_row.image, "image size")->check(kPositive);
+  bmodels->add_flag("--no-torch", models_no_torch, "do not time torchvision");
+  bmodels->add_option("--python", models_opts.python, "Python with torch and torchvision (default /usr/bin/python3)");
+  bmodels->add_option("--min-seconds", models_opts.min_seconds, "time each row for at least this long (default 1)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -294,6 +311,14 @@ int main(int argc, char** argv) {
         sdpa_opts.rows = attn::tools::sparse_sdpa_rows();
       }
       return attn::tools::run_sdpa_bench(sdpa_opts);
+    }
+    if (*bmodels) {
+      if (bmodels->count("--model") || bmodels->count("--batch") || bmodels->count("--image")) {
+        if (model_row.model.empty()) model_row.model = "vit_b_16";
+        models_opts.rows = {model_row};
+      }
+      models_opts.torch = !models_no_torch;
+      return attn::tools::run_model_bench(models_opts);
     }
     if (*mha) {
       bool mcustom = false;
