@@ -2,7 +2,8 @@
 """torchvision models for tests/test_models.cpp (Debian's python3-torchvision
 0.14): small random configurations of torchvision.models.VisionTransformer
 and SwinTransformer (v1 and v2; windows that divide the feature map and
-windows that do not, odd maps through patch merging, 1 to 4 stages),
+windows that do not, odd maps through patch merging, 1 to 4 stages), and
+one full-size preset (vit_b_16 at 224),
 every parameter drawn at random (torchvision starts the head at zero), each
 state_dict saved with torch.save as PyTorch users save theirs, beside the
 inputs, the logits in float64 (eval mode) and the gradient of the logits
@@ -84,11 +85,13 @@ def main():
     cases = [("vit_%d" % i, cfg, torchvision.models.VisionTransformer(**cfg), cfg["image_size"])
              for i, cfg in enumerate(VIT_CONFIGS)]
     cases += [("swin_%d" % i, cfg, swin(cfg), size) for i, (cfg, size) in enumerate(SWIN_CONFIGS)]
+    # One full-size preset: vit_b_16 at 224 (86.6M parameters, a 330 MB file).
+    cases.append(("vit_b_16", {"preset": "vit_b_16"}, torchvision.models.vit_b_16(), 224))
     for i, (key, cfg, model, size) in enumerate(cases):
         randomize(model, g)
         model.eval()
         torch.save(model.state_dict(), os.path.join(args.out, key + ".pt"))
-        images = torch.randn(2 + i % 2, 3, size, size, generator=g)
+        images = torch.randn(1 if "preset" in cfg else 2 + i % 2, 3, size, size, generator=g)
         m64 = model.double()
         x = images.double().requires_grad_(True)
         logits = m64(x)
