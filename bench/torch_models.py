@@ -8,23 +8,14 @@ model, batch, image, ms.
 """
 import argparse
 import json
-import time
+import os
+import sys
 
 import torch
 import torchvision
 
-
-def median_ms(f, min_reps, min_seconds):
-    f()
-    ts, start = [], time.perf_counter()
-    while len(ts) < min_reps or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
-        f()
-        ts.append((time.perf_counter() - t0) * 1e3)
-        if len(ts) >= 200:
-            break
-    ts.sort()
-    return ts[len(ts) // 2]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_mha import median_ms  # noqa: E402
 
 
 def main():

@@ -1,4 +1,5 @@
-// Heap watch for the fuzz targets: sanitizer malloc/free hooks keep the bytes
+// Shared by the fuzz targets: the heap watch, reading a result whole, and the
+// error-text check. Heap watch: sanitizer malloc/free hooks keep the bytes
 // live in this process and the peak since the last reset, so a target can
 // check that parsing an input never holds more memory than a bound
 // proportional to the input (a size claimed by a header but absent from the
@@ -10,6 +11,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 namespace attn::fuzz {
 
@@ -42,6 +44,26 @@ inline void watch_check(size_t base, size_t bound, size_t input_size) {
   if (g_peak - base > bound) {
     std::fprintf(stderr, "fuzz: parsing %zu bytes held %zu bytes of heap at its peak (bound %zu)\n", input_size,
                  g_peak - base, bound);
+    std::abort();
+  }
+}
+
+// Reads every byte of a tensor (so ASan checks that its storage is there) and
+// returns their sum, to be kept from the optimiser.
+template <class Tensor>
+double touch(const Tensor& t) {
+  const Tensor c = t.contiguous();
+  const auto* bytes = static_cast<const unsigned char*>(c.raw_data());
+  double s = 0;
+  for (size_t i = 0, n = static_cast<size_t>(c.numel()) * c.itemsize(); i < n; ++i) s += bytes[i];
+  return s;
+}
+
+// Traps unless an error names the reader and the input: "<prefix><what>".
+inline void expect_error_text(const char* what, const char* prefix) {
+  const size_t n = std::strlen(prefix);
+  if (std::strncmp(what, prefix, n) != 0 || std::strlen(what) <= n) {
+    std::fprintf(stderr, "fuzz: unexpected error text: %s\n", what);
     std::abort();
   }
 }

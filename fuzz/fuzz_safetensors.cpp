@@ -17,13 +17,6 @@ namespace {
 constexpr size_t kHeapPerByte = 64;
 constexpr size_t kHeapSlack = size_t{1} << 20;
 
-double touch(const attn::Tensor& t) {
-  const attn::Tensor c = t.contiguous();
-  const auto* bytes = static_cast<const unsigned char*>(c.raw_data());
-  double s = 0;
-  for (size_t i = 0, n = static_cast<size_t>(c.numel()) * c.itemsize(); i < n; ++i) s += bytes[i];
-  return s;
-}
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -34,16 +27,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     volatile double sink = 0;
     for (const auto& [name, t] : f.tensors) {
       if (t.numel() < 0 || static_cast<size_t>(t.numel()) * t.itemsize() > 8 * size) std::abort();
-      sink = sink + touch(t);
+      sink = sink + attn::fuzz::touch(t);
     }
     for (const auto& [k, v] : f.metadata) sink = sink + static_cast<double>(k.size() + v.size());
   } catch (const attn::Error& e) {
     attn::fuzz::watch_check(base, kHeapPerByte * size + kHeapSlack, size);
     // A malformed file is named for what is wrong: "load_safetensors: input: <what>".
-    if (std::strncmp(e.what(), "load_safetensors: input: ", 25) != 0 || std::strlen(e.what()) <= 25) {
-      std::fprintf(stderr, "fuzz: unexpected error text: %s\n", e.what());
-      std::abort();
-    }
+    attn::fuzz::expect_error_text(e.what(), "load_safetensors: input: ");
   }
   return 0;
 }

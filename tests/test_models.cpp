@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "support/op_table.h"
@@ -48,6 +49,26 @@ void expect_close(const std::string& what, const Tensor& got, const Tensor& ref,
               max_abs(ref), c.max_abs / atol);
 }
 
+// Loads a case's .pt into `model` (torchvision's keys, strict), runs it in
+// eval mode in dtype `dt`, and compares logits and d logits / d images with
+// the float64 reference: within 1e-4 of the largest entry in float32, 1e-12
+// in float64.
+void check_case(nn::Module& model, const std::function<Tensor(const Tensor&)>& forward, const std::string& key,
+                const io::SafetensorsFile& f, DType dt) {
+  auto T = [&](const std::string& name) { return f.tensors.at(key + "." + name); };
+  model.load(dir() + "/" + key + ".pt");
+  model.to(dt);
+  model.eval();
+  Tensor images = T("images").to(dt).detach().clone().requires_grad_(true);
+  Tensor logits = forward(images);
+  EXPECT_EQ(logits.dtype(), dt);
+  (logits * T("glogits").to(dt)).sum().backward();
+  const std::string what = key + (dt == kFloat32 ? " f32" : " f64");
+  const double rel = dt == kFloat32 ? 1e-4 : 1e-12;
+  expect_close(what + " logits", logits, T("logits"), rel);
+  expect_close(what + " d logits / d images", images.grad(), T("gimages"), rel);
+}
+
 TEST(Models, TorchvisionVisionTransformerMatches) {
   if (dir().empty()) GTEST_SKIP() << "ATTN_MODELS_DIR is not set (ctest sets it)";
   io::SafetensorsFile f = io::read_safetensors(dir() + "/cases.safetensors");
@@ -56,22 +77,11 @@ TEST(Models, TorchvisionVisionTransformerMatches) {
     if (key.rfind("vit_", 0) != 0) continue;
     SCOPED_TRACE(key + " " + cfg_text);
     const json cfg = json::parse(cfg_text);
-    auto T = [&](const std::string& name) { return f.tensors.at(key + "." + name); };
     const bool full = cfg.contains("preset");  // vit_b_16 itself: float32 only
     for (DType dt : {kFloat32, kFloat64}) {
       if (full && dt == kFloat64) continue;
       VisionTransformer vit(full ? VisionTransformerOptions::preset(cfg.at("preset")) : vit_options(cfg));
-      vit.load(dir() + "/" + key + ".pt");  // torchvision's keys, strict
-      vit.to(dt);
-      vit.eval();
-      Tensor images = T("images").to(dt).detach().clone().requires_grad_(true);
-      Tensor logits = vit.forward(images);
-      EXPECT_EQ(logits.dtype(), dt);
-      (logits * T("glogits").to(dt)).sum().backward();
-      const std::string what = key + (dt == kFloat32 ? " f32" : " f64");
-      const double rel = dt == kFloat32 ? 1e-4 : 1e-12;
-      expect_close(what + " logits", logits, T("logits"), rel);
-      expect_close(what + " d logits / d images", images.grad(), T("gimages"), rel);
+      check_case(vit, [&](const Tensor& x) { return vit.forward(x); }, key, f, dt);
     }
     ++n;
   }
@@ -93,7 +103,6 @@ TEST(Models, TorchvisionSwinTransformerMatches) {
     if (key.rfind("swin_", 0) != 0) continue;
     SCOPED_TRACE(key + " " + cfg_text);
     const json cfg = json::parse(cfg_text);
-    auto T = [&](const std::string& name) { return f.tensors.at(key + "." + name); };
     for (DType dt : {kFloat32, kFloat64}) {
       SwinTransformer swin(swin_options(cfg));
       // The buffers attn computes are the ones torchvision saved.
@@ -105,17 +114,7 @@ TEST(Models, TorchvisionSwinTransformerMatches) {
           EXPECT_TRUE(equal(mine.at(name), t)) << name;
         }
       }
-      swin.load(dir() + "/" + key + ".pt");  // torchvision's keys, strict
-      swin.to(dt);
-      swin.eval();
-      Tensor images = T("images").to(dt).detach().clone().requires_grad_(true);
-      Tensor logits = swin.forward(images);
-      EXPECT_EQ(logits.dtype(), dt);
-      (logits * T("glogits").to(dt)).sum().backward();
-      const std::string what = key + (dt == kFloat32 ? " f32" : " f64");
-      const double rel = dt == kFloat32 ? 1e-4 : 1e-12;
-      expect_close(what + " logits", logits, T("logits"), rel);
-      expect_close(what + " d logits / d images", images.grad(), T("gimages"), rel);
+      check_case(swin, [&](const Tensor& x) { return swin.forward(x); }, key, f, dt);
     }
     ++n;
     v2 += cfg.value("version", 1) == 2;

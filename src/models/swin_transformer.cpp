@@ -60,14 +60,6 @@ int64_t py_index(std::optional<int64_t> i, int64_t n, int64_t none) {
   return *i < 0 ? std::max<int64_t>(0, n + *i) : std::min(*i, n);
 }
 
-// torch.roll along one dim by `shift` (either sign).
-Tensor roll(const Tensor& x, int64_t shift, int64_t dim) {
-  const int64_t n = x.size(dim);
-  shift = ((shift % n) + n) % n;
-  if (shift == 0) return x;
-  return cat({x.narrow(dim, n - shift, shift), x.narrow(dim, 0, n - shift)}, dim);
-}
-
 class Permute : public nn::Module {
  public:
   explicit Permute(Shape dims) : Module("Permute"), dims_(std::move(dims)) {}
@@ -149,41 +141,23 @@ ShiftedWindowAttention::ShiftedWindowAttention(int64_t dim, std::vector<int64_t>
   register_buffer("relative_position_index", relative_position_index);
 }
 
-Tensor ShiftedWindowAttention::relative_position_bias() {
-  const int64_t N = window_[0] * window_[1];
-  Tensor table = version_ == 1 ? relative_position_bias_table
-                               : cpb_mlp.forward(relative_coords_table).reshape({-1, heads_});
-  Tensor bias = index_select(table, 0, relative_position_index).reshape({N, N, heads_}).permute({2, 0, 1});
-  return version_ == 1 ? bias : sigmoid(bias) * 16.0;
-}
-
-Tensor ShiftedWindowAttention::forward(const Tensor& input) {
-  const char* op = "ShiftedWindowAttention";
-  ATTN_CHECK(input.dim() == 4 && input.size(3) == qkv.weight.size(1), op, ": input must be (B, H, W, ",
-             qkv.weight.size(1), "), got ", shape_str(input.shape()));
-  const int64_t B = input.size(0), H = input.size(1), W = input.size(2), C = input.size(3);
-  const int64_t wh = window_[0], ww = window_[1], N = wh * ww, hd = C / heads_;
-  const int64_t pad_b = (wh - H % wh) % wh, pad_r = (ww - W % ww) % ww;
-  Tensor x = (pad_b || pad_r) ? pad(input, {0, 0, 0, pad_r, 0, pad_b}) : input;
-  const int64_t pH = H + pad_b, pW = W + pad_r, nh = pH / wh, nw = pW / ww, nW = nh * nw;
-  int64_t s0 = wh >= pH ? 0 : shift_[0], s1 = ww >= pW ? 0 : shift_[1];
-  const bool shifted = s0 + s1 > 0;
-  if (shifted) x = roll(roll(x, -s0, 1), -s1, 2);
-  // (B, nh, wh, nw, ww, C) -> (B, nW, N, C)
-  x = x.reshape({B, nh, wh, nw, ww, C}).permute({0, 1, 3, 2, 4, 5}).reshape({B, nW, N, C});
-  Tensor qkv_bias = qkv.bias;
-  if (version_ == 2 && qkv_bias.defined())  // the key bias stays out of v2's forward
-    qkv_bias = cat({qkv_bias.narrow(0, 0, C), zeros({C}, qkv_bias.dtype()), qkv_bias.narrow(0, 2 * C, C)}, 0);
-  Tensor t = F::linear(x, qkv.weight, qkv_bias).reshape({B, nW, N, 3, heads_, hd}).permute({3, 0, 1, 4, 2, 5});
-  Tensor q = t.select(0, 0), k = t.select(0, 1), v = t.select(0, 2);  // (B, nW, heads, N, hd)
-  F::SdpaOptions o;
-  if (version_ == 2) {  // scaled cosine attention: cos(q, k) * exp(min(logit_scale, log 100)) per head
-    q = F::normalize(q, -1) * exp(clamp_max(logit_scale, std::log(100.0)));
-    k = F::normalize(k, -1);
-    o.scale(1.0);
-  }
-  Tensor mask = relative_position_bias();  // (heads, N, N)
-  if (shifted) {
+const ShiftedWindowAttention::Layout& ShiftedWindowAttention::layout(int64_t pH, int64_t pW, int64_t s0, int64_t s1) {
+  const std::array<int64_t, 4> key{pH, pW, s0, s1};
+  auto it = layouts_.find(key);
+  if (it != layouts_.end()) return it->second;
+  const int64_t wh = window_[0], ww = window_[1], N = wh * ww, nw = pW / ww, nW = (pH / wh) * nw;
+  // Token n of window w sits at (r, c) of the rolled map, which is pixel
+  // ((r + s0) % pH, (c + s1) % pW) of the padded image.
+  std::vector<int64_t> gather(static_cast<size_t>(nW * N)), scatter(static_cast<size_t>(pH * pW));
+  for (int64_t w = 0; w < nW; ++w)
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t r = (w / nw) * wh + n / ww, c = (w % nw) * ww + n % ww;
+      const int64_t src = ((r + s0) % pH) * pW + (c + s1) % pW;
+      gather[static_cast<size_t>(w * N + n)] = src;
+      scatter[static_cast<size_t>(src)] = w * N + n;
+    }
+  Layout lay{from_vector(gather), from_vector(scatter), Tensor()};
+  if (s0 + s1 > 0) {
     // Regions of the rolled map, labelled as torchvision's slices label them;
     // keys of another region than the query's get -100.
     std::vector<int64_t> label(static_cast<size_t>(pH * pW), 0);
@@ -207,16 +181,55 @@ Tensor ShiftedWindowAttention::forward(const Tensor& input) {
           };
           shift_mask[static_cast<size_t>((wi * N + a) * N + b)] = at(a) == at(b) ? 0.0f : -100.0f;
         }
-    mask = mask.unsqueeze(0) + from_vector(shift_mask, {nW, 1, N, N}).to(mask.dtype());  // (nW, heads, N, N)
+    lay.shift_mask = from_vector(shift_mask, {nW, 1, N, N});
   }
+  return layouts_.emplace(key, std::move(lay)).first->second;
+}
+
+Tensor ShiftedWindowAttention::relative_position_bias() {
+  const int64_t N = window_[0] * window_[1];
+  Tensor table = version_ == 1 ? relative_position_bias_table
+                               : cpb_mlp.forward(relative_coords_table).reshape({-1, heads_});
+  Tensor bias = index_select(table, 0, relative_position_index).reshape({N, N, heads_}).permute({2, 0, 1});
+  return version_ == 1 ? bias : sigmoid(bias) * 16.0;
+}
+
+Tensor ShiftedWindowAttention::forward(const Tensor& input) {
+  const char* op = "ShiftedWindowAttention";
+  ATTN_CHECK(input.dim() == 4 && input.size(3) == qkv.weight.size(1), op, ": input must be (B, H, W, ",
+             qkv.weight.size(1), "), got ", shape_str(input.shape()));
+  const int64_t B = input.size(0), H = input.size(1), W = input.size(2), C = input.size(3);
+  const int64_t wh = window_[0], ww = window_[1], N = wh * ww, hd = C / heads_;
+  const int64_t pad_b = (wh - H % wh) % wh, pad_r = (ww - W % ww) % ww;
+  Tensor x = (pad_b || pad_r) ? pad(input, {0, 0, 0, pad_r, 0, pad_b}) : input;
+  const int64_t pH = H + pad_b, pW = W + pad_r, nh = pH / wh, nw = pW / ww, nW = nh * nw;
+  int64_t s0 = wh >= pH ? 0 : shift_[0], s1 = ww >= pW ? 0 : shift_[1];
+  const bool shifted = s0 + s1 > 0;
+  const Layout& lay = layout(pH, pW, s0, s1);
+  // The roll by (-s0, -s1) and the window partition as one gather:
+  // (B, pH * pW, C) -> (B, nW * N, C), window by window.
+  x = index_select(x.reshape({B, pH * pW, C}), 1, lay.gather).reshape({B, nW, N, C});
+  Tensor qkv_bias = qkv.bias;
+  if (version_ == 2 && qkv_bias.defined())  // the key bias stays out of v2's forward
+    qkv_bias = cat({qkv_bias.narrow(0, 0, C), zeros({C}, qkv_bias.dtype()), qkv_bias.narrow(0, 2 * C, C)}, 0);
+  Tensor t = F::linear(x, qkv.weight, qkv_bias).reshape({B, nW, N, 3, heads_, hd}).permute({3, 0, 1, 4, 2, 5});
+  Tensor q = t.select(0, 0), k = t.select(0, 1), v = t.select(0, 2);  // (B, nW, heads, N, hd)
+  F::SdpaOptions o;
+  if (version_ == 2) {  // scaled cosine attention: cos(q, k) * exp(min(logit_scale, log 100)) per head
+    q = F::normalize(q, -1) * exp(clamp_max(logit_scale, std::log(100.0)));
+    k = F::normalize(k, -1);
+    o.scale(1.0);
+  }
+  Tensor mask = relative_position_bias();  // (heads, N, N)
+  if (shifted) mask = mask.unsqueeze(0) + lay.shift_mask.to(mask.dtype());  // (nW, heads, N, N)
   o.attn_mask(mask).dropout_p(is_training() ? attention_dropout_ : 0.0);
   Tensor out = F::scaled_dot_product_attention(q, k, v, o);  // (B, nW, heads, N, hd)
   out = proj.forward(out.transpose(2, 3).reshape({B, nW, N, C}));
   out = F::dropout(out, dropout_, is_training());
-  out = out.reshape({B, nh, nw, wh, ww, C}).permute({0, 1, 3, 2, 4, 5}).reshape({B, pH, pW, C});
-  if (shifted) out = roll(roll(out, s0, 1), s1, 2);
-  if (pad_b || pad_r) out = out.narrow(1, 0, H).narrow(2, 0, W);
-  return out.contiguous();
+  // Back to the image, unrolled: the inverse gather.
+  out = index_select(out.reshape({B, nW * N, C}), 1, lay.scatter).reshape({B, pH, pW, C});
+  if (pad_b || pad_r) out = out.narrow(1, 0, H).narrow(2, 0, W).contiguous();
+  return out;
 }
 
 SwinTransformerBlock::SwinTransformerBlock(int64_t dim, int64_t num_heads, std::vector<int64_t> window_size,

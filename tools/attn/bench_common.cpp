@@ -2,6 +2,7 @@
 #include "bench_common.h"
 
 #include <attn/attn.h>
+#include <nlohmann/json.hpp>
 #include <cblas.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -11,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -73,6 +75,49 @@ bool in_child(const std::function<Measured()>& f, Measured& out) {
   int status = 0;
   waitpid(pid, &status, 0);
   return n == static_cast<ssize_t>(sizeof out) && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+bool measure_rows(size_t n, CeilingTimer& ceilings, const std::function<Measured(size_t)>& measure, RowTimes& out) {
+  out.got.assign(n, Measured{});
+  out.ok.assign(n, false);
+  if (!ceilings.next()) return false;
+  for (size_t i = 0; i < n; ++i) {
+    out.ok[i] = in_child([&] { return measure(i); }, out.got[i]);
+    if (!ceilings.next()) return false;
+  }
+  return true;
+}
+
+std::map<std::string, double> run_timing_script(const ScriptRun& run, const std::vector<std::string>& row_keys,
+                                                const std::function<std::string(const std::string&)>& key_of,
+                                                std::string& why) {
+  std::map<std::string, double> out;
+  if (run.script.empty() || !std::ifstream(run.script)) {
+    why = "the script " + (run.script.empty() ? std::string("for ") + run.what : run.script) + " was not found";
+    return out;
+  }
+  std::string cmd = "'" + run.python + "' '" + run.script + "' --min-seconds " + std::to_string(run.min_seconds) +
+                    " --min-reps " + std::to_string(run.min_reps) + " --threads " + std::to_string(get_num_threads());
+  for (const auto& k : row_keys) cmd += " --row " + k;
+  cmd += " 2>&1";
+  std::fflush(stdout);
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
+  if (!pipe) {
+    why = "could not run " + run.python;
+    return out;
+  }
+  char line[4096];
+  std::string rest;
+  while (std::fgets(line, sizeof line, pipe.get())) {
+    try {
+      const std::string k = key_of(line);
+      out[k] = nlohmann::json::parse(line).at("ms").get<double>();
+    } catch (const std::exception&) {
+      rest += line;
+    }
+  }
+  if (out.empty()) why = run.what + " did not run: " + (rest.size() > 300 ? rest.substr(0, 300) + "..." : rest);
+  return out;
 }
 
 Machine machine() {

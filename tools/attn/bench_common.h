@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,19 @@ double peak_rss_mb();
 // parent must never start OpenMP threads: libgomp is not fork-safe once its
 // pool exists, so every measurement (the SGEMM ceiling too) runs in a child.
 bool in_child(const std::function<Measured()>& f, Measured& out);
+
+// Runs a PyTorch timing script (bench/torch_*.py) with the given --row keys
+// and the run's repetition settings; returns ms by row key, read from the JSON
+// lines the script prints (keyed by key_of). Empty, with the reason in `why`,
+// when the script or Python is missing or prints no row.
+struct ScriptRun {
+  std::string python, script, what;  // what: "PyTorch", "torchvision" (for messages)
+  int min_reps = 5;
+  double min_seconds = 1.0;
+};
+std::map<std::string, double> run_timing_script(const ScriptRun& run, const std::vector<std::string>& row_keys,
+                                                const std::function<std::string(const std::string& json_line)>& key_of,
+                                                std::string& why);
 
 // The CPU's model name (/proc/cpuinfo), the SIMD target of attn's kernels and
 // OpenBLAS's kernel, for every row of a benchmark.
@@ -58,5 +72,14 @@ class CeilingTimer {
   double seconds_;
   std::vector<double> times_;
 };
+
+// Measures n rows, each in its own child, the ceiling timed before the first
+// and after every row. ok[i] says whether row i ran; false when a ceiling
+// could not be timed (the rows after it are not run).
+struct RowTimes {
+  std::vector<Measured> got;
+  std::vector<bool> ok;
+};
+bool measure_rows(size_t n, CeilingTimer& ceilings, const std::function<Measured(size_t)>& measure, RowTimes& out);
 
 }  // namespace attn::tools

@@ -121,35 +121,14 @@ std::string key(const MhaBenchRow& r) {
 // PyTorch's ms per row key; empty when torch or the script is unavailable.
 std::map<std::string, double> torch_times(const std::vector<MhaBenchRow>& rows, const MhaBenchOptions& o,
                                           std::string& why) {
-  std::map<std::string, double> out;
-  const std::string script = o.torch_script.empty() ? ATTN_TORCH_MHA_SCRIPT : o.torch_script;
-  if (script.empty() || !std::ifstream(script)) {
-    why = "the script bench/torch_mha.py was not found";
-    return out;
-  }
-  std::string cmd = "'" + o.python + "' '" + script + "' --min-seconds " + std::to_string(o.min_seconds) +
-                    " --min-reps " + std::to_string(o.min_reps) + " --threads " + std::to_string(get_num_threads());
-  for (const auto& r : rows) cmd += " --row " + key(r);
-  cmd += " 2>&1";
-  std::fflush(stdout);
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
-  if (!pipe) {
-    why = "could not run " + o.python;
-    return out;
-  }
-  char line[4096];
-  std::string rest;
-  while (std::fgets(line, sizeof line, pipe.get())) {
-    try {
-      auto j = nlohmann::json::parse(line);
-      MhaBenchRow r{j.at("module"), j.at("B"), j.at("L"), j.at("E"), j.at("H"), j.at("pass")};
-      out[key(r)] = j.at("ms").get<double>();
-    } catch (const std::exception&) {
-      rest += line;
-    }
-  }
-  if (out.empty()) why = "PyTorch did not run: " + (rest.size() > 300 ? rest.substr(0, 300) + "..." : rest);
-  return out;
+  std::vector<std::string> keys;
+  for (const auto& r : rows) keys.push_back(key(r));
+  const ScriptRun run{o.python, o.torch_script.empty() ? ATTN_TORCH_MHA_SCRIPT : o.torch_script, "PyTorch",
+                      o.min_reps, o.min_seconds};
+  return run_timing_script(run, keys, [](const std::string& line) {
+    auto j = nlohmann::json::parse(line);
+    return key(MhaBenchRow{j.at("module"), j.at("B"), j.at("L"), j.at("E"), j.at("H"), j.at("pass")});
+  }, why);
 }
 
 }  // namespace
@@ -180,17 +159,13 @@ int run_mha_bench(const MhaBenchOptions& o) {
                    r.module == "RelativeMultiheadAttention",
                "bench mha: unknown module ", r.module);
   CeilingTimer ceilings(o.min_reps, o.min_seconds);
-  bool timed = ceilings.next();
-  std::vector<Measured> got(rows.size());
-  std::vector<bool> ok(rows.size());
-  for (size_t i = 0; i < rows.size() && timed; ++i) {
-    ok[i] = in_child([&] { return measure(rows[i], o); }, got[i]);
-    timed = ceilings.next();
-  }
-  if (!timed) {
+  RowTimes times;
+  if (!measure_rows(rows.size(), ceilings, [&](size_t i) { return measure(rows[i], o); }, times)) {
     std::fprintf(stderr, "bench mha: timing the SGEMM ceiling failed\n");
     return 1;
   }
+  const std::vector<Measured>& got = times.got;
+  const std::vector<bool>& ok = times.ok;
   std::string why;
   std::map<std::string, double> torch = o.torch ? torch_times(rows, o, why) : std::map<std::string, double>{};
   if (!o.torch) why = "not timed (--no-torch)";

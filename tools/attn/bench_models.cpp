@@ -86,37 +86,17 @@ std::string key(const ModelBenchRow& r) {
   return r.model + "," + std::to_string(r.batch) + "," + std::to_string(r.image);
 }
 
+// torchvision's ms per row key; empty when torch or the script is unavailable.
 std::map<std::string, double> torch_times(const std::vector<ModelBenchRow>& rows, const ModelBenchOptions& o,
                                           std::string& why) {
-  std::map<std::string, double> out;
-  const std::string script = o.torch_script.empty() ? ATTN_TORCH_MODELS_SCRIPT : o.torch_script;
-  if (script.empty() || !std::ifstream(script)) {
-    why = "the script bench/torch_models.py was not found";
-    return out;
-  }
-  std::string cmd = "'" + o.python + "' '" + script + "' --min-seconds " + std::to_string(o.min_seconds) +
-                    " --min-reps " + std::to_string(o.min_reps) + " --threads " + std::to_string(get_num_threads());
-  for (const auto& r : rows) cmd += " --row " + key(r);
-  cmd += " 2>&1";
-  std::fflush(stdout);
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
-  if (!pipe) {
-    why = "could not run " + o.python;
-    return out;
-  }
-  char line[4096];
-  std::string rest;
-  while (std::fgets(line, sizeof line, pipe.get())) {
-    try {
-      auto j = nlohmann::json::parse(line);
-      ModelBenchRow r{j.at("model"), j.at("batch"), j.at("image")};
-      out[key(r)] = j.at("ms").get<double>();
-    } catch (const std::exception&) {
-      rest += line;
-    }
-  }
-  if (out.empty()) why = "torchvision did not run: " + (rest.size() > 300 ? rest.substr(0, 300) + "..." : rest);
-  return out;
+  std::vector<std::string> keys;
+  for (const auto& r : rows) keys.push_back(key(r));
+  const ScriptRun run{o.python, o.torch_script.empty() ? ATTN_TORCH_MODELS_SCRIPT : o.torch_script, "torchvision",
+                      o.min_reps, o.min_seconds};
+  return run_timing_script(run, keys, [](const std::string& line) {
+    auto j = nlohmann::json::parse(line);
+    return key(ModelBenchRow{j.at("model"), j.at("batch"), j.at("image")});
+  }, why);
 }
 
 }  // namespace
@@ -136,17 +116,13 @@ int run_model_bench(const ModelBenchOptions& o) {
     else (void)models::SwinTransformerOptions::preset(r.model);
   }
   CeilingTimer ceilings(o.min_reps, o.min_seconds);
-  bool timed = ceilings.next();
-  std::vector<Measured> got(rows.size());
-  std::vector<bool> ok(rows.size());
-  for (size_t i = 0; i < rows.size() && timed; ++i) {
-    ok[i] = in_child([&] { return measure(rows[i], o); }, got[i]);
-    timed = ceilings.next();
-  }
-  if (!timed) {
+  RowTimes times;
+  if (!measure_rows(rows.size(), ceilings, [&](size_t i) { return measure(rows[i], o); }, times)) {
     std::fprintf(stderr, "bench models: timing the SGEMM ceiling failed\n");
     return 1;
   }
+  const std::vector<Measured>& got = times.got;
+  const std::vector<bool>& ok = times.ok;
   std::string why;
   std::map<std::string, double> torch = o.torch ? torch_times(rows, o, why) : std::map<std::string, double>{};
   if (!o.torch) why = "not timed (--no-torch)";

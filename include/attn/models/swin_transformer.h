@@ -22,6 +22,8 @@
 //   attn::Tensor logits = swin.forward(images);  // (B, 3, H, W) -> (B, 1000)
 #pragma once
 
+#include <array>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -71,6 +73,13 @@ class ShiftedWindowAttention : public nn::Module {
   Tensor relative_coords_table;         // v2 buffer: (1, 2wh-1, 2ww-1, 2)
 
  private:
+  // Per padded map size and shift: the token order of the windows (the roll
+  // and the partition as one gather), its inverse, and the shift mask.
+  struct Layout {
+    Tensor gather, scatter, shift_mask;
+  };
+  const Layout& layout(int64_t pH, int64_t pW, int64_t s0, int64_t s1);
+  std::map<std::array<int64_t, 4>, Layout> layouts_;
   std::vector<int64_t> window_, shift_;
   int64_t heads_;
   double attention_dropout_, dropout_;
