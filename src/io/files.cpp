@@ -1,3 +1,5 @@
+// Mapping a checkpoint file read-only (copy-on-write), shared by the
+// safetensors and PyTorch readers (see files.h).
 #include "io/files.h"
 
 #include <fcntl.h>

@@ -1,3 +1,5 @@
+// The accuracy table of the parity tests: attn's float32 error over PyTorch's,
+// both against PyTorch in float64, per op or module kind (see accuracy.h).
 #include "support/accuracy.h"
 
 #include <algorithm>
