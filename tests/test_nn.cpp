@@ -78,6 +78,13 @@ TEST(Module, StateDictRoundTripAndLoadErrors) {
   extra["scale"] = ones({1});
   expect_error([&] { b.load_state_dict(extra); }, {"unexpected keys: 'scale'"});
   b.load_state_dict(extra, false);
+  // A state_dict saved from DataParallel, and one of another model: the error says which.
+  StateDict prefixed;
+  for (auto& [k, t] : sd) prefixed["module." + k] = t;
+  expect_error([&] { b.load_state_dict(prefixed); }, {"unexpected keys: 'module.bias'", "DataParallel"});
+  StateDict foreign;
+  for (int i = 0; i < 12; ++i) foreign["layer" + std::to_string(i) + ".w"] = ones({1});
+  expect_error([&] { b.load_state_dict(foreign); }, {"... (12 in all)", "another architecture"});
   StateDict bad = sd;
   bad["weight"] = zeros({3, 2});
   expect_error([&] { b.load_state_dict(bad, false); }, {"'weight' has shape (3, 2) in the state_dict but (2, 3)"});

@@ -198,41 +198,12 @@ ImageClassifier image_classifier(const std::string& arch, const std::string& con
 }
 
 void load_weights(nn::Module& module, const std::string& path) {
-  io::TensorMap w = io::load_tensors(path);
-  const nn::StateDict mine = module.state_dict();
-  std::vector<std::string> missing, unexpected;
-  for (const auto& [k, t] : mine)
-    if (!w.count(k)) missing.push_back(k);
-  for (const auto& [k, t] : w)
-    if (!mine.count(k)) unexpected.push_back(k);
-  auto some = [](const std::vector<std::string>& v) {
-    std::string s;
-    for (size_t i = 0; i < v.size() && i < 6; ++i) s += (i ? ", '" : "'") + v[i] + "'";
-    return s + (v.size() > 6 ? ", ..." : "");
-  };
-  if (!missing.empty() || !unexpected.empty()) {
-    bool prefixed = !w.empty();
-    for (const auto& [k, t] : w) prefixed = prefixed && k.rfind("module.", 0) == 0;
-    std::string msg = path + ": these weights do not fit the " + module.type_name() + ": ";
-    if (prefixed) {
-      msg += "every key starts with \"module.\" (a model saved from DataParallel or DistributedDataParallel); "
-             "save model.module.state_dict() instead, or strip the prefix";
-    } else if (unexpected.size() == w.size()) {
-      msg += "none of the file's " + std::to_string(w.size()) + " keys is a key of this model (the file has " +
-             some(unexpected) + "; the model expects " + some(missing) +
-             "): weights of another architecture or configuration?";
-    } else {
-      if (!missing.empty()) msg += std::to_string(missing.size()) + " keys missing (" + some(missing) + ")";
-      if (!unexpected.empty())
-        msg += std::string(missing.empty() ? "" : "; ") + std::to_string(unexpected.size()) + " keys unexpected (" +
-               some(unexpected) + ")";
-    }
-    throw Error(msg);
-  }
   try {
-    module.load_state_dict(nn::StateDict(w.begin(), w.end()), true);
-  } catch (const Error& e) {  // shapes or dtypes: the state_dict's own message names each key
-    throw Error(path + ": these weights do not fit the " + module.type_name() + ": " + e.what());
+    module.load(path);  // strict: load_state_dict names the keys and the likely cause
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    if (what.rfind("load_", 0) == 0 || what.rfind(path, 0) == 0) throw;  // the file itself could not be read
+    throw Error(path + ": these weights do not fit the " + module.type_name() + ": " + what);
   }
 }
 

@@ -147,9 +147,12 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
   }
   for (auto& [name, t] : state)
     if (!known.count(name)) unexpected.push_back(name);
+  // The first keys of each list (a whole model's keys would fill a screen), with the count.
   auto join = [](const std::vector<std::string>& v) {
+    constexpr size_t kShown = 8;
     std::string s;
-    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + ("'" + v[i] + "'");
+    for (size_t i = 0; i < v.size() && i < kShown; ++i) s += (i ? ", " : "") + ("'" + v[i] + "'");
+    if (v.size() > kShown) s += detail::str(", ... (", v.size(), " in all)");
     return s;
   };
   std::string msg;
@@ -159,6 +162,17 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
   }
   if (strict && !missing.empty()) msg += (msg.empty() ? "" : ". ") + ("missing keys: " + join(missing));
   if (strict && !unexpected.empty()) msg += (msg.empty() ? "" : ". ") + ("unexpected keys: " + join(unexpected));
+  // What a user most likely did: saved from DataParallel, or loaded another model's weights.
+  if (strict && !missing.empty() && !unexpected.empty()) {
+    bool prefixed = !state.empty();
+    for (auto& [name, t] : state) prefixed = prefixed && name.rfind("module.", 0) == 0;
+    if (prefixed)
+      msg += ". Every key starts with \"module.\" (a model saved from DataParallel or DistributedDataParallel): "
+             "save model.module.state_dict() instead, or strip the prefix";
+    else if (unexpected.size() == state.size())
+      msg += ". None of the state_dict's keys is one of this model's: weights of another architecture or "
+             "configuration?";
+  }
   ATTN_CHECK(msg.empty(), type_name_, ".load_state_dict: ", msg);
   NoGradGuard ng;
   for (auto& [name, slot] : slots) {

@@ -36,9 +36,9 @@ struct ImageClassifier {
 ImageClassifier image_classifier(const std::string& arch, const std::string& config);
 std::vector<std::string> image_architectures();
 
-// Loads weights (safetensors or a torch.save state_dict) strictly. The error
-// lists missing and unexpected keys, and says so when every key carries the
-// "module." prefix of a model saved from DataParallel.
+// Loads weights (safetensors or a torch.save state_dict) strictly, as
+// Module::load; a state_dict that does not fit is an error naming the file,
+// the model, the keys (the first of each list) and the likely cause.
 void load_weights(nn::Module& module, const std::string& path);
 
 // An image (3, H, W) float32 in [0, 1] to the model's input (3, crop, crop).

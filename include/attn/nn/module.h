@@ -59,9 +59,11 @@ class Module {
   // Parameters and persistent buffers by their dotted names.
   StateDict state_dict() const;
   // Copies each entry into the matching parameter or buffer (shapes must
-  // match; dtypes are converted). strict: attn::Error naming every missing
-  // and unexpected key; otherwise those are ignored. Misshaped entries are
-  // always an error. Nothing is changed unless every check passes.
+  // match; dtypes are converted). strict: attn::Error naming the missing
+  // and unexpected keys (the first 8 of each, with the count) and the likely
+  // cause when every key carries DataParallel's "module." prefix or none is
+  // the model's; otherwise those are ignored. Misshaped entries are always
+  // an error. Nothing is changed unless every check passes.
   void load_state_dict(const StateDict& state, bool strict = true);
 
   // Converts every floating parameter and buffer to `dtype` (float32/float64);
