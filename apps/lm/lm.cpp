@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "common/app.h"
+#include "lm/lm_gpt2.h"
 
 namespace attn::apps {
 
@@ -152,7 +153,17 @@ AppResult finish(const CharTransformer& m, const AppOptions& o, double seconds) 
   return r;
 }
 
+// --arch gpt2 goes to lm_gpt2.cpp; --data and --tokenizer belong to it.
+bool gpt2_arch(const AppOptions& o) {
+  ATTN_CHECK(o.arch.empty() || o.arch == "char" || o.arch == "gpt2", "lm: --arch must be char or gpt2, got \"", o.arch,
+             "\"");
+  ATTN_CHECK(o.arch == "gpt2" || (o.data.empty() && o.tokenizer.empty()),
+             "lm: --data and --tokenizer apply to --arch gpt2 (the character model trains on the embedded text)");
+  return o.arch == "gpt2";
+}
+
 AppResult train(const AppOptions& in) {
+  if (gpt2_arch(in)) return train_gpt2(in);
   AppOptions o = with_defaults(in, "lm", kDefaults);
   manual_seed(o.seed);
   CharTransformer m;
@@ -165,6 +176,7 @@ AppResult train(const AppOptions& in) {
 }
 
 AppResult eval(const AppOptions& in) {
+  if (gpt2_arch(in)) return eval_gpt2(in);
   AppOptions o = with_defaults(in, "lm", kDefaults);
   CharTransformer m;
   load_app(m, o, "lm");

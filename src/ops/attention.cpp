@@ -269,6 +269,27 @@ Shape out_shape(const Geometry& g, int64_t last) {
   return s;
 }
 
+// The element stride between consecutive heads of t (..., S, E) when its
+// rows are contiguous (stride E, unit stride within a row) and its leading
+// dims collapse to one evenly spaced index; -1 otherwise. Never 0 (a
+// broadcast head) and never for fewer than 3 dims.
+int64_t head_stride(const Tensor& t) {
+  const int64_t d = t.dim();
+  if (d < 3 || t.stride(-1) != 1 || (t.size(-2) > 1 && t.stride(-2) != t.size(-1))) return -1;
+  int64_t inner = -1, span = 0;  // the innermost non-unit leading dim's stride; the span it must continue
+  for (int64_t i = d - 3; i >= 0; --i) {
+    if (t.size(i) == 1) continue;
+    if (inner < 0) {
+      inner = t.stride(i);
+    } else if (t.stride(i) != span) {
+      return -1;
+    }
+    span = t.stride(i) * t.size(i);
+  }
+  if (inner < 0) return t.size(-2) * t.size(-1);  // one head
+  return inner > 0 ? inner : -1;
+}
+
 std::tuple<Tensor, Tensor> fused(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaOptions& o,
                                  const Geometry& g) {
   Fused f = fused_params(g, o);
@@ -278,16 +299,27 @@ std::tuple<Tensor, Tensor> fused(const Tensor& q, const Tensor& k, const Tensor&
     f.p.seed = gen.seed();
     f.p.offset = gen.reserve(kernels::cpu::sdpa_dropout_blocks(f.p.BH, g.L, g.S));
   }
-  Tensor q3 = q.detach().reshape({g.B * g.Hq, g.L, g.E}).contiguous();
-  Tensor k3 = k.detach().reshape({g.B * g.Hk, g.S, g.E}).contiguous();
-  Tensor v3 = v.detach().reshape({g.B * g.Hk, g.S, g.Ev}).contiguous();
-  Tensor out = Tensor::make({g.B * g.Hq, g.L, g.Ev}, kFloat32);
-  Tensor lse = Tensor::make({g.B * g.Hq, g.L}, kFloat32);
-  kernels::cpu::sdpa_forward(q3, k3, v3, f.p, out, lse);
-  Tensor result = out.reshape(out_shape(g, g.Ev));
   const Tensor& mask = o.attn_mask();
   const bool mask_grad = mask.defined() && mask.dtype() != kBool && mask.requires_grad();
-  if (should_record({&q, &k, &v}) || (mask_grad && is_grad_enabled())) {
+  const bool grad = should_record({&q, &k, &v}) || (mask_grad && is_grad_enabled());
+  Tensor q3 = q.detach().reshape({g.B * g.Hq, g.L, g.E}).contiguous();
+  Tensor out = Tensor::make({g.B * g.Hq, g.L, g.Ev}, kFloat32);
+  Tensor lse = Tensor::make({g.B * g.Hq, g.L}, kFloat32);
+  // Without a gradient to record, K and V whose heads are evenly spaced rows
+  // (a KV cache's storage, narrowed to its length) are read in place.
+  const int64_t ks = grad || o.stride() > 0 ? -1 : head_stride(k), vs = ks < 0 ? -1 : head_stride(v);
+  Tensor k3, v3;
+  if (ks >= 0 && vs >= 0) {
+    kernels::cpu::SdpaParams p = f.p;
+    p.k_head_stride = ks, p.v_head_stride = vs;
+    kernels::cpu::sdpa_forward(q3, k.detach(), v.detach(), p, out, lse);
+  } else {
+    k3 = k.detach().reshape({g.B * g.Hk, g.S, g.E}).contiguous();
+    v3 = v.detach().reshape({g.B * g.Hk, g.S, g.Ev}).contiguous();
+    kernels::cpu::sdpa_forward(q3, k3, v3, f.p, out, lse);
+  }
+  Tensor result = out.reshape(out_shape(g, g.Ev));
+  if (grad) {
     Shape qs = q.shape(), ks = k.shape(), vs = v.shape(), ms = mask_grad ? mask.shape() : Shape{};
     Tensor os = out, ls = lse;
     record("ScaledDotProductAttentionBackward", {q, k, v, mask_grad ? mask : Tensor()}, result,

