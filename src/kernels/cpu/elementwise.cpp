@@ -1,15 +1,46 @@
 // Elementwise reference kernels: copies, fills, unary and binary maps,
 // comparisons, where, triangles. Plain loops over strided_loop runs; the
 // compiler vectorises the contiguous ones.
+#include <hwy/highway.h>
+#include <hwy/contrib/math/math-inl.h>
+
 #include <cmath>
 #include <limits>
 
+#include "core/parallel.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/loop.h"
 
 namespace attn::kernels::cpu {
 
 namespace {
+
+namespace hn = hwy::HWY_NAMESPACE;
+
+constexpr double kSqrt2OverPi = 0.79788456080286535588;
+
+// GELU with the tanh approximation (GPT-2's gelu_new) over contiguous float32,
+// vectorised with Highway's Tanh (a few ulp): 0.5 v (1 + tanh(c (v + 0.044715 v^3))).
+void gelu_tanh_contiguous(const float* x, float* y, int64_t n) {
+  detail::parallel_for(n, 1 << 14, [&](int64_t b, int64_t e) {
+    const hn::ScalableTag<float> d;
+    const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+    const auto c = hn::Set(d, static_cast<float>(kSqrt2OverPi));
+    const auto c3 = hn::Set(d, static_cast<float>(kSqrt2OverPi * 0.044715));
+    const auto half = hn::Set(d, 0.5f);
+    int64_t i = b;
+    for (; i + N <= e; i += N) {
+      const auto v = hn::LoadU(d, x + i);
+      const auto inner = hn::Mul(v, hn::MulAdd(hn::Mul(v, v), c3, c));
+      const auto h = hn::Mul(half, v);
+      hn::StoreU(hn::MulAdd(h, hn::Tanh(d, inner), h), d, y + i);
+    }
+    for (; i < e; ++i) {
+      const float v = x[i];
+      y[i] = 0.5f * v * (1.0f + std::tanh(static_cast<float>(kSqrt2OverPi) * (v + 0.044715f * v * v * v)));
+    }
+  });
+}
 
 template <class To, class From>
 inline To convert(From v) {
@@ -83,7 +114,6 @@ void map3(const Tensor& out, const Tensor& a, const Tensor& b, const Tensor& c, 
 
 constexpr double kSqrt1_2 = 0.70710678118654752440;
 constexpr double kInvSqrt2Pi = 0.39894228040143267794;
-constexpr double kSqrt2OverPi = 0.79788456080286535588;
 
 }  // namespace
 
@@ -162,6 +192,12 @@ Tensor unary(Unary op, const Tensor& x, double p0, double p1) {
         map1<T, T>(out, x, [](T v) { return T(0.5) * v * (T(1) + std::erf(v * T(kSqrt1_2))); });
         break;
       case Unary::GeluTanh:
+        if constexpr (std::is_same_v<T, float>) {
+          if (x.is_contiguous()) {
+            gelu_tanh_contiguous(base_ptr<float>(x), base_ptr<float>(out), x.numel());
+            break;
+          }
+        }
         map1<T, T>(out, x, [](T v) {
           T inner = T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v);
           return T(0.5) * v * (T(1) + std::tanh(inner));

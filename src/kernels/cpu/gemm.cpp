@@ -50,6 +50,25 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const
           const float* B, int64_t ldb, double beta, float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
   SingleThreadedBlas single;
+  // A single row or column is a matrix-vector product: SGEMV reads the matrix
+  // once where SGEMM would first copy it into packed panels (a decoding step
+  // multiplies one token's vector by every weight matrix).
+  if (M == 1 && K > 0) {
+    // C (1, N) = op(A) (1, K) op(B) (K, N): y = op(B)^T x, x = A's row (op(A)^T's column when ta).
+    const int64_t incx = ta ? std::max<int64_t>(lda, 1) : 1;
+    cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, to_blas(tb ? N : K, "M"), to_blas(tb ? K : N, "N"),
+                static_cast<float>(alpha), B, to_blas(std::max<int64_t>(ldb, 1), "ldb"), A, to_blas(incx, "incx"),
+                static_cast<float>(beta), C, 1);
+    return;
+  }
+  if (N == 1 && K > 0) {
+    // C (M, 1) = op(A) (M, K) op(B) (K, 1): y = op(A) x, x = op(B)'s column.
+    const int64_t incx = tb ? 1 : std::max<int64_t>(ldb, 1);
+    cblas_sgemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, to_blas(ta ? K : M, "M"), to_blas(ta ? M : K, "N"),
+                static_cast<float>(alpha), A, to_blas(std::max<int64_t>(lda, 1), "lda"), B, to_blas(incx, "incx"),
+                static_cast<float>(beta), C, to_blas(std::max<int64_t>(ldc, 1), "ldc"));
+    return;
+  }
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               to_blas(M, "M"), to_blas(N, "N"), to_blas(K, "K"), static_cast<float>(alpha), A,
               to_blas(std::max<int64_t>(lda, 1), "lda"), B, to_blas(std::max<int64_t>(ldb, 1), "ldb"),
