@@ -64,11 +64,11 @@ TEST(Threads, BitIdenticalAcrossThreadCounts) {
 }
 
 TEST(Threads, MatmulTilesBitIdentical) {
-  // (1100, 200) x (200, 300): 1.3e8 flops, cut into 4 row panels (the tiled
+  // (2100, 200) x (200, 300): 2.5e8 flops, cut into 4 row panels (the tiled
   // path); and a batched product whose batches are the tasks.
   expect_same_bits_at_any_thread_count([] {
     Generator g(3);
-    Tensor a = randn({1100, 200}, kFloat32, &g).requires_grad_(true);
+    Tensor a = randn({2100, 200}, kFloat32, &g).requires_grad_(true);
     Tensor b = randn({200, 300}, kFloat32, &g).requires_grad_(true);
     Tensor c = matmul(a, b);
     Tensor bb = randn({5, 70, 90}, kFloat32, &g).requires_grad_(true);
