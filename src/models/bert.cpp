@@ -15,11 +15,6 @@ namespace {
 
 constexpr const char* kOp = "BERT";
 
-Tensor activate(const Tensor& x, const std::string& a) {
-  if (a == "relu") return F::relu(x);
-  return F::gelu(x, a == "gelu" ? "none" : "tanh");
-}
-
 nn::LayerNormOptions norm(const BertConfig& c) { return nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps); }
 
 // Linear layers and embeddings ~ N(0, 0.02), as BERT's initializer_range.
@@ -126,7 +121,8 @@ Tensor BertSelfAttention::forward(const Tensor& x, const Tensor& key_mask) const
   F::SdpaOptions o;
   if (key_mask.defined()) o.attn_mask(key_mask);
   if (is_training() && dropout_ > 0) o.dropout_p(dropout_);
-  Tensor a = F::scaled_dot_product_attention(heads(query.forward(x)), heads(key.forward(x)), heads(value.forward(x)), o);
+  Tensor a =
+      F::scaled_dot_product_attention(heads(query.forward(x)), heads(key.forward(x)), heads(value.forward(x)), o);
   return a.transpose(1, 2).reshape({B, T, E});
 }
 
@@ -166,7 +162,7 @@ BertIntermediate::BertIntermediate(const BertConfig& c)
   register_module("dense", dense);
 }
 
-Tensor BertIntermediate::forward(const Tensor& x) const { return activate(dense.forward(x), act_); }
+Tensor BertIntermediate::forward(const Tensor& x) const { return hf::activation(dense.forward(x), act_); }
 
 BertLayer::BertLayer(const BertConfig& c)
     : Module("BertLayer"), attention(c), intermediate(c), output("BertOutput", c.intermediate_size, c.hidden_size, c) {
@@ -249,7 +245,8 @@ BertOutputs BertForMaskedLM::forward(const Tensor& input_ids, const Tensor& atte
                                      const Tensor& token_type_ids, const Tensor& position_ids) const {
   BertOutputs out = bert.forward(input_ids, attention_mask, token_type_ids, position_ids);
   if (transform_dense) {
-    Tensor h = transform_norm->forward(activate(transform_dense->forward(out.last_hidden_state), config().hidden_act));
+    const Tensor t = hf::activation(transform_dense->forward(out.last_hidden_state), config().hidden_act);
+    Tensor h = transform_norm->forward(t);
     out.logits = F::linear(h, bert.embeddings.word_embeddings.weight, bias);
   }
   return out;

@@ -29,11 +29,6 @@ void check_config(const GPT2Config& c, const std::string& name) {
     ATTN_CHECK(p >= 0 && p < 1, name, ": dropout probabilities must be in [0, 1), got ", p);
 }
 
-Tensor activate(const Tensor& x, const std::string& a) {
-  if (a == "relu") return F::relu(x);
-  return F::gelu(x, a == "gelu" ? "none" : "tanh");
-}
-
 }  // namespace
 
 // ---- config ---------------------------------------------------------------------------
@@ -160,7 +155,7 @@ GPT2MLP::GPT2MLP(const GPT2Config& c)
 }
 
 Tensor GPT2MLP::forward(const Tensor& x) const {
-  return dropout.forward(c_proj.forward(activate(c_fc.forward(x), act_)));
+  return dropout.forward(c_proj.forward(hf::activation(c_fc.forward(x), act_)));
 }
 
 GPT2Block::GPT2Block(const GPT2Config& c, int64_t layer_idx)
@@ -220,8 +215,8 @@ Tensor GPT2Model::forward(const Tensor& input_ids, const Tensor& attention_mask,
   if (!pos.defined()) {
     pos = arange(past, past + T).unsqueeze(0);
   } else {
-    ATTN_CHECK(pos.dtype() == kInt64 && ((pos.dim() == 1 && pos.size(0) == T) ||
-                                         (pos.dim() == 2 && pos.size(1) == T && (pos.size(0) == B || pos.size(0) == 1))),
+    const bool rows = pos.dim() == 2 && pos.size(1) == T && (pos.size(0) == B || pos.size(0) == 1);
+    ATTN_CHECK(pos.dtype() == kInt64 && ((pos.dim() == 1 && pos.size(0) == T) || rows),
                kOp, ": position_ids must be int64 (B, T) or (T) with T = ", T, ", got ",
                dtype_name(pos.dtype()), " ", shape_str(pos.shape()));
     hf::check_index_range(pos, config_.n_positions, kOp, "position_ids");

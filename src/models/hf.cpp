@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "attn/error.h"
+#include "attn/functional.h"
 
 namespace attn::models::hf {
 
@@ -21,7 +22,8 @@ json parse_config(const std::string& text, const std::string& name, const std::s
   }
   if (!j.is_object()) throw Error(name + ": expected a JSON object of configuration keys");
   if (j.contains("model_type")) {
-    const std::string t = j.at("model_type").is_string() ? j.at("model_type").get<std::string>() : j.at("model_type").dump();
+    const json& m = j.at("model_type");
+    const std::string t = m.is_string() ? m.get<std::string>() : m.dump();
     if (t != model_type)
       throw Error(name + ": model_type is \"" + t + "\", not \"" + model_type + "\"");
   }
@@ -48,6 +50,11 @@ io::TensorMap read_weights(const std::string& dir, std::string& source) {
   }
   throw Error(dir + " has no weights (model.safetensors or pytorch_model.bin); sharded checkpoints "
                     "(model-00001-of-N.safetensors) are not supported");
+}
+
+Tensor activation(const Tensor& x, const std::string& name) {
+  if (name == "relu") return F::relu(x);
+  return F::gelu(x, name == "gelu" ? "none" : "tanh");
 }
 
 void check_index_range(const Tensor& t, int64_t n, const char* op, const char* what) {

@@ -33,6 +33,10 @@ T value(const json& j, const std::string& key, T fallback, const std::string& na
 // torch.save state_dict), and the file's path in `source`.
 io::TensorMap read_weights(const std::string& dir, std::string& source);
 
+// Hugging Face's activation by name: "gelu" (erf), "gelu_new" and
+// "gelu_pytorch_tanh" (tanh), "relu" (the configs check the name first).
+Tensor activation(const Tensor& x, const std::string& name);
+
 // attn::Error "OP: WHAT must be in [0, n), got values in [lo, hi]" unless
 // every entry of the int64 tensor t is in [0, n).
 void check_index_range(const Tensor& t, int64_t n, const char* op, const char* what);

@@ -60,7 +60,8 @@ double flops(const ModelBenchRow& r) {
     const models::GPT2Config c = gpt2_small();
     const double D = static_cast<double>(c.n_embd), V = static_cast<double>(c.vocab_size);
     const double T = static_cast<double>(r.tokens), layers = static_cast<double>(c.n_layer);
-    macs = r.pass == "decode" ? layers * (12 * D * D + 2 * T * D) + D * V : layers * (12 * T * D * D + T * T * D) + T * D * V;
+    macs = r.pass == "decode" ? layers * (12 * D * D + 2 * T * D) + D * V
+                              : layers * (12 * T * D * D + T * T * D) + T * D * V;
   } else if (r.model == "bert_base") {
     const models::BertConfig c = bert_base();
     const double D = static_cast<double>(c.hidden_size), T = static_cast<double>(r.tokens);
@@ -212,7 +213,8 @@ int run_model_bench(const ModelBenchOptions& o) {
                  "bench models: gpt2 rows take --pass prefill or decode and --tokens in [2, 1024]");
       decode = decode || r.pass == "decode";
     } else if (r.model == "bert_base") {
-      ATTN_CHECK(r.pass == "fwd" && r.tokens >= 1 && r.tokens <= 512, "bench models: bert_base rows take --tokens in [1, 512]");
+      ATTN_CHECK(r.pass == "fwd" && r.tokens >= 1 && r.tokens <= 512,
+                 "bench models: bert_base rows take --tokens in [1, 512]");
     } else {
       ATTN_CHECK(r.image > 0 && r.pass == "fwd", "bench models: vision rows take a positive --image");
       if (is_vit(r.model)) (void)models::VisionTransformerOptions::preset(r.model);  // names the presets if unknown

