@@ -184,3 +184,21 @@ TEST(Generator, BulkBlocksEqualSingleBlocks) {
 
 }  // namespace
 }  // namespace attn
+
+// Large storages come from a cache of freed blocks (outside sanitizer
+// builds): a reused block must still start as zeros when zeros are asked
+// for, and a block must never serve two live tensors.
+TEST(Storage, ReusedLargeBlocksAreZeroedAndNeverShared) {
+  const int64_t n = (int64_t{3} << 20) / 4 + 17;  // 3 MiB and a little, not a size class
+  for (int round = 0; round < 3; ++round) {
+    attn::Tensor a = attn::zeros({n});
+    for (int64_t i = 0; i < n; i += 4096) ASSERT_EQ(a.data<float>()[i], 0.0f) << "round " << round << " at " << i;
+    ASSERT_EQ(a.data<float>()[n - 1], 0.0f);
+    attn::Tensor b = attn::zeros({n});
+    EXPECT_NE(a.data<float>(), b.data<float>());
+    std::fill(a.data<float>(), a.data<float>() + n, 7.0f);  // dirty the block before it goes back
+    std::fill(b.data<float>(), b.data<float>() + n, 9.0f);
+  }
+  attn::Tensor c = attn::ones({n});
+  EXPECT_EQ(c.data<float>()[n - 1], 1.0f);
+}

@@ -7,8 +7,11 @@
 #include <cstring>
 #include <iomanip>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <ostream>
 #include <sstream>
+#include <vector>
 
 namespace attn {
 
@@ -38,17 +41,96 @@ int64_t wrap_dim(int64_t d, int64_t ndim, const char* op) {
   return d < 0 ? d + n : d;
 }
 
+namespace {
+
+// A cache of large freed blocks. Blocks of 1 MiB and more are rounded up to
+// one of 8 size classes per power of two (at most 12.5% more) and, when
+// freed, kept for the next request of their class instead of going back to
+// the system: every fresh large block is mapped, faulted in and zeroed page
+// by page by the kernel, which cost a BERT-base forward 13% of its time. The
+// cache holds at most kCacheCap bytes (the largest blocks leave first) and is
+// off in sanitizer builds (so every allocation stays visible to them) and
+// when ATTN_NO_MEMORY_CACHE is set.
+class BlockCache {
+ public:
+  static constexpr size_t kMin = size_t{1} << 20, kCacheCap = size_t{1} << 30;
+  static BlockCache& get() {
+    static BlockCache* c = new BlockCache();  // never destroyed: storages may outlive static destruction
+    return *c;
+  }
+  bool enabled() const { return enabled_; }
+  static size_t size_class(size_t n) {
+    size_t p = 1;
+    while (p * 2 <= n) p *= 2;  // the largest power of two <= n
+    const size_t step = p / 8;
+    return (n + step - 1) / step * step;
+  }
+  void* take(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = free_.find(bytes);
+    if (it == free_.end() || it->second.empty()) return nullptr;
+    void* p = it->second.back();
+    it->second.pop_back();
+    held_ -= bytes;
+    return p;
+  }
+  void give(void* p, size_t bytes) {
+    std::vector<void*> release;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      free_[bytes].push_back(p);
+      held_ += bytes;
+      while (held_ > kCacheCap) {
+        auto last = std::prev(free_.end());
+        if (last->second.empty()) {
+          free_.erase(last);
+          continue;
+        }
+        release.push_back(last->second.back());
+        last->second.pop_back();
+        held_ -= last->first;
+      }
+    }
+    for (void* q : release) std::free(q);
+  }
+
+ private:
+  BlockCache() {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    enabled_ = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+    enabled_ = false;
+#endif
+#endif
+    if (std::getenv("ATTN_NO_MEMORY_CACHE")) enabled_ = false;
+  }
+  bool enabled_ = true;
+  std::mutex mu_;
+  std::map<size_t, std::vector<void*>> free_;
+  size_t held_ = 0;
+};
+
+}  // namespace
+
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, bool zero) {
   constexpr size_t kAlign = 64;
   size_t rounded = (nbytes + kAlign - 1) / kAlign * kAlign;
   if (rounded == 0) rounded = kAlign;
-  void* p = std::aligned_alloc(kAlign, rounded);
+  BlockCache& cache = BlockCache::get();
+  const bool cached = cache.enabled() && rounded >= BlockCache::kMin;
+  if (cached) rounded = BlockCache::size_class(rounded);
+  void* p = cached ? cache.take(rounded) : nullptr;
+  if (!p) p = std::aligned_alloc(kAlign, rounded);
   if (!p) throw Error(detail::str("allocate: out of memory allocating ", nbytes, " bytes"));
   if (zero) std::memset(p, 0, rounded);
   auto s = std::make_shared<Storage>();
   s->data = p;
   s->nbytes = nbytes;
-  s->owner = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  if (cached)
+    s->owner = std::shared_ptr<void>(p, [rounded](void* q) { BlockCache::get().give(q, rounded); });
+  else
+    s->owner = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
   return s;
 }
 
