@@ -378,6 +378,8 @@ int main(int argc, char** argv) {
       if (bmodels->count("--model") || bmodels->count("--batch") || bmodels->count("--image") ||
           bmodels->count("--pass") || bmodels->count("--tokens")) {
         if (model_row.model.empty()) model_row.model = "vit_b_16";
+        if ((model_row.model == "gpt2" || model_row.model == "bert_base") && !bmodels->count("--image"))
+          model_row.image = 0;
         if (model_row.model == "gpt2" && !bmodels->count("--pass")) model_row.pass = "prefill";
         if (model_row.model == "gpt2" && !bmodels->count("--tokens")) model_row.tokens = 512;
         if (model_row.model == "bert_base" && !bmodels->count("--tokens")) model_row.tokens = 128;
