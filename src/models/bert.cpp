@@ -290,8 +290,7 @@ void BertForMaskedLM::load_hf_state_dict(const nn::StateDict& state, const std::
 }
 
 std::unique_ptr<BertForMaskedLM> BertForMaskedLM::from_pretrained(const std::string& dir) {
-  const hf::json j = hf::read_config(dir, "bert");
-  const BertConfig config = BertConfig::from_json(j.dump(), dir + "/config.json");
+  const BertConfig config = BertConfig::from_json(hf::read_config_text(dir), dir + "/config.json");
   std::string source;
   const nn::StateDict state = normalise_bert_keys(hf::read_weights(dir, source));
   bool pooler = false, mlm = false;

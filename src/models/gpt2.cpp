@@ -274,8 +274,8 @@ void GPT2LMHeadModel::load_hf_state_dict(const nn::StateDict& state, const std::
 }
 
 std::unique_ptr<GPT2LMHeadModel> GPT2LMHeadModel::from_pretrained(const std::string& dir) {
-  const hf::json j = hf::read_config(dir, "gpt2");
-  auto model = std::make_unique<GPT2LMHeadModel>(GPT2Config::from_json(j.dump(), dir + "/config.json"));
+  auto model =
+      std::make_unique<GPT2LMHeadModel>(GPT2Config::from_json(hf::read_config_text(dir), dir + "/config.json"));
   std::string source;
   io::TensorMap weights = hf::read_weights(dir, source);
   model->load_hf_state_dict(weights, source);

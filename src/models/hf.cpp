@@ -30,14 +30,13 @@ json parse_config(const std::string& text, const std::string& name, const std::s
   return j;
 }
 
-json read_config(const std::string& dir, const std::string& model_type) {
-  const fs::path p = fs::path(dir) / "config.json";
+std::string read_config_text(const std::string& dir) {
   if (!fs::is_directory(dir)) throw Error(dir + " is not a directory (expected a Hugging Face model directory)");
-  std::ifstream f(p);
+  std::ifstream f(fs::path(dir) / "config.json");
   if (!f) throw Error(dir + " has no config.json (expected a Hugging Face model directory)");
   std::ostringstream ss;
   ss << f.rdbuf();
-  return parse_config(ss.str(), p.string(), model_type);
+  return ss.str();
 }
 
 io::TensorMap read_weights(const std::string& dir, std::string& source) {

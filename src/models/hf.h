@@ -12,9 +12,11 @@ namespace attn::models::hf {
 
 using json = nlohmann::json;
 
-// DIR/config.json, checked to be a JSON object whose model_type (when
-// present) is `model_type`. attn::Error naming the directory otherwise.
-json read_config(const std::string& dir, const std::string& model_type);
+// The text of DIR/config.json; attn::Error naming the directory when it is
+// not one or has no config.json.
+std::string read_config_text(const std::string& dir);
+// config.json's text checked to be a JSON object whose model_type (when
+// present) is `model_type`; attn::Error naming `name` otherwise.
 json parse_config(const std::string& text, const std::string& name, const std::string& model_type);
 
 // A value of the config: the key's value converted to T, or `fallback` when

@@ -127,23 +127,24 @@ Measured measure_lm(const ModelBenchRow& r, const ModelBenchOptions& o) {
   return out;
 }
 
-// The machine's read bandwidth: GB/s of a parallel sum over 1 GiB (median of 5).
+// The machine's read bandwidth: the median ms of a parallel sum over
+// kBandwidthFloats floats (1 GiB).
+constexpr int64_t kBandwidthFloats = int64_t{1} << 28;
 Measured memory_bandwidth() {
-  const int64_t n = int64_t{1} << 28;
-  std::vector<float> buf(static_cast<size_t>(n), 1.0f);
-  float sink = 0;
+  std::vector<float> buf(static_cast<size_t>(kBandwidthFloats), 1.0f);
+  volatile float sink = 0;  // keeps the sums from being optimised away
   Measured m;
   m.ms = median_ms([&] {
     float total = 0;
 #pragma omp parallel for reduction(+ : total) schedule(static)
-    for (int64_t i = 0; i < n; i += 16) {
+    for (int64_t i = 0; i < kBandwidthFloats; i += 16) {
       float a = 0;
       for (int64_t j = 0; j < 16; ++j) a += buf[static_cast<size_t>(i + j)];
       total += a;
     }
-    sink += total;
+    sink = sink + total;
   }, 5, 0.5);
-  m.peak_rss_mb = sink > 0 ? 4.0 * static_cast<double>(n) / 1e9 : 0.0;  // the bytes read (GB), kept live through sink
+  m.peak_rss_mb = peak_rss_mb();
   return m;
 }
 
@@ -224,7 +225,7 @@ int run_model_bench(const ModelBenchOptions& o) {
   double memory_gbs = 0;
   if (decode) {
     Measured bw;
-    if (in_child(memory_bandwidth, bw) && bw.ms > 0) memory_gbs = bw.peak_rss_mb / (bw.ms / 1e3);
+    if (in_child(memory_bandwidth, bw) && bw.ms > 0) memory_gbs = 4.0 * kBandwidthFloats / bw.ms / 1e6;
   }
   CeilingTimer ceilings(o.min_reps, o.min_seconds);
   RowTimes times;
