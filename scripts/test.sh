@@ -20,7 +20,7 @@ echo "== tests: unit, gradient checks, PyTorch parity, package"
 
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer build of everything into build-asan/"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTN_SANITIZE=address,undefined \
-  -DATTN_BUILD_BENCHMARKS=OFF -DATTN_BUILD_TOOLS=ON -DATTN_BUILD_EXAMPLES=OFF >/dev/null
+  -DATTN_BUILD_BENCHMARKS=OFF -DATTN_BUILD_TOOLS=ON -DATTN_BUILD_EXAMPLES=OFF -DATTN_BUILD_PYTHON=OFF >/dev/null
 cmake --build build-asan -j"$jobs"
 # The whole suite but two: the find_package consumer (its own project is not
 # instrumented) and test_apps, whose minutes of training to quality thresholds

@@ -111,6 +111,9 @@ def _options(dropout_p, is_causal, scale, enable_gqa, window, alibi_slopes, soft
 
 
 def _attention(q, k, v, attn_mask, options, need_weights, average_heads):
+    for t, name in ((q, "query"), (k, "key"), (v, "value"), (attn_mask, "attn_mask")):
+        if t is not None and not isinstance(t, _torch.Tensor):
+            raise TypeError("attn.torch: %s must be a torch.Tensor, got %s" % (name, type(t).__name__))
     tracked = _torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, attn_mask))
     if tracked:
         return _Attention.apply(q, k, v, attn_mask, options, need_weights, average_heads)

@@ -241,6 +241,34 @@ Shape shape_args(const py::args& args) {
   return args.cast<Shape>();
 }
 
+// Basic indexing as NumPy and torch: integers, slices (any step > 0),
+// Ellipsis and None, giving views.
+Tensor index(const Tensor& t, py::object key) {
+  py::tuple items = py::isinstance<py::tuple>(key) ? key.cast<py::tuple>() : py::make_tuple(key);
+  int64_t consumed = 0;
+  for (py::handle it : items)
+    if (!it.is_none() && !it.is(py::ellipsis())) ++consumed;
+  ATTN_CHECK(consumed <= t.dim(), "index: ", consumed, " indices for a tensor of ", t.dim(), " dims");
+  Tensor r = t;
+  int64_t d = 0;
+  for (py::handle it : items) {
+    if (it.is_none()) {
+      r = r.unsqueeze(d++);
+    } else if (it.is(py::ellipsis())) {
+      d += t.dim() - consumed;
+    } else if (py::isinstance<py::slice>(it)) {
+      py::ssize_t start, stop, step, len;
+      if (!it.cast<py::slice>().compute(r.size(d), &start, &stop, &step, &len)) throw py::error_already_set();
+      if (step <= 0) throw py::value_error("attn.Tensor: slices need a positive step");
+      r = r.slice(d, start, start + len * step, step);
+      ++d;
+    } else {
+      r = r.select(d, it.cast<int64_t>());
+    }
+  }
+  return r;
+}
+
 }  // namespace
 
 Tensor as_tensor(py::handle obj, const char* what) {
@@ -391,7 +419,7 @@ void bind_tensor(py::module_& m) {
       .def("__neg__", [](const Tensor& a) { return neg(a); })
       .def("__pow__", [](const Tensor& a, double e) { return pow(a, e); })
       .def("__matmul__", [](const Tensor& a, py::object b) { return matmul(a, as_tensor(b, "other")); })
-      .def("__getitem__", [](const Tensor& t, int64_t i) { return t.select(0, i); })
+      .def("__getitem__", &index)
       .def("__len__", [](const Tensor& t) {
         ATTN_CHECK(t.dim() > 0, "len: a 0-d tensor has no length");
         return t.size(0);
