@@ -23,16 +23,17 @@ _F = _attn._functional
 __all__ = ["scaled_dot_product_attention", "MultiheadAttention"]
 
 
+_from_capsule = _torch._C._from_dlpack if hasattr(_torch._C, "_from_dlpack") else _dlpack.from_dlpack
+
+
 def _to_attn(t, name):
-    if not isinstance(t, _torch.Tensor):
-        raise TypeError("attn.torch: %s must be a torch.Tensor, got %s" % (name, type(t).__name__))
-    if t.device.type != "cpu":
-        raise TypeError("attn.torch: %s is on %s; attn runs on the CPU (move it with .cpu() first)" % (name, t.device))
+    # A view of t's memory (attn checks the device and the dtype).
     return _attn.from_dlpack(t)
 
 
 def _to_torch(a):
-    return _dlpack.from_dlpack(a)
+    # A torch tensor sharing the attn tensor's memory.
+    return _from_capsule(a.__dlpack__())
 
 
 def _seed_generator(dropout_p):
@@ -114,13 +115,14 @@ def _attention(q, k, v, attn_mask, options, need_weights, average_heads):
     for t, name in ((q, "query"), (k, "key"), (v, "value"), (attn_mask, "attn_mask")):
         if t is not None and not isinstance(t, _torch.Tensor):
             raise TypeError("attn.torch: %s must be a torch.Tensor, got %s" % (name, type(t).__name__))
-    tracked = _torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, attn_mask))
-    if tracked:
+    if _torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad or
+                                     (attn_mask is not None and attn_mask.requires_grad)):
         return _Attention.apply(q, k, v, attn_mask, options, need_weights, average_heads)
+    # Nothing to differentiate: no graph, no autograd.Function.
+    if not need_weights:
+        return _from_capsule(_F.scaled_dot_product_attention(q, k, v, attn_mask, **options).__dlpack__()), None
     aq, ak, av = _to_attn(q, "query"), _to_attn(k, "key"), _to_attn(v, "value")
     am = None if attn_mask is None else _to_attn(attn_mask, "attn_mask")
-    if not need_weights:
-        return _to_torch(_F.scaled_dot_product_attention(aq, ak, av, am, **options)), None
     out, lse = _F.scaled_dot_product_attention(aq, ak, av, am, return_lse=True, **options)
     w = _F.scaled_dot_product_attention_weights(aq, ak, lse, am, average_heads=average_heads, **options)
     return _to_torch(out), _to_torch(w)
@@ -134,7 +136,10 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     or float (added to the scores; it gets a gradient when it requires one).
     window=(left, right) keys around the diagonal (None for no limit on a
     side), alibi_slopes (Hq) a linear distance bias, softcap c: c*tanh(s/c)."""
-    o = _options(dropout_p, is_causal, scale, enable_gqa, window, alibi_slopes, softcap)
+    if window is None and alibi_slopes is None and not dropout_p and not softcap:
+        o = {"is_causal": is_causal, "scale": scale, "enable_gqa": enable_gqa}
+    else:
+        o = _options(dropout_p, is_causal, scale, enable_gqa, window, alibi_slopes, softcap)
     return _attention(query, key, value, attn_mask, o, False, False)[0]
 
 

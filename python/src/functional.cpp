@@ -1,5 +1,8 @@
 // attn.functional: the attention ops with PyTorch's argument names, and the
 // functional ops a model around them needs.
+#include <algorithm>
+#include <chrono>
+
 #include "common.h"
 
 namespace attn::python {
@@ -106,6 +109,18 @@ void bind_functional(py::module_& top) {
           return F::scaled_dot_product_attention_reference(tq, tk, tv, o);
         },
         SDPA_ARGS);
+
+  // Seconds per call of the C++ op alone, timed in C++ (the binding-overhead
+  // benchmark subtracts it from the time of the same call made from Python).
+  m.def("_time_sdpa", [](py::object q, py::object k, py::object v, int64_t calls) {
+          Tensor tq = as_tensor(q, "query"), tk = as_tensor(k, "key"), tv = as_tensor(v, "value");
+          py::gil_scoped_release nogil;
+          for (int64_t i = 0; i < std::min<int64_t>(calls, 100); ++i) F::scaled_dot_product_attention(tq, tk, tv);
+          const auto t0 = std::chrono::steady_clock::now();
+          for (int64_t i = 0; i < calls; ++i) F::scaled_dot_product_attention(tq, tk, tv);
+          const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
+          return dt.count() / static_cast<double>(std::max<int64_t>(calls, 1));
+        }, py::arg("query"), py::arg("key"), py::arg("value"), py::arg("calls"));
 
   m.def("linear_attention",
         [](py::object q, py::object k, py::object v, bool causal, double eps, int64_t chunk) {

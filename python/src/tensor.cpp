@@ -161,10 +161,42 @@ Tensor from_dlpack_object(py::handle obj, const char* what) {
   return from_capsule(capsule, what);
 }
 
+// torch.Tensor and torch._C._to_dlpack, once torch has been imported (attn
+// never imports it itself): a torch tensor is exported in C, without the
+// Python-level __dlpack__ and __dlpack_device__ (a few microseconds a call).
+struct TorchHooks {
+  py::object tensor_type, to_dlpack;
+};
+const TorchHooks* torch_hooks() {
+  static TorchHooks* hooks = nullptr;  // leaked: lives as long as the interpreter
+  if (hooks) return hooks;
+  py::dict modules = py::module_::import("sys").attr("modules");
+  if (!modules.contains("torch")) return nullptr;
+  py::module_ torch = modules["torch"];
+  hooks = new TorchHooks{torch.attr("Tensor"), torch.attr("_C").attr("_to_dlpack")};
+  return hooks;
+}
+
 bool is_torch_tensor(py::handle obj) {
-  py::handle type = reinterpret_cast<PyObject*>(Py_TYPE(obj.ptr()));
-  const std::string mod = py::str(type.attr("__module__"));
-  return mod == "torch" || mod.rfind("torch.", 0) == 0;
+  const TorchHooks* h = torch_hooks();
+  return h && PyObject_IsInstance(obj.ptr(), h->tensor_type.ptr()) == 1;
+}
+
+Tensor from_torch(py::handle obj, const char* what) {
+  py::object src = py::reinterpret_borrow<py::object>(obj);
+  py::object capsule;
+  try {
+    capsule = torch_hooks()->to_dlpack(src);
+  } catch (py::error_already_set& e) {
+    // torch 1.13 cannot export bool over DLPack; its NumPy view shares memory.
+    if (py::str(src.attr("dtype")).cast<std::string>() != "torch.bool")
+      throw py::type_error(detail::str("attn: ", what, ": ", e.what()));
+    py::tuple dev = src.attr("__dlpack_device__")();
+    check_cpu(dev[0].cast<int>(), dev[1].cast<int>(), what);
+    if (src.attr("requires_grad").cast<bool>()) src = src.attr("detach")();
+    return from_buffer(src.attr("numpy")(), what);
+  }
+  return from_capsule(capsule, what);
 }
 
 // DLPack export: the attn tensor kept alive by the managed tensor.
@@ -276,21 +308,9 @@ Tensor as_tensor(py::handle obj, const char* what) {
   if (obj.is_none()) throw py::type_error(detail::str("attn: ", what, ": expected a tensor, got None"));
   if (PyObject_CheckBuffer(obj.ptr())) return from_buffer(obj, what);
   if (PyCapsule_CheckExact(obj.ptr())) return from_capsule(obj, what);
-  if (py::hasattr(obj, "__dlpack__")) {
-    py::object src = py::reinterpret_borrow<py::object>(obj);
-    if (is_torch_tensor(obj)) {
-      // torch refuses to export a tensor that requires grad: attn reads the
-      // data of its detached alias (same memory).
-      if (src.attr("requires_grad").cast<bool>()) src = src.attr("detach")();
-      // torch 1.13 cannot export bool over DLPack; its NumPy view shares memory.
-      if (py::str(src.attr("dtype")).cast<std::string>() == "torch.bool") {
-        py::tuple dev = src.attr("__dlpack_device__")();
-        check_cpu(dev[0].cast<int>(), dev[1].cast<int>(), what);
-        return from_buffer(src.attr("numpy")(), what);
-      }
-    }
-    return from_dlpack_object(src, what);
-  }
+  // A torch tensor (one that requires grad too: attn reads its data).
+  if (is_torch_tensor(obj)) return from_torch(obj, what);
+  if (py::hasattr(obj, "__dlpack__")) return from_dlpack_object(obj, what);
   if (py::isinstance<py::float_>(obj) || py::isinstance<py::int_>(obj) || py::isinstance<py::list>(obj) ||
       py::isinstance<py::tuple>(obj))
     throw py::type_error(detail::str("attn: ", what, ": expected a tensor (attn.Tensor, a NumPy array or a torch "
