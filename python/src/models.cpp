@@ -16,6 +16,13 @@ auto nogil(Fn&& f) {
   return f();
 }
 
+// An image classifier's forward: (B, 3, H, W) -> (B, num_classes).
+template <class M>
+Tensor classify(M& model, py::object images) {
+  Tensor t = as_tensor(images, "images");
+  return nogil([&] { return model.forward(t); });
+}
+
 py::object opt(const Tensor& t) { return t.defined() ? py::cast(t) : py::none(); }
 
 py::dict bert_outputs(const models::BertOutputs& o) {
@@ -51,10 +58,7 @@ void bind_models(py::module_& top) {
            py::arg("image_size"), py::arg("patch_size"), py::arg("num_layers"), py::arg("num_heads"),
            py::arg("hidden_dim"), py::arg("mlp_dim"), py::arg("dropout") = 0.0, py::arg("attention_dropout") = 0.0,
            py::arg("num_classes") = 1000, py::arg("representation_size") = py::none())
-      .def("forward", [](models::VisionTransformer& mm, py::object x) {
-             Tensor t = as_tensor(x, "images");
-             return nogil([&] { return mm.forward(t); });
-           }, py::arg("images"));
+      .def("forward", &classify<models::VisionTransformer>, py::arg("images"));
   m.def("vision_transformer", [](const std::string& name, int64_t num_classes) {
           return std::make_unique<models::VisionTransformer>(
               models::VisionTransformerOptions::preset(name).num_classes(num_classes));
@@ -62,10 +66,7 @@ void bind_models(py::module_& top) {
         "torchvision's preset by name: vit_b_16, vit_b_32, vit_l_16, vit_l_32, vit_h_14");
 
   py::class_<models::SwinTransformer, nn::Module>(m, "SwinTransformer")
-      .def("forward", [](models::SwinTransformer& mm, py::object x) {
-             Tensor t = as_tensor(x, "images");
-             return nogil([&] { return mm.forward(t); });
-           }, py::arg("images"));
+      .def("forward", &classify<models::SwinTransformer>, py::arg("images"));
   m.def("swin_transformer", [](const std::string& name, int64_t num_classes) {
           return std::make_unique<models::SwinTransformer>(
               models::SwinTransformerOptions::preset(name).num_classes(num_classes));

@@ -67,6 +67,32 @@ nn::TransformerEncoderLayerOptions layer_options(int64_t d_model, int64_t nhead,
       py::arg("activation") = "relu", py::arg("layer_norm_eps") = 1e-5, py::arg("batch_first") = false,   \
       py::arg("norm_first") = false, py::arg("bias") = true
 
+// TransformerDecoderLayer.forward and TransformerDecoder.forward.
+template <class M>
+Tensor decoder_forward(const M& mm, py::object tgt, py::object memory, OptT tgt_mask, OptT memory_mask,
+                       OptT tgt_kpm, OptT memory_kpm, bool tgt_is_causal, bool memory_is_causal) {
+  Tensor t = T(tgt, "tgt"), mem = T(memory, "memory"), a = O(tgt_mask, "tgt_mask"), b = O(memory_mask, "memory_mask"),
+         c = O(tgt_kpm, "tgt_key_padding_mask"), d = O(memory_kpm, "memory_key_padding_mask");
+  return nogil([&] { return mm.forward(t, mem, a, b, c, d, tgt_is_causal, memory_is_causal); });
+}
+
+#define DECODER_ARGS                                                                                          \
+  py::arg("tgt"), py::arg("memory"), py::arg("tgt_mask") = py::none(), py::arg("memory_mask") = py::none(),  \
+      py::arg("tgt_key_padding_mask") = py::none(), py::arg("memory_key_padding_mask") = py::none(),         \
+      py::arg("tgt_is_causal") = false, py::arg("memory_is_causal") = false
+
+// As torch: an encoder (decoder) built from a layer is num_layers clones of
+// it, weights included; norm is a LayerNorm or None.
+template <class Stack, class Layer, class Options>
+std::unique_ptr<Stack> stack_of(const Layer& layer, int64_t num_layers, const nn::LayerNorm* norm) {
+  Options o(layer.options, num_layers);
+  if (norm) o.norm(norm->options);
+  auto stack = std::make_unique<Stack>(o);
+  for (int64_t i = 0; i < num_layers; ++i) stack->layer(i).load_state_dict(layer.state_dict());
+  if (norm) stack->norm->load_state_dict(norm->state_dict());
+  return stack;
+}
+
 nn::RNNOptions rnn_options(int64_t input_size, int64_t hidden_size, int64_t num_layers, bool bias,
                            bool batch_first, double dropout, bool bidirectional) {
   return nn::RNNOptions(input_size, hidden_size)
@@ -206,29 +232,11 @@ void bind_nn(py::module_& top) {
                        bool nf, bool bias) {
              return std::make_unique<nn::TransformerDecoderLayer>(layer_options(d, h, ff, dr, act, eps, bf, nf, bias));
            }), LAYER_ARGS)
-      .def("forward",
-           [](const nn::TransformerDecoderLayer& mm, py::object tgt, py::object memory, OptT tgt_mask,
-              OptT memory_mask, OptT tgt_kpm, OptT memory_kpm, bool tgt_is_causal, bool memory_is_causal) {
-             Tensor t = T(tgt, "tgt"), mem = T(memory, "memory"), a = O(tgt_mask, "tgt_mask"),
-                    b = O(memory_mask, "memory_mask"), c = O(tgt_kpm, "tgt_key_padding_mask"),
-                    d = O(memory_kpm, "memory_key_padding_mask");
-             return nogil([&] { return mm.forward(t, mem, a, b, c, d, tgt_is_causal, memory_is_causal); });
-           },
-           py::arg("tgt"), py::arg("memory"), py::arg("tgt_mask") = py::none(), py::arg("memory_mask") = py::none(),
-           py::arg("tgt_key_padding_mask") = py::none(), py::arg("memory_key_padding_mask") = py::none(),
-           py::arg("tgt_is_causal") = false, py::arg("memory_is_causal") = false);
+      .def("forward", &decoder_forward<nn::TransformerDecoderLayer>, DECODER_ARGS);
 
-  // As torch: the encoder (decoder) is built from a layer, cloned num_layers
-  // times with the layer's weights; norm is a LayerNorm or None.
   py::class_<nn::TransformerEncoder, Module>(m, "TransformerEncoder")
-      .def(py::init([](const nn::TransformerEncoderLayer& layer, int64_t num_layers, const nn::LayerNorm* norm) {
-             nn::TransformerEncoderOptions o(layer.options, num_layers);
-             if (norm) o.norm(norm->options);
-             auto enc = std::make_unique<nn::TransformerEncoder>(o);
-             for (int64_t i = 0; i < num_layers; ++i) enc->layer(i).load_state_dict(layer.state_dict());
-             if (norm) enc->norm->load_state_dict(norm->state_dict());
-             return enc;
-           }), py::arg("encoder_layer"), py::arg("num_layers"), py::arg("norm") = nullptr)
+      .def(py::init(&stack_of<nn::TransformerEncoder, nn::TransformerEncoderLayer, nn::TransformerEncoderOptions>),
+           py::arg("encoder_layer"), py::arg("num_layers"), py::arg("norm") = nullptr)
       .def("forward",
            [](const nn::TransformerEncoder& mm, py::object src, OptT mask, OptT kpm, bool is_causal) {
              Tensor s = T(src, "src"), a = O(mask, "mask"), p = O(kpm, "src_key_padding_mask");
@@ -238,25 +246,9 @@ void bind_nn(py::module_& top) {
            py::arg("is_causal") = false);
 
   py::class_<nn::TransformerDecoder, Module>(m, "TransformerDecoder")
-      .def(py::init([](const nn::TransformerDecoderLayer& layer, int64_t num_layers, const nn::LayerNorm* norm) {
-             nn::TransformerDecoderOptions o(layer.options, num_layers);
-             if (norm) o.norm(norm->options);
-             auto dec = std::make_unique<nn::TransformerDecoder>(o);
-             for (int64_t i = 0; i < num_layers; ++i) dec->layer(i).load_state_dict(layer.state_dict());
-             if (norm) dec->norm->load_state_dict(norm->state_dict());
-             return dec;
-           }), py::arg("decoder_layer"), py::arg("num_layers"), py::arg("norm") = nullptr)
-      .def("forward",
-           [](const nn::TransformerDecoder& mm, py::object tgt, py::object memory, OptT tgt_mask, OptT memory_mask,
-              OptT tgt_kpm, OptT memory_kpm, bool tgt_is_causal, bool memory_is_causal) {
-             Tensor t = T(tgt, "tgt"), mem = T(memory, "memory"), a = O(tgt_mask, "tgt_mask"),
-                    b = O(memory_mask, "memory_mask"), c = O(tgt_kpm, "tgt_key_padding_mask"),
-                    d = O(memory_kpm, "memory_key_padding_mask");
-             return nogil([&] { return mm.forward(t, mem, a, b, c, d, tgt_is_causal, memory_is_causal); });
-           },
-           py::arg("tgt"), py::arg("memory"), py::arg("tgt_mask") = py::none(), py::arg("memory_mask") = py::none(),
-           py::arg("tgt_key_padding_mask") = py::none(), py::arg("memory_key_padding_mask") = py::none(),
-           py::arg("tgt_is_causal") = false, py::arg("memory_is_causal") = false);
+      .def(py::init(&stack_of<nn::TransformerDecoder, nn::TransformerDecoderLayer, nn::TransformerDecoderOptions>),
+           py::arg("decoder_layer"), py::arg("num_layers"), py::arg("norm") = nullptr)
+      .def("forward", &decoder_forward<nn::TransformerDecoder>, DECODER_ARGS);
 
   py::class_<nn::Transformer, Module>(m, "Transformer")
       .def(py::init([](int64_t d, int64_t h, int64_t ne, int64_t nd, int64_t ff, double dr, const std::string& act,
