@@ -19,6 +19,8 @@ pkgs=(g++ make cmake pkg-config
       libcli11-dev             # the attn command-line tool
       libstb-dev               # PNG heatmaps
       libzip-dev               # PyTorch checkpoints (torch.save writes zip archives)
+      zlib1g-dev               # gzip-compressed IDX files
+      dataset-fashion-mnist    # Fashion-MNIST (IDX files) for attn train vit
       libicu-dev               # Unicode general categories for GPT-2's tokenizer
       python3-dev pybind11-dev libdlpack-dev  # the Python module attn
       libgtest-dev libbenchmark-dev)
