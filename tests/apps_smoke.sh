@@ -21,6 +21,16 @@ test -s viz_avg.png
 train_eval tag
 for v in gatconv gatv2; do train_eval gat "$v"; done
 for v in seed lsa; do train_eval vit "$v"; done
+# vit on the generated shapes, Fashion-MNIST with augmentation and a JSON log,
+# the log drawn by attn plot, and a PNG file classified by the checkpoint
+"$attn" train vit --dataset shapes --steps 3 --batch 4 --eval-examples 4 --checkpoint vit-shapes.safetensors >/dev/null
+"$attn" train vit --steps 3 --batch 4 --eval-examples 4 --augment crop,flip --log-json vit.jsonl \
+  --checkpoint vit-aug.safetensors >/dev/null
+test "$(wc -l < vit.jsonl)" -eq 3
+"$attn" plot vit.jsonl --out vit_loss.png >/dev/null
+test -s vit_loss.png
+"$attn" eval vit --image vit_loss.png --checkpoint vit-aug.safetensors | grep -q "vit_loss.png: "
+runs=$((runs + 2))
 train_eval multimodal
 train_eval dqn
 train_eval caption

@@ -86,7 +86,8 @@ struct Short {
   const char* name;
   const char* variant;
   int64_t steps;
-  double floor;  // held-out metric the short run must exceed
+  double floor;             // held-out metric the short run must exceed
+  const char* dataset = "";  // vit: fashion-mnist (the default) or shapes
 };
 
 TEST(Apps, ShortTrainingBeatsChance) {
@@ -94,18 +95,22 @@ TEST(Apps, ShortTrainingBeatsChance) {
       {"tag", "", 120, 0.6},       // chance 0.25
       {"gat", "gatconv", 100, 0.45},  // chance 0.2
       {"gat", "gatv2", 100, 0.45},
-      {"vit", "seed", 120, 0.35},  // chance 0.25 (0.44 here after 120 steps)
-      {"vit", "lsa", 60, 0.4},
+      {"vit", "seed", 120, 0.35, "shapes"},  // chance 0.25 (0.44 here after 120 steps)
+      {"vit", "lsa", 60, 0.4, "shapes"},
+      {"vit", "seed", 120, 0.5, "fashion-mnist"},  // chance 0.1; 1000 test images
+      {"vit", "lsa", 120, 0.5, "fashion-mnist"},
       {"multimodal", "", 150, 0.4},  // a guess from the question alone: 0.25
       {"dqn", "", 4000, 0.0},        // average return against a random policy's (~24): checked below
       {"caption", "", 150, -1.0},    // BLEU: checked below
       {"lm", "", 60, 0.0},           // bits per character: checked below
   };
   for (const Short& r : runs) {
-    SCOPED_TRACE(std::string(r.name) + " " + r.variant);
+    SCOPED_TRACE(std::string(r.name) + " " + r.variant + " " + r.dataset);
     apps::AppOptions o;
     o.steps = r.steps;
-    o.eval_examples = 200;
+    o.eval_examples = std::string(r.dataset) == "fashion-mnist" ? 1000 : 200;
+    o.eval_examples_set = true;
+    o.dataset = r.dataset;
     o.quiet = true;
     o.variant = r.variant;
     o.checkpoint = (std::filesystem::temp_directory_path() / ("attn_test_" + std::string(r.name) + ".safetensors")).string();

