@@ -116,6 +116,20 @@ expect_error "train --lr nan" -- train tag --lr nan
 expect_error "train --seed x" -- train tag --seed x
 expect_error "train --steps without value" -- train tag --steps
 expect_error "train an unknown variant" -- train vit --variant zzz
+expect_error "train vit on an unknown dataset" -- train vit --dataset imagenet
+expect_error "train --dataset on another application" -- train tag --dataset shapes
+expect_error "train vit --augment with an unknown kind" -- train vit --augment rotate --steps 1
+expect_error "train vit --augment on the shapes" -- train vit --dataset shapes --augment flip --steps 1
+expect_error "eval --image on another application" -- eval tag --image x.png
+expect_error "train --log-json into a missing folder" -- train tag --steps 1 --log-json /nonexistent/dir/log.jsonl
+expect_error "plot without files" -- plot
+expect_error "plot a missing log" -- plot missing.jsonl --out p.png
+printf 'not json\n' > bad.jsonl
+expect_error "plot a line that is not JSON" -- plot bad.jsonl --out p.png
+printf '{"step": 1}\n' > noloss.jsonl
+expect_error "plot a log without loss" -- plot noloss.jsonl --out p.png
+: > empty.jsonl
+expect_error "plot an empty log" -- plot empty.jsonl --out p.png
 expect_error "train an unknown flag" -- train tag --bogus 3
 expect_error "eval --variant (the checkpoint decides)" -- eval translate --variant lstm-luong
 expect_error "eval --beam 0" -- eval translate --beam 0
@@ -252,6 +266,9 @@ expect_error "run without pixel_values" -- run vit --weights vit.pt --config vit
 expect_error "run without --weights" -- run vit --config vit.json --input pixels.safetensors --output o.safetensors
 expect_error "classify a missing image" -- classify vit --weights vit.pt --config vit.json missing.png
 expect_error "classify a broken image" -- classify vit --weights vit.pt --config vit.json broken.png
+"$attn" train vit --dataset shapes --steps 2 --batch 2 --eval-examples 2 --checkpoint vit_app.safetensors >/dev/null
+expect_error "eval vit --image of a missing file" -- eval vit --image missing.png --checkpoint vit_app.safetensors
+expect_error "eval vit --image of a broken file" -- eval vit --image broken.png --checkpoint vit_app.safetensors
 expect_error "classify with missing weights" -- classify vit --weights nope.pt --config vit.json red.png
 if [[ -e o.safetensors ]]; then
   echo "FAIL: a failed run left an output" && failed=$((failed + 1))

@@ -138,7 +138,7 @@ std::string plot_logs(const std::vector<std::string>& files, const PlotOptions& 
   std::vector<Series> all;
   for (const auto& f : files) all.push_back(read_log(f));
   const bool with_metric = std::any_of(all.begin(), all.end(), [](const Series& s) { return !s.mvalue.empty(); });
-  const int64_t pw = 380, ph = 260, W = with_metric ? 2 * pw + 190 : pw + 120, H = ph + 120 + 12 * static_cast<int64_t>(all.size());
+  const int64_t pw = 380, ph = 260, W = with_metric ? 2 * pw + 220 : pw + 150, H = ph + 120 + 12 * static_cast<int64_t>(all.size());
   Image img(W, H);
   draw_text(img, 10, 8, o.title.empty() ? std::string("training loss") : o.title, 2);
   Panel lp{70, 50, pw, ph, 0, 0, 0, 0, o.log_loss};

@@ -1,7 +1,6 @@
-// Attention heatmaps as PNG files: no image library, the zlib stream is
-// written with stored (uncompressed) deflate blocks, CRC-32 and Adler-32
-// computed here. Rows and columns can carry text labels (a built-in 5x7
-// pixel font: letters, digits and a few signs).
+// Attention heatmaps and charts as PNG files: no image library; the chunks
+// are written here, the pixels deflated by zlib. Rows and columns can carry
+// text labels (a built-in 5x7 pixel font: letters, digits and a few signs).
 #pragma once
 
 #include <cstdint>
