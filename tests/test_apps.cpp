@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <fstream>
 #include <iterator>
 
@@ -134,6 +135,52 @@ TEST(Apps, ShortTrainingBeatsChance) {
   apps::AppOptions o;
   o.checkpoint = "/nonexistent/x.safetensors";
   EXPECT_THROW(apps::find_app("tag").eval(o), Error);
+}
+
+// lm --data: a user's UTF-8 file (here a generated one with non-ASCII
+// characters), its vocabulary saved with the checkpoint; eval reloads it and
+// reads the same file; a character outside that vocabulary is an error with
+// its line.
+TEST(Apps, LanguageModelOnAUsersFile) {
+  const auto dir = std::filesystem::temp_directory_path();
+  const std::string text_path = (dir / "attn_test_lm_data.txt").string();
+  {
+    std::ofstream f(text_path);
+    const char* words[] = {"café", "naïve", "über", "smörgåsbord", "déjà vu", "façade"};
+    std::mt19937_64 rng(3);
+    for (int line = 0; line < 400; ++line) {
+      for (int w = 0; w < 8; ++w) f << words[rng() % 6] << (w < 7 ? " " : "");
+      f << "\n";
+    }
+  }
+  apps::AppOptions o;
+  o.steps = 80;
+  o.eval_examples = 50;
+  o.quiet = true;
+  o.data = text_path;
+  o.checkpoint = (dir / "attn_test_lm_data.safetensors").string();
+  const apps::App& a = apps::find_app("lm");
+  apps::AppResult t = a.train(o);
+  EXPECT_LT(t.value, t.chance - 0.5) << "bits per character against the unigram model's";
+  const io::Metadata meta = io::read_safetensors(o.checkpoint).metadata;
+  ASSERT_TRUE(meta.count("vocab"));
+  EXPECT_NE(meta.at("vocab").find("ö"), std::string::npos);
+  apps::AppOptions e = o;
+  e.data.clear();  // the checkpoint names its file
+  EXPECT_DOUBLE_EQ(a.eval(e).value, t.value);
+  {
+    std::ofstream f(text_path);
+    for (int line = 0; line < 300; ++line) f << "café naïve über\n";
+    f << "zebra\n";
+  }
+  try {
+    a.eval(e);
+    ADD_FAILURE() << "a character outside the vocabulary must be an error";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("line 301"), std::string::npos) << err.what();
+  }
+  std::filesystem::remove(text_path);
+  std::filesystem::remove(o.checkpoint);
 }
 
 TEST(Bleu, AgainstHandComputedValues) {

