@@ -183,6 +183,45 @@ TEST(Apps, LanguageModelOnAUsersFile) {
   std::filesystem::remove(o.checkpoint);
 }
 
+// tag --data: labelled sentences from a file (label TAB sentence); a tenth
+// held out by hash; eval reloads the vocabulary and labels from the checkpoint.
+TEST(Apps, TaggerOnAUsersFile) {
+  const auto dir = std::filesystem::temp_directory_path();
+  const std::string path = (dir / "attn_test_tag_data.tsv").string();
+  {
+    std::ofstream f(path);
+    const char* pos[] = {"good", "great", "fine"};
+    const char* neg[] = {"bad", "awful", "poor"};
+    const char* filler[] = {"the", "a", "movie", "was", "really", "plot", "and", "very"};
+    const char* labels[] = {"positive", "negative", "neutral"};
+    std::mt19937_64 rng(5);
+    for (int i = 0; i < 1500; ++i) {
+      const int label = static_cast<int>(rng() % 3);
+      const int n = 4 + static_cast<int>(rng() % 8), at = static_cast<int>(rng() % n);
+      f << labels[label] << "\t";
+      for (int w = 0; w < n; ++w) {
+        if (w == at && label < 2) f << (label == 0 ? pos : neg)[rng() % 3] << " ";
+        f << filler[rng() % 8] << (w + 1 < n ? " " : "");
+      }
+      f << "\n";
+    }
+  }
+  apps::AppOptions o;
+  o.steps = 150;
+  o.quiet = true;
+  o.data = path;
+  o.checkpoint = (dir / "attn_test_tag_data.safetensors").string();
+  const apps::App& a = apps::find_app("tag");
+  apps::AppResult t = a.train(o);
+  EXPECT_GT(t.value, 0.8) << "majority class " << t.chance;
+  EXPECT_EQ(t.baseline_name, "majority class");
+  apps::AppOptions e = o;
+  e.data.clear();
+  EXPECT_DOUBLE_EQ(a.eval(e).value, t.value);
+  std::filesystem::remove(path);
+  std::filesystem::remove(o.checkpoint);
+}
+
 TEST(Bleu, AgainstHandComputedValues) {
   EXPECT_NEAR(apps::corpus_bleu({"1 2 3 4 5"}, {"1 2 3 4 5"}), 100.0, 1e-9);
   EXPECT_EQ(apps::corpus_bleu({""}, {"1 2"}), 0.0);

@@ -125,6 +125,14 @@ expect_error "train lm on an empty file" -- train lm --data empty.txt --steps 1
 printf 'too short\n' > short.txt
 expect_error "train lm on a file too short for its windows" -- train lm --data short.txt --steps 1
 expect_error "train lm on a missing file" -- train lm --data missing.txt --steps 1
+printf 'pos\tgood film\nno tab here\n' > notab.tsv
+expect_error "train tag on a line without a tab" -- train tag --data notab.tsv --steps 1
+printf 'pos\tgood film\n\tno label\n' > nolabel.tsv
+expect_error "train tag on a line without a label" -- train tag --data nolabel.tsv --steps 1
+printf 'pos\tgood film\nneg\t   \n' > nosentence.tsv
+expect_error "train tag on a line without a sentence" -- train tag --data nosentence.tsv --steps 1
+expect_error "train tag on a file that is not UTF-8" -- train tag --data latin.txt --steps 1
+expect_error "train --data on an application without files" -- train gat --data notab.tsv
 expect_error "train vit --augment with an unknown kind" -- train vit --augment rotate --steps 1
 expect_error "train vit --augment on the shapes" -- train vit --dataset shapes --augment flip --steps 1
 expect_error "eval --image on another application" -- eval tag --image x.png

@@ -4,13 +4,17 @@
 // sentence of filler words holds two entity words of different types and
 // the trigger word "at"; the label is the type of the entity right after
 // "at". The filler is padding-aware (packed sequences, masked pooling).
+// --data FILE trains it on the user's sentences instead (label TAB sentence).
 #include <attn/attn.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <random>
+#include <sstream>
 
 #include "common/app.h"
+#include "common/text_file.h"
 
 namespace attn::apps {
 
@@ -46,16 +50,16 @@ struct Batch {
   Tensor ids, lengths, pad, labels;
 };
 
-Batch make_batch(const std::vector<Example>& ex) {
+Batch make_batch(const std::vector<Example>& ex, int64_t max_len = kMaxLen) {
   std::vector<int64_t> flat, lens, labels;
   for (const auto& e : ex) {
-    for (int64_t i = 0; i < kMaxLen; ++i) flat.push_back(i < static_cast<int64_t>(e.ids.size()) ? e.ids[i] : kPad);
+    for (int64_t i = 0; i < max_len; ++i) flat.push_back(i < static_cast<int64_t>(e.ids.size()) ? e.ids[i] : kPad);
     lens.push_back(static_cast<int64_t>(e.ids.size()));
     labels.push_back(e.label);
   }
   const auto B = static_cast<int64_t>(ex.size());
   Batch b;
-  b.ids = from_vector(flat, {B, kMaxLen});
+  b.ids = from_vector(flat, {B, max_len});
   b.lengths = from_vector(lens);
   b.pad = eq(b.ids, full({}, kPad, kInt64));
   b.labels = from_vector(labels);
@@ -64,11 +68,15 @@ Batch make_batch(const std::vector<Example>& ex) {
 
 // BiLSTMAttentionNER, with the pooling over the real steps only.
 struct Tagger : nn::Module {
-  nn::Embedding embed{nn::EmbeddingOptions(kVocab, 32).padding_idx(kPad)};
+  nn::Embedding embed;
   nn::LSTM bilstm{nn::LSTMOptions(32, 48).bidirectional(true).batch_first(true)};
   nn::AttentionPooling attention{96};
-  nn::Linear classifier{nn::LinearOptions(96, kTypes)};
-  explicit Tagger(const std::string& /*variant*/ = "bilstm") {
+  nn::Linear classifier;
+  int64_t max_len;
+  explicit Tagger(const std::string& /*variant*/ = "bilstm") : Tagger(kVocab, kTypes, kMaxLen) {}
+  Tagger(int64_t vocab, int64_t classes, int64_t max_len_)
+      : embed(nn::EmbeddingOptions(vocab, 32).padding_idx(kPad)), classifier(nn::LinearOptions(96, classes)),
+        max_len(max_len_) {
     register_module("embed", embed);
     register_module("bilstm", bilstm);
     register_module("attention", attention);
@@ -79,7 +87,7 @@ struct Tagger : nn::Module {
     auto packed = nn::pack_padded_sequence(embed.forward(b.ids), b.lengths, true, false);
     auto [out, state] = bilstm.forward(packed);
     (void)state;
-    Tensor outputs = std::get<0>(nn::pad_packed_sequence(out, true, 0.0, kMaxLen));
+    Tensor outputs = std::get<0>(nn::pad_packed_sequence(out, true, 0.0, max_len));
     auto [pooled, w] = attention.forward(outputs, b.pad);
     return {classifier.forward(pooled), w};
   }
@@ -114,6 +122,178 @@ AppResult evaluate(const Tagger& m, const AppOptions& o) {
   return r;
 }
 
+// --data FILE: one sentence per line, "label TAB sentence" (whitespace
+// tokens). A tenth of the lines, chosen by a hash of the line, is held out;
+// the vocabulary (words of the training lines; 0 padding, 1 unknown) and the
+// labels (of the whole file, in order of first appearance) are saved with the
+// checkpoint. Sentences longer than kFileMaxLen tokens are cut.
+constexpr int64_t kUnknown = 1, kFileMaxLen = 64;
+
+struct LabelledFile {
+  std::vector<std::string> words, labels;  // id order (words[0] padding, words[1] unknown)
+  std::vector<Example> train, held_out;
+  std::vector<std::vector<std::string>> held_out_text;
+  int64_t max_len = 1;
+};
+
+bool held_out_line(const std::string& line) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : line) h = (h ^ c) * 1099511628211ull;
+  return h % 10 == 0;
+}
+
+LabelledFile read_labelled(const std::string& path, const io::Metadata* meta) {
+  const std::string text = read_utf8_file(path, "tag");
+  LabelledFile f;
+  std::map<std::string, int64_t> wid, lid;
+  auto split_lines = [](const std::string& v) {
+    std::vector<std::string> out;
+    size_t a = 0;
+    while (a <= v.size()) {
+      const size_t b = std::min(v.find('\n', a), v.size());
+      out.push_back(v.substr(a, b - a));
+      a = b + 1;
+    }
+    return out;
+  };
+  if (meta) {
+    f.words = split_lines(meta->at("vocab"));
+    f.labels = split_lines(meta->at("labels"));
+    for (size_t i = 0; i < f.words.size(); ++i) wid[f.words[i]] = static_cast<int64_t>(i);
+    for (size_t i = 0; i < f.labels.size(); ++i) lid[f.labels[i]] = static_cast<int64_t>(i);
+  } else {
+    f.words = {"<pad>", "<unk>"};
+  }
+  struct Line {
+    int64_t no;
+    std::string label;
+    std::vector<std::string> tokens;
+    bool held;
+  };
+  std::vector<Line> lines;
+  int64_t no = 0;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    ++no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    const size_t tab = line.find('\t');
+    ATTN_CHECK(tab != std::string::npos, "tag: ", path, " line ", no, ": expected \"label<TAB>sentence\", found no tab");
+    Line l{no, line.substr(0, tab), {}, held_out_line(line)};
+    ATTN_CHECK(l.label.find_first_not_of(' ') != std::string::npos, "tag: ", path, " line ", no, ": the label is empty");
+    std::istringstream words(line.substr(tab + 1));
+    for (std::string w; words >> w;) l.tokens.push_back(w);
+    ATTN_CHECK(!l.tokens.empty(), "tag: ", path, " line ", no, ": the sentence after the tab is empty");
+    if (static_cast<int64_t>(l.tokens.size()) > kFileMaxLen) l.tokens.resize(kFileMaxLen);
+    lines.push_back(std::move(l));
+  }
+  ATTN_CHECK(!lines.empty(), "tag: ", path, " has no labelled lines");
+  for (const Line& l : lines) {
+    if (!lid.count(l.label)) {
+      ATTN_CHECK(!meta, "tag: ", path, " line ", l.no, ": the label \"", l.label,
+                 "\" is not one the checkpoint was trained on");
+      lid[l.label] = static_cast<int64_t>(f.labels.size());
+      f.labels.push_back(l.label);
+    }
+    if (!meta && !l.held)
+      for (const auto& w : l.tokens)
+        if (!wid.count(w)) wid[w] = static_cast<int64_t>(f.words.size()), f.words.push_back(w);
+  }
+  for (const Line& l : lines) {
+    Example e;
+    for (const auto& w : l.tokens) e.ids.push_back(wid.count(w) ? wid.at(w) : kUnknown);
+    e.label = lid.at(l.label);
+    f.max_len = std::max<int64_t>(f.max_len, static_cast<int64_t>(e.ids.size()));
+    if (l.held) {
+      f.held_out.push_back(std::move(e));
+      f.held_out_text.push_back(l.tokens);
+    } else {
+      f.train.push_back(std::move(e));
+    }
+  }
+  if (meta) f.max_len = std::max<int64_t>(f.max_len, 1);
+  ATTN_CHECK(!f.train.empty() && !f.held_out.empty(), "tag: ", path, " has ", f.train.size(), " training and ",
+             f.held_out.size(), " held-out lines; both must be non-empty (a tenth of the lines is held out)");
+  return f;
+}
+
+std::string join_lines(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "\n" : "") + v[i];
+  return s;
+}
+
+AppResult evaluate_file(const Tagger& m, const LabelledFile& f, const AppOptions& o) {
+  NoGradGuard ng;
+  AppResult r;
+  std::vector<int64_t> count(f.labels.size(), 0);
+  for (const Example& e : f.held_out) ++count[e.label];
+  r.chance = static_cast<double>(*std::max_element(count.begin(), count.end())) /
+             static_cast<double>(f.held_out.size());
+  r.baseline_name = "majority class";
+  int64_t correct = 0;
+  for (size_t s = 0; s < f.held_out.size(); s += 256) {
+    std::vector<Example> ex(f.held_out.begin() + s, f.held_out.begin() + std::min(f.held_out.size(), s + 256));
+    Batch b = make_batch(ex, f.max_len);
+    auto [logits, w] = m.forward(b);
+    Tensor pred = argmax(logits, 1).contiguous();
+    for (size_t i = 0; i < ex.size(); ++i) {
+      const int64_t p = pred.data<int64_t>()[i];
+      correct += p == ex[i].label;
+      if (static_cast<int64_t>(s + i) < o.show && !o.quiet) {
+        const int64_t peak = argmax(w.select(0, static_cast<int64_t>(i)), 0).item<int64_t>();
+        std::string text;
+        const auto& words = f.held_out_text[s + i];
+        for (size_t t = 0; t < words.size() && t < 16; ++t)
+          text += (t ? " " : "") + (static_cast<int64_t>(t) == peak ? "[" + words[t] + "]" : words[t]);
+        std::printf("  %-70s -> %s (true %s)\n", text.c_str(), f.labels[p].c_str(), f.labels[ex[i].label].c_str());
+      }
+    }
+  }
+  r.value = static_cast<double>(correct) / static_cast<double>(f.held_out.size());
+  return r;
+}
+
+std::string file_held_out(const LabelledFile& f) {
+  return std::to_string(f.held_out.size()) + " held-out lines (the attended word in [brackets])";
+}
+
+AppResult train_file(const AppOptions& in) {
+  const AppOptions o = with_defaults(in, "tag", kDefaults);
+  const LabelledFile f = read_labelled(o.data, nullptr);
+  manual_seed(o.seed);
+  Tagger m(static_cast<int64_t>(f.words.size()), static_cast<int64_t>(f.labels.size()), f.max_len);
+  std::mt19937_64 rng(o.seed);
+  const double secs = train_loop(m, o, "tag", [&](int64_t) {
+    std::vector<Example> ex;
+    for (int64_t i = 0; i < o.batch; ++i) ex.push_back(f.train[rng() % f.train.size()]);
+    Batch b = make_batch(ex, f.max_len);
+    return F::cross_entropy(std::get<0>(m.forward(b)), b.labels);
+  }, {{"variant", "bilstm"}, {"data", o.data}, {"vocab", join_lines(f.words)}, {"labels", join_lines(f.labels)},
+      {"max_len", std::to_string(f.max_len)}});
+  AppResult e = evaluate_file(m, f, o);
+  e.seconds = secs;
+  report(o, "tag", e, file_held_out(f));
+  return e;
+}
+
+AppResult eval_file(const AppOptions& in, const io::Metadata& meta) {
+  AppOptions o = with_defaults(in, "tag", kDefaults);
+  if (o.data.empty()) o.data = meta.at("data");
+  ATTN_CHECK(meta.count("vocab") && meta.count("labels") && meta.count("max_len"), "tag: ", o.checkpoint,
+             " lacks the vocabulary, labels or length of its training file");
+  LabelledFile f = read_labelled(o.data, &meta);
+  f.max_len = std::max<int64_t>(f.max_len, std::stoll(meta.at("max_len")));
+  Tagger m(static_cast<int64_t>(f.words.size()), static_cast<int64_t>(f.labels.size()),
+           std::stoll(meta.at("max_len")));
+  load_app(m, o, "tag");
+  m.max_len = f.max_len;
+  AppResult e = evaluate_file(m, f, o);
+  report(o, "tag", e, file_held_out(f));
+  return e;
+}
+
 }  // namespace
 
 App tag_app() {
@@ -133,7 +313,20 @@ App tag_app() {
   r.held_out = [](const AppOptions& o) {
     return std::to_string(o.eval_examples) + " held-out sentences (the attended step in [brackets])";
   };
-  return make_app(r);
+  App a = make_app(r);
+  // --data FILE: the user's labelled sentences instead of the generated ones;
+  // eval follows the checkpoint (a checkpoint of a file names it).
+  a.train = [generated = a.train](const AppOptions& o) { return o.data.empty() ? generated(o) : train_file(o); };
+  a.eval = [generated = a.eval](const AppOptions& in) {
+    AppOptions probe = in;
+    if (probe.checkpoint.empty()) probe.checkpoint = "runs/tag.safetensors";
+    const io::Metadata meta = checkpoint_metadata(probe, "tag");
+    if (meta.count("data")) return eval_file(in, meta);
+    ATTN_CHECK(in.data.empty(), "tag: ", probe.checkpoint, " was trained on the generated sentences; --data needs a "
+               "checkpoint trained on a file");
+    return generated(in);
+  };
+  return a;
 }
 
 }  // namespace attn::apps
