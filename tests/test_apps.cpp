@@ -222,6 +222,40 @@ TEST(Apps, TaggerOnAUsersFile) {
   std::filesystem::remove(o.checkpoint);
 }
 
+// translate --data: sentence pairs from a file (source TAB target), a tenth
+// held out by hash; the vocabulary and lengths travel with the checkpoint.
+TEST(Apps, TranslatorOnAUsersFile) {
+  const auto dir = std::filesystem::temp_directory_path();
+  const std::string path = (dir / "attn_test_translate_data.tsv").string();
+  {
+    std::ofstream f(path);
+    const char* en[] = {"one", "two", "three", "red", "blue", "cat", "dog", "big"};
+    const char* fr[] = {"un", "deux", "trois", "rouge", "bleu", "chat", "chien", "grand"};
+    std::mt19937_64 rng(7);
+    for (int i = 0; i < 2000; ++i) {
+      std::vector<int> ws(1 + rng() % 5);
+      for (int& w : ws) w = static_cast<int>(rng() % 8);
+      for (size_t k = 0; k < ws.size(); ++k) f << (k ? " " : "") << en[ws[k]];
+      f << "\t";
+      for (size_t k = 0; k < ws.size(); ++k) f << (k ? " " : "") << fr[ws[k]];  // word for word
+      f << "\n";
+    }
+  }
+  tr::Options o;
+  o.steps = 250;
+  o.quiet = true;
+  o.data = path;
+  o.checkpoint = (dir / "attn_test_translate_data.safetensors").string();
+  tr::Result t = tr::train(o);
+  EXPECT_GT(t.bleu, 40.0);
+  EXPECT_GT(t.examples, 100);
+  tr::Options e = o;
+  e.data.clear();  // the checkpoint names its file
+  EXPECT_DOUBLE_EQ(tr::eval(e).bleu, t.bleu);
+  std::filesystem::remove(path);
+  std::filesystem::remove(o.checkpoint);
+}
+
 TEST(Bleu, AgainstHandComputedValues) {
   EXPECT_NEAR(apps::corpus_bleu({"1 2 3 4 5"}, {"1 2 3 4 5"}), 100.0, 1e-9);
   EXPECT_EQ(apps::corpus_bleu({""}, {"1 2"}), 0.0);

