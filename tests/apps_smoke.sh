@@ -35,4 +35,7 @@ train_eval multimodal
 train_eval dqn
 train_eval caption
 train_eval lm
+# a file's image through caption and multimodal
+"$attn" eval caption --image vit_loss.png --checkpoint caption.safetensors | grep -q "vit_loss.png: "
+test "$("$attn" eval multimodal --image vit_loss.png --checkpoint multimodal.safetensors | grep -c "vit_loss.png: what")" -eq 2
 echo "apps smoke: $runs trainings and evaluations, beam search and viz ran"

@@ -141,7 +141,7 @@ expect_error "train translate on a line without a target" -- train translate --d
 expect_error "train translate on a file that is not UTF-8" -- train translate --data latin.txt --steps 1
 expect_error "train vit --augment with an unknown kind" -- train vit --augment rotate --steps 1
 expect_error "train vit --augment on the shapes" -- train vit --dataset shapes --augment flip --steps 1
-expect_error "eval --image on another application" -- eval tag --image x.png
+expect_error "eval --image on an application without images" -- eval tag --image x.png
 expect_error "train --log-json into a missing folder" -- train tag --steps 1 --log-json /nonexistent/dir/log.jsonl
 expect_error "plot without files" -- plot
 expect_error "plot a missing log" -- plot missing.jsonl --out p.png

@@ -212,6 +212,10 @@ App caption_app() {
   };
   r.evaluate = evaluate;
   r.held_out = [](const AppOptions& o) { return std::to_string(o.eval_examples) + " new scenes"; };
+  r.on_image = [](const Captioner& m, const std::string& path, const AppOptions& o) {
+    const std::string caption = decode(greedy(m, image_input(path, 3, kSize))[0]);
+    if (!o.quiet) std::printf("%s: %s\n", path.c_str(), caption.c_str());
+  };
   return make_app(r);
 }
 

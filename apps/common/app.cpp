@@ -134,6 +134,12 @@ io::Metadata load_app(nn::Module& model, const AppOptions& o, const std::string&
   return meta;
 }
 
+Tensor image_input(const std::string& path, int64_t channels, int64_t size) {
+  Tensor img = io::read_image(path);  // (3, H, W) float32 in [0, 1]
+  if (channels == 1) img = img.mean({0}, true);
+  return F::adaptive_avg_pool2d(img.unsqueeze(0), Pair2(size, size));
+}
+
 void report(const AppOptions& o, const std::string& name, const AppResult& r, const std::string& what) {
   if (o.quiet) return;
   const double k = r.percent ? 100 : 1;

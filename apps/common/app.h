@@ -111,7 +111,15 @@ struct Recipe {
   std::function<AppResult(const Model&, const AppOptions&)> evaluate;
   std::function<std::string(const AppOptions&)> held_out;
   double clip = 1.0;
+  // eval --image FILE: what the model makes of the user's image (printed);
+  // applications without it refuse --image.
+  std::function<void(const Model&, const std::string&, const AppOptions&)> on_image;
 };
+
+// A PNG or JPEG as a model's input (1, channels, size, size): decoded by stb,
+// made grey when channels is 1, resized by area averaging (adaptive average
+// pooling). attn::Error naming the file when it cannot be read.
+Tensor image_input(const std::string& path, int64_t channels, int64_t size);
 
 template <class Model>
 App make_app(const Recipe<Model>& r) {
@@ -135,6 +143,12 @@ App make_app(const Recipe<Model>& r) {
     const std::string v = meta.count("variant") ? meta.at("variant") : r.variants.front();
     Model m(v);
     load_app(m, o, r.name);
+    if (!o.image.empty()) {
+      ATTN_CHECK(r.on_image != nullptr, r.name, ": --image applies to vit, caption and multimodal");
+      NoGradGuard ng;
+      r.on_image(m, o.image, o);
+      return AppResult{};
+    }
     AppResult e = r.evaluate(m, o);
     report(o, label(v), e, r.held_out(o));
     return e;

@@ -152,6 +152,21 @@ App multimodal_app() {
   };
   r.evaluate = evaluate;
   r.held_out = [](const AppOptions& o) { return std::to_string(o.eval_examples) + " new image-question pairs"; };
+  // --image: both questions the model was trained on, about the user's image.
+  r.on_image = [](const MultimodalAttentionModel& m, const std::string& path, const AppOptions& o) {
+    const Tensor image = image_input(path, 3, kSize);
+    for (const std::vector<std::string>& q : {std::vector<std::string>{"what", "colour", "is", "the", "shape", "<pad>"},
+                                              std::vector<std::string>{"what", "shape", "is", "the", "one", "<pad>"}}) {
+      std::vector<int64_t> ids;
+      std::string text;
+      for (const auto& w : q) {
+        ids.push_back(vocab().id.at(w));
+        if (w != "<pad>") text.append(text.empty() ? "" : " ").append(w);
+      }
+      const int64_t a = argmax(m.forward(from_vector(ids, {1, kQuestionLen}), image), 1).item<int64_t>();
+      if (!o.quiet) std::printf("%s: %s? %s\n", path.c_str(), text.c_str(), answer_name(a).c_str());
+    }
+  };
   return make_app(r);
 }
 

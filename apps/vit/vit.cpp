@@ -273,10 +273,7 @@ std::string held_out(const Config& c, const AppOptions& o) {
 void classify_file(const Vit& m, const std::string& path, const AppOptions& o) {
   NoGradGuard ng;
   const Config& c = m.config;
-  Tensor img = io::read_image(path);  // (3, H, W) float32 in [0, 1]
-  if (c.channels == 1) img = img.mean({0}, true);
-  img = F::adaptive_avg_pool2d(img.unsqueeze(0), Pair2(c.size, c.size));
-  Tensor probs = F::softmax(m.forward(img), 1).select(0, 0).contiguous();
+  Tensor probs = F::softmax(m.forward(image_input(path, c.channels, c.size)), 1).select(0, 0).contiguous();
   const auto& names = class_names(c);
   std::vector<int64_t> order(static_cast<size_t>(c.classes));
   for (int64_t i = 0; i < c.classes; ++i) order[i] = i;

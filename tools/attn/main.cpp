@@ -195,8 +195,10 @@ int main(int argc, char** argv) {
   train->add_option("--log-json", aopts.log_json, "write one JSON object per logged step (step, loss, lr, "
                                                   "elapsed_s, examples_per_s, the metric when computed) to FILE; "
                                                   "draw it with attn plot");
-  eval->add_option("--image", aopts.image, "vit: classify this PNG or JPEG (turned grey for Fashion-MNIST and "
-                                           "resized to the model's input) instead of the test set");
+  eval->add_option("--image", aopts.image, "vit, caption, multimodal: a PNG or JPEG instead of the test data, "
+                                           "resized to the model's input (grey for vit on Fashion-MNIST): vit "
+                                           "classifies it, caption describes it, multimodal answers both of its "
+                                           "questions about it");
   viz->add_option("name", app_name, "translate")->required()->check(CLI::IsMember({"translate"}));
   viz->add_option("--checkpoint", aopts.checkpoint, "checkpoint file (default runs/translate.safetensors)");
   viz->add_option("--beam", aopts.beam, "beam width (1: greedy)")->check(kPositive);
@@ -374,8 +376,10 @@ int main(int argc, char** argv) {
         throw attn::Error(a.name + ": --arch and --tokenizer apply to lm");
       if (!aopts.data.empty() && a.name != "lm" && a.name != "tag" && a.name != "translate")
         throw attn::Error(a.name + ": --data applies to lm, tag and translate");
-      if ((!aopts.dataset.empty() || !aopts.augment.empty() || !aopts.image.empty()) && a.name != "vit")
-        throw attn::Error(a.name + ": --dataset, --augment and --image apply to vit");
+      if ((!aopts.dataset.empty() || !aopts.augment.empty()) && a.name != "vit")
+        throw attn::Error(a.name + ": --dataset and --augment apply to vit");
+      if (!aopts.image.empty() && a.name != "vit" && a.name != "caption" && a.name != "multimodal")
+        throw attn::Error(a.name + ": --image applies to vit, caption and multimodal");
       if (!aopts.variant.empty() && std::find(a.variants.begin(), a.variants.end(), aopts.variant) == a.variants.end())
         throw attn::Error(a.name + " has no variant \"" + aopts.variant + "\"");
       if (*train) a.train(aopts);
