@@ -155,7 +155,8 @@ expect_error "train an unknown flag" -- train tag --bogus 3
 expect_error "eval --variant (the checkpoint decides)" -- eval translate --variant lstm-luong
 expect_error "eval --beam 0" -- eval translate --beam 0
 expect_error "eval --show -1" -- eval tag --show -1
-expect_error "viz of another application" -- viz tag
+expect_error "viz of an application without a view" -- viz gat
+expect_error "viz --index -1" -- viz tag --index -1
 expect_error "viz --beam 0" -- viz translate --beam 0
 expect_error "inspect without a file" -- inspect
 expect_error "bench without a kind" -- bench
@@ -290,6 +291,8 @@ expect_error "classify a broken image" -- classify vit --weights vit.pt --config
 "$attn" train vit --dataset shapes --steps 2 --batch 2 --eval-examples 2 --checkpoint vit_app.safetensors >/dev/null
 expect_error "eval vit --image of a missing file" -- eval vit --image missing.png --checkpoint vit_app.safetensors
 expect_error "eval vit --image of a broken file" -- eval vit --image broken.png --checkpoint vit_app.safetensors
+expect_error "viz vit with a translate checkpoint" -- viz vit --checkpoint tr.safetensors
+expect_error "viz vit --image of a missing file" -- viz vit --image missing.png --checkpoint vit_app.safetensors
 expect_error "classify with missing weights" -- classify vit --weights nope.pt --config vit.json red.png
 if [[ -e o.safetensors ]]; then
   echo "FAIL: a failed run left an output" && failed=$((failed + 1))

@@ -31,7 +31,8 @@ struct AppOptions {
   std::string dataset;        // vit: fashion-mnist (default) or shapes
   std::string augment;        // vit on Fashion-MNIST: none (default) or crop, flip, crop,flip
   std::string log_json;       // train: one JSON object per logged step to this file
-  std::string image;          // eval vit: classify this PNG/JPEG instead of the test set
+  std::string image;          // eval/viz vit, eval caption/multimodal: this PNG/JPEG instead of the test data
+  int64_t index = 0;          // viz: which held-out example
   bool quiet = false;         // nothing printed (tests)
 };
 
@@ -49,6 +50,10 @@ struct App {
   std::string name, summary, target;  // target: the quality the README promises
   std::vector<std::string> variants;  // allowed --variant values (first: default)
   std::function<AppResult(const AppOptions&)> train, eval;
+  // attn viz NAME: draws the checkpoint's attention on held-out example
+  // o.index (or o.image) as PNG files named from `out` (a path prefix);
+  // returns what it wrote, one line. Null for applications without one.
+  std::function<std::string(const AppOptions& o, const std::string& out)> viz;
 };
 
 const std::vector<App>& registry();
@@ -124,7 +129,7 @@ Tensor image_input(const std::string& path, int64_t channels, int64_t size);
 template <class Model>
 App make_app(const Recipe<Model>& r) {
   auto label = [r](const std::string& v) { return r.variants.size() > 1 ? r.name + " (" + v + ")" : r.name; };
-  App a{r.name, r.summary, r.target, r.variants, nullptr, nullptr};
+  App a{r.name, r.summary, r.target, r.variants, nullptr, nullptr, nullptr};
   a.train = [r, label](const AppOptions& in) {
     const AppOptions o = with_defaults(in, r.name, r.defaults);
     const std::string v = o.variant.empty() ? r.variants.front() : o.variant;

@@ -147,28 +147,50 @@ void draw_text(Image& img, int64_t x, int64_t y, const std::string& text, int sc
   }
 }
 
+void scale_colour(double v, uint8_t& r, uint8_t& g, uint8_t& b) {
+  v = std::clamp(v, 0.0, 1.0);  // white (0) to dark blue (1)
+  r = static_cast<uint8_t>(255 - v * 247), g = static_cast<uint8_t>(255 - v * 207), b = static_cast<uint8_t>(255 - v * 148);
+}
+
+void colour_scale(Image& img, int64_t x, int64_t y, int64_t height, double top_value) {
+  for (int64_t k = 0; k < height; ++k) {
+    uint8_t r, g, b;
+    scale_colour(1.0 - static_cast<double>(k) / static_cast<double>(std::max<int64_t>(1, height - 1)), r, g, b);
+    for (int64_t dx = 0; dx < 10; ++dx) img.set(x + dx, y + k, r, g, b);
+  }
+  for (int64_t k = 0; k < height; ++k) img.set(x - 1, y + k, 0, 0, 0), img.set(x + 10, y + k, 0, 0, 0);
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%.2g", top_value);
+  draw_text(img, x + 14, y, buf);
+  std::snprintf(buf, sizeof buf, "%.2g", top_value / 2);
+  draw_text(img, x + 14, y + height / 2 - 3, buf);
+  draw_text(img, x + 14, y + height - 7, "0");
+}
+
 Image heatmap(const Tensor& weights, const std::vector<std::string>& row_labels,
-              const std::vector<std::string>& col_labels, const std::string& title, int64_t cell) {
+              const std::vector<std::string>& col_labels, const std::string& title, int64_t cell,
+              const std::string& x_axis, const std::string& y_axis) {
   ATTN_CHECK(weights.dim() == 2, "heatmap: weights must be (rows, cols), got ", shape_str(weights.shape()));
   Tensor w = weights.detach().to(kFloat64).contiguous();
   const int64_t R = w.size(0), C = w.size(1);
-  size_t lw = 0, lh = 0;
+  size_t lw = y_axis.size(), lh = 0;
   for (const auto& s : row_labels) lw = std::max(lw, s.size());
   for (const auto& s : col_labels) lh = std::max(lh, s.size());
-  const int64_t left = 8 + static_cast<int64_t>(lw) * 6, top = 20 + static_cast<int64_t>(lh) * 8;
-  const int64_t width = std::max<int64_t>(left + C * cell + 8, 16 + static_cast<int64_t>(title.size()) * 6);
-  Image img(width, top + R * cell + 8);
+  const int64_t left = 8 + static_cast<int64_t>(lw) * 6, top = 20 + static_cast<int64_t>(lh) * 8 + (y_axis.empty() ? 0 : 10);
+  const int64_t grid_h = std::max<int64_t>(R * cell, 60);
+  const int64_t width = std::max<int64_t>(left + C * cell + 60, 16 + static_cast<int64_t>(title.size()) * 6);
+  Image img(width, top + grid_h + (x_axis.empty() ? 8 : 22));
   draw_text(img, 8, 6, title);
+  if (!y_axis.empty()) draw_text(img, 8, top - 10, y_axis);
+  if (!x_axis.empty()) draw_text(img, left, top + R * cell + 6, x_axis);
   const double* p = w.data<double>();
   for (int64_t r = 0; r < R; ++r) {
     if (r < static_cast<int64_t>(row_labels.size()))
       draw_text(img, left - 4 - static_cast<int64_t>(row_labels[r].size()) * 6, top + r * cell + (cell - 7) / 2,
                 row_labels[r]);
     for (int64_t c = 0; c < C; ++c) {
-      const double v = std::clamp(p[r * C + c], 0.0, 1.0);
-      // white (0) to dark blue (1)
-      const auto R8 = static_cast<uint8_t>(255 - v * 247), G8 = static_cast<uint8_t>(255 - v * 207),
-                 B8 = static_cast<uint8_t>(255 - v * 148);
+      uint8_t R8, G8, B8;
+      scale_colour(p[r * C + c], R8, G8, B8);
       for (int64_t y = 0; y < cell - 1; ++y)
         for (int64_t x = 0; x < cell - 1; ++x) img.set(left + c * cell + x, top + r * cell + y, R8, G8, B8);
     }
@@ -177,6 +199,7 @@ Image heatmap(const Tensor& weights, const std::vector<std::string>& row_labels,
   for (int64_t c = 0; c < C && c < static_cast<int64_t>(col_labels.size()); ++c)
     for (size_t k = 0; k < col_labels[c].size(); ++k)
       draw_text(img, left + c * cell + (cell - 5) / 2, 18 + static_cast<int64_t>(k) * 8, col_labels[c].substr(k, 1));
+  colour_scale(img, left + C * cell + 12, top, grid_h, 1.0);
   return img;
 }
 

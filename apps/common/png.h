@@ -22,11 +22,19 @@ struct Image {
 // Writes img atomically (a temporary file, then rename); attn::Error on failure.
 void write_png(const std::string& path, const Image& img);
 
-// A heatmap of weights (rows, cols) in [0, 1] (a white-to-dark-blue scale),
-// `cell` pixels per entry, row labels at the left and column labels above
-// (either may be empty), and a title line.
+// A heatmap of weights (rows, cols) in [0, 1] (a white-to-dark-blue scale,
+// drawn at the right), `cell` pixels per entry, row labels at the left and
+// column labels above (either may be empty), a title line, and the axes'
+// names (x under the grid, y above the row labels) when given.
 Image heatmap(const Tensor& weights, const std::vector<std::string>& row_labels,
-              const std::vector<std::string>& col_labels, const std::string& title, int64_t cell = 16);
+              const std::vector<std::string>& col_labels, const std::string& title, int64_t cell = 16,
+              const std::string& x_axis = "", const std::string& y_axis = "");
+
+// The heatmap's colours: v in [0, 1] to white .. dark blue.
+void scale_colour(double v, uint8_t& r, uint8_t& g, uint8_t& b);
+// A vertical colour scale, 10 pixels wide, `height` high, at (x, y), labelled
+// 0 at the bottom and top_value at the top.
+void colour_scale(Image& img, int64_t x, int64_t y, int64_t height, double top_value);
 
 // Draws text with the 5x7 font (scale 1: 6 pixels per character) at (x, y).
 void draw_text(Image& img, int64_t x, int64_t y, const std::string& text, int scale = 1);

@@ -248,7 +248,7 @@ AppResult eval(const AppOptions& in) {
 
 App dqn_app() {
   return {"dqn", "the seed's attention Q-network learning CartPole (DQN, replay, target network)",
-          "average greedy return >= 195 of 500 (random policy ~22) in under 2 minutes", {"seed"}, train, eval};
+          "average greedy return >= 195 of 500 (random policy ~22) in under 2 minutes", {"seed"}, train, eval, nullptr};
 }
 
 }  // namespace attn::apps

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "common/app.h"
+#include "common/png.h"
 #include "common/text_file.h"
 #include "lm/lm_gpt2.h"
 
@@ -226,11 +227,50 @@ AppResult eval(const AppOptions& in) {
   return finish(m, corpus, o, 0);
 }
 
+// viz: the causal self-attention of each layer (mean of the heads) over 40
+// characters of the held-out text, starting at window `o.index`.
+std::string viz(const AppOptions& in, const std::string& out) {
+  ATTN_CHECK(!gpt2_arch(in), "lm: viz draws the character model (--arch char)");
+  AppOptions o = with_defaults(in, "lm", kDefaults);
+  const io::Metadata meta = checkpoint_metadata(o, "lm");
+  if (o.data.empty() && meta.count("text") && meta.at("text") != "Genesis (KJV)") o.data = meta.at("text");
+  std::vector<char32_t> vocab;
+  if (meta.count("vocab")) vocab = decode_utf8(meta.at("vocab"));
+  const Corpus corpus = make_corpus(o, meta.count("vocab") ? &vocab : nullptr);
+  CharTransformer m(corpus.vocab());
+  load_app(m, o, "lm");
+  NoGradGuard ng;
+  constexpr int64_t kShown = 40;
+  const size_t start = static_cast<size_t>(o.index) * kShown;
+  ATTN_CHECK(start + kShown <= corpus.valid.size(), "lm: viz --index ", o.index, " is past the held-out text (",
+             corpus.valid.size() / kShown, " windows of ", kShown, ")");
+  std::vector<int64_t> ids(corpus.valid.begin() + start, corpus.valid.begin() + start + kShown);
+  std::vector<std::string> labels;
+  for (int64_t id : ids) {
+    const char32_t c = corpus.itos[id];
+    labels.push_back(c == '\n' ? "/" : c == ' ' ? "_" : encode_utf8(c));
+  }
+  Tensor x = m.tok.forward(from_vector(ids, {1, kShown})) + m.pos.forward(arange(kShown)).unsqueeze(0);
+  std::string wrote;
+  for (size_t l = 0; l < m.blocks.layers.size(); ++l) {
+    const nn::TransformerEncoderLayer& layer = m.blocks.layer(l);
+    Tensor h = layer.norm1.forward(x);  // pre-norm blocks
+    Tensor w = std::get<1>(layer.self_attn.forward(h, h, h, {}, true, {}, true, /*is_causal=*/true));
+    const std::string path = out + "_layer" + std::to_string(l) + ".png";
+    write_png(path, heatmap(w.select(0, 0), labels, labels,
+                            "lm: causal self-attention, layer " + std::to_string(l) + " (mean of heads)", 12,
+                            "keys (earlier characters, _ space, / newline)", "queries"));
+    wrote += (wrote.empty() ? "" : ", ") + path;
+    x = layer.forward(x, {}, {}, true);
+  }
+  return "wrote " + wrote;
+}
+
 }  // namespace
 
 App lm_app() {
   return {"lm", "a character-level causal Transformer on the Book of Genesis (KJV), with sampling",
-          "validation below 2.5 bits/char (unigram model ~4.4) in under 2 minutes", {"transformer"}, train, eval};
+          "validation below 2.5 bits/char (unigram model ~4.4) in under 2 minutes", {"transformer"}, train, eval, viz};
 }
 
 }  // namespace attn::apps

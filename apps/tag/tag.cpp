@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "common/app.h"
+#include "common/png.h"
 #include "common/text_file.h"
 
 namespace attn::apps {
@@ -314,6 +315,52 @@ App tag_app() {
     return std::to_string(o.eval_examples) + " held-out sentences (the attended step in [brackets])";
   };
   App a = make_app(r);
+  a.viz = [](const AppOptions& in, const std::string& out) {
+    AppOptions probe = in;
+    if (probe.checkpoint.empty()) probe.checkpoint = "runs/tag.safetensors";
+    const io::Metadata meta = checkpoint_metadata(probe, "tag");
+    const AppOptions o = with_defaults(in, "tag", kDefaults);
+    std::vector<std::string> words;
+    Tensor w;
+    std::string predicted, truth;
+    NoGradGuard ng;
+    if (meta.count("data")) {
+      AppOptions fo = o;
+      if (fo.data.empty()) fo.data = meta.at("data");
+      const LabelledFile f = read_labelled(fo.data, &meta);
+      ATTN_CHECK(o.index >= 0 && o.index < static_cast<int64_t>(f.held_out.size()), "tag: viz --index ", o.index,
+                 " is not one of the ", f.held_out.size(), " held-out lines");
+      Tagger m(static_cast<int64_t>(f.words.size()), static_cast<int64_t>(f.labels.size()), std::stoll(meta.at("max_len")));
+      load_app(m, o, "tag");
+      const Example& e = f.held_out[o.index];
+      m.max_len = std::max<int64_t>(m.max_len, static_cast<int64_t>(e.ids.size()));
+      auto [logits, weights] = m.forward(make_batch({e}, m.max_len));
+      w = weights.narrow(1, 0, static_cast<int64_t>(e.ids.size()));
+      words = f.held_out_text[o.index];
+      predicted = f.labels[argmax(logits, 1).item<int64_t>()];
+      truth = f.labels[e.label];
+    } else {
+      Tagger m;
+      load_app(m, o, "tag");
+      std::mt19937_64 rng(o.seed * 1000003 + 99);  // evaluate's held-out stream
+      Example e;
+      for (int64_t i = 0; i <= o.index; ++i) e = draw(rng);
+      auto [logits, weights] = m.forward(make_batch({e}));
+      w = weights.narrow(1, 0, static_cast<int64_t>(e.ids.size()));
+      const char* types[] = {"PERSON", "PLACE", "DATE", "ORG"};
+      for (int64_t id : e.ids)
+        words.push_back(id == kAt ? "at" : id >= kFirstEntity ? types[(id - kFirstEntity) / kPerType] : "w");
+      predicted = types[argmax(logits, 1).item<int64_t>()];
+      truth = types[e.label];
+    }
+    const Tensor scaled = w / max(w);  // the largest weight at the top of the scale
+    const std::string path = out + ".png";
+    write_png(path, heatmap(scaled, {"weight"}, words, "tag: attention pooling, predicted " + predicted + " (true " +
+                                                           truth + "), largest weight " +
+                                                           std::to_string(max(w).item<float>()).substr(0, 5),
+                            22, "words", ""));
+    return "wrote " + path;
+  };
   // --data FILE: the user's labelled sentences instead of the generated ones;
   // eval follows the checkpoint (a checkpoint of a file names it).
   a.train = [generated = a.train](const AppOptions& o) { return o.data.empty() ? generated(o) : train_file(o); };

@@ -660,10 +660,12 @@ std::string viz(const Options& o, const std::string& sentence, const std::string
     rows.push_back(t < out.size() ? task.vocab.itos.at(static_cast<size_t>(out[t])) : "?");
   for (int64_t id : ids) cols.push_back(task.vocab.itos.at(static_cast<size_t>(id)));
   const std::string translation = decode(task.vocab, out);
-  write_png(png_prefix + "_avg.png", heatmap(mean(wh, {0}), rows, cols, "cross-attention, mean of heads: " + translation));
+  write_png(png_prefix + "_avg.png", heatmap(mean(wh, {0}), rows, cols, "cross-attention, mean of heads: " + translation,
+                                             16, "source words", "output"));
   for (int64_t hh = 0; hh < wh.size(0); ++hh)
     write_png(png_prefix + "_head" + std::to_string(hh) + ".png",
-              heatmap(wh.select(0, hh), rows, cols, "cross-attention, head " + std::to_string(hh)));
+              heatmap(wh.select(0, hh), rows, cols, "cross-attention, head " + std::to_string(hh), 16, "source words",
+                      "output"));
   return translation;
 }
 
@@ -701,7 +703,8 @@ App translate_app() {
   return {"translate", "English number words to digits with a Transformer encoder-decoder",
           "held-out exact match >= 95% in under a minute", {"transformer", "lstm-bahdanau", "lstm-luong"},
           [](const AppOptions& o) { return to_result(translate::train(translate_options(o))); },
-          [](const AppOptions& o) { return to_result(translate::eval(translate_options(o))); }};
+          [](const AppOptions& o) { return to_result(translate::eval(translate_options(o))); },
+          nullptr};  // attn viz translate has its own flags (--sentence, --beam); tools/attn calls translate::viz
 }
 
 }  // namespace attn::apps

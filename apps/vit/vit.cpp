@@ -10,6 +10,7 @@
 // Self-Attention (Lee, Lee, Song 2021), pre-norm blocks, the same budget.
 #include <attn/attn.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -17,6 +18,7 @@
 #include <random>
 
 #include "common/app.h"
+#include "common/png.h"
 #include "common/shapes.h"
 
 namespace attn::apps {
@@ -286,6 +288,123 @@ void classify_file(const Vit& m, const std::string& path, const AppOptions& o) {
   std::printf("\n");
 }
 
+// viz: attention rollout (Abnar & Zuidema 2020) over one image: each block's
+// head-averaged attention plus the identity (the residual), rows
+// renormalised, multiplied through the blocks; the model pools the mean of
+// its tokens, so a patch's relevance is its column mean of the product.
+// Drawn beside the image and overlaid on it; a second file holds every
+// layer's and head's attention received per patch (column means).
+std::string viz(const AppOptions& in, const std::string& out) {
+  AppOptions probe = in;
+  if (probe.checkpoint.empty()) probe.checkpoint = "runs/vit.safetensors";
+  const io::Metadata meta = checkpoint_metadata(probe, "vit");
+  const std::string v = meta.count("variant") ? meta.at("variant") : "seed";
+  const Config& c = config_of(meta.count("dataset") ? meta.at("dataset") : "shapes");
+  const AppOptions o = with_defaults(in, "vit", c.defaults(v));
+  Vit m(v, c);
+  load_app(m, o, "vit");
+  NoGradGuard ng;
+  const auto& names = class_names(c);
+  Tensor image;
+  std::string truth = "?";
+  if (!o.image.empty()) {
+    image = image_input(o.image, c.channels, c.size);
+  } else if (c.dataset == "shapes") {
+    std::mt19937_64 rng(o.seed * 1000003 + 5);  // evaluate's stream
+    Tensor y;
+    for (int64_t i = 0; i <= o.index; ++i) std::tie(image, y) = shapes_batch(rng, 1);
+    truth = names[y.item<int64_t>()];
+  } else {
+    ATTN_CHECK(o.index >= 0 && o.index < fashion().test.size(), "vit: viz --index ", o.index,
+               " is not a test image (0 to ", fashion().test.size() - 1, ")");
+    image = fashion().test.images.narrow(0, o.index, 1).contiguous();
+    truth = names[fashion().test.labels.data<int64_t>()[o.index]];
+  }
+  // The blocks' attention (1, H, N, N), recomputed beside the forward.
+  Tensor x = m.spt ? m.spt->forward(image) : m.proj->forward(image).flatten(2).transpose(1, 2);
+  x = x + m.pos;
+  std::vector<Tensor> maps;
+  for (size_t i = 0; i < m.blocks.size(); ++i) {
+    if (v == "lsa") {
+      const LsaBlock& b = m.blocks.at<LsaBlock>(i);
+      const nn::LocalitySelfAttention& a = b.attention;
+      const int64_t N = x.size(1), H = a.options.heads(), d = a.options.dim_head();
+      auto qkv = chunk(a.to_qkv.forward(a.norm.forward(x)), 3, -1);
+      auto heads = [&](const Tensor& t) { return t.reshape({1, N, H, d}).transpose(1, 2); };
+      Tensor scores = matmul(heads(qkv[0]) * exp(a.temperature), heads(qkv[1]).transpose(-2, -1));
+      maps.push_back(F::softmax(masked_fill(scores, eye(N, N, kBool), -INFINITY), -1));
+      x = b.forward(x);
+    } else {
+      const SeedBlock& b = m.blocks.at<SeedBlock>(i);
+      maps.push_back(std::get<1>(b.attention.forward(x, x, x, {}, true, {}, false)));
+      x = b.forward(x);
+    }
+  }
+  const int64_t pred = argmax(m.classifier.forward(x.mean({1})), 1).item<int64_t>();
+  const int64_t N = x.size(1), g = c.size / c.patch;
+  Tensor rollout = eye(N, N);
+  for (const Tensor& w : maps) {
+    Tensor a = w.select(0, 0).mean({0}) * 0.5 + eye(N, N) * 0.5;
+    rollout = matmul(a / a.sum({-1}, true), rollout);
+  }
+  Tensor rel = rollout.mean({0});
+  rel = (rel / max(rel)).reshape({g, g}).contiguous();
+  // Panels: the image, and the image under the relevance (scale px per pixel).
+  const int64_t px = c.size <= 28 ? 8 : 7, side = c.size * px, top = 40;
+  Image img(2 * side + 110, side + top + 30);
+  draw_text(img, 8, 6, "vit attention rollout: predicted " + names[pred] + " (true " + truth + ")");
+  draw_text(img, 8, 20, "left: the image, right: patch relevance over it");
+  Tensor pix = image.select(0, 0).contiguous();  // (C, S, S)
+  const float* p = pix.data<float>();
+  const float* r = rel.data<float>();
+  for (int64_t yy = 0; yy < side; ++yy)
+    for (int64_t xx = 0; xx < side; ++xx) {
+      const int64_t sy = yy / px, sx = xx / px;
+      float rgb[3];
+      for (int64_t ch = 0; ch < 3; ++ch)
+        rgb[ch] = p[(c.channels == 1 ? 0 : ch) * c.size * c.size + sy * c.size + sx];
+      img.set(xx, top + yy, static_cast<uint8_t>(255 * std::clamp(rgb[0], 0.0f, 1.0f)),
+              static_cast<uint8_t>(255 * std::clamp(rgb[1], 0.0f, 1.0f)),
+              static_cast<uint8_t>(255 * std::clamp(rgb[2], 0.0f, 1.0f)));
+      // overlay: the image dimmed, the relevance in the heatmap's blue scale
+      uint8_t br, bg, bb;
+      scale_colour(r[(sy / c.patch) * g + sx / c.patch], br, bg, bb);
+      const float grey = (rgb[0] + rgb[1] + rgb[2]) / 3.0f;
+      auto mix = [&](uint8_t s) { return static_cast<uint8_t>(0.65f * s + 0.35f * 255.0f * std::clamp(grey, 0.0f, 1.0f)); };
+      img.set(side + 10 + xx, top + yy, mix(br), mix(bg), mix(bb));
+    }
+  draw_text(img, 8, top + side + 8, "pixels");
+  draw_text(img, side + 10, top + side + 8, "patches (" + std::to_string(g) + "x" + std::to_string(g) + ")");
+  colour_scale(img, 2 * side + 24, top, side, 1.0);
+  const std::string rollout_path = out + "_rollout.png";
+  write_png(rollout_path, img);
+  // Every layer and head: attention received per patch (column means), each map scaled to its maximum.
+  const int64_t H = maps[0].size(1), L = static_cast<int64_t>(maps.size()), cell = 6, box = g * cell + 8;
+  const std::string grid_title = "vit: attention received per patch, by layer (rows) and head (columns)";
+  Image grid(std::max<int64_t>(70 + H * box + 50, 16 + static_cast<int64_t>(grid_title.size()) * 6), 40 + L * box);
+  draw_text(grid, 8, 6, grid_title);
+  for (int64_t h = 0; h < H; ++h) draw_text(grid, 70 + h * box, 22, "head " + std::to_string(h));
+  for (int64_t l = 0; l < L; ++l) {
+    draw_text(grid, 8, 40 + l * box + g * cell / 2 - 3, "layer " + std::to_string(l));
+    for (int64_t h = 0; h < H; ++h) {
+      Tensor recv = maps[l].select(0, 0).select(0, h).mean({0});
+      recv = (recv / max(recv)).contiguous();
+      const float* q = recv.data<float>();
+      for (int64_t k = 0; k < N; ++k) {
+        uint8_t br, bg, bb;
+        scale_colour(q[k], br, bg, bb);
+        for (int64_t dy = 0; dy < cell; ++dy)
+          for (int64_t dx = 0; dx < cell; ++dx)
+            grid.set(70 + h * box + (k % g) * cell + dx, 40 + l * box + (k / g) * cell + dy, br, bg, bb);
+      }
+    }
+  }
+  colour_scale(grid, 70 + H * box + 8, 40, std::max<int64_t>(60, L * box - 8), 1.0);
+  const std::string heads_path = out + "_heads.png";
+  write_png(heads_path, grid);
+  return "predicted " + names[pred] + " (true " + truth + "); wrote " + rollout_path + " and " + heads_path;
+}
+
 }  // namespace
 
 App vit_app() {
@@ -295,6 +414,7 @@ App vit_app() {
               "variant lsa: SPT + LSA)";
   a.target = "Fashion-MNIST test accuracy >= 88% in under 10 minutes (shapes: >= 90% in under 2 minutes)";
   a.variants = {"seed", "lsa"};
+  a.viz = viz;
   a.train = [](const AppOptions& in) {
     const Config& c = config_of(in.dataset);
     const std::string v = in.variant.empty() ? "seed" : in.variant;

@@ -155,8 +155,16 @@ int main(int argc, char** argv) {
   auto* train = app.add_subcommand("train", "Train an application's model (progress on a terminal), save a checkpoint, "
                                             "evaluate it on held-out data. Applications:" + app_list);
   auto* eval = app.add_subcommand("eval", "Evaluate an application's checkpoint on held-out data");
-  auto* viz = app.add_subcommand("viz", "Translate a sentence with a translate checkpoint and write its "
-                                        "cross-attention heatmaps (PNG)");
+  std::vector<std::string> viz_names = {"translate"};
+  for (const auto& a : attn::apps::registry())
+    if (a.viz) viz_names.push_back(a.name);
+  std::string viz_list;
+  for (const auto& n : viz_names) viz_list += (viz_list.empty() ? "" : ", ") + n;
+  auto* viz = app.add_subcommand("viz", "Draw what an application's checkpoint attends to, as PNG files with a title, "
+                                        "axis labels and a colour scale: " + viz_list + " (translate: the "
+                                        "cross-attention of --sentence; vit: attention rollout over a test image and "
+                                        "every layer's and head's maps; lm: each layer's causal attention over held-out "
+                                        "text; tag: the pooling weights over a held-out sentence)");
   for (auto* sc : {train, eval}) {
     sc->add_option("name", app_name, "the application")->required()->check(CLI::IsMember(names));
     sc->add_option("--checkpoint", aopts.checkpoint, "checkpoint file (default runs/NAME.safetensors)");
@@ -199,11 +207,16 @@ int main(int argc, char** argv) {
                                            "resized to the model's input (grey for vit on Fashion-MNIST): vit "
                                            "classifies it, caption describes it, multimodal answers both of its "
                                            "questions about it");
-  viz->add_option("name", app_name, "translate")->required()->check(CLI::IsMember({"translate"}));
-  viz->add_option("--checkpoint", aopts.checkpoint, "checkpoint file (default runs/translate.safetensors)");
-  viz->add_option("--beam", aopts.beam, "beam width (1: greedy)")->check(kPositive);
-  viz->add_option("--sentence", sentence, "the source sentence (English number words)");
-  viz->add_option("--out", viz_out, "PNG path prefix: PREFIX_avg.png and PREFIX_head<h>.png");
+  viz->add_option("name", app_name, "the application")->required()->check(CLI::IsMember(viz_names));
+  viz->add_option("--checkpoint", aopts.checkpoint, "checkpoint file (default runs/NAME.safetensors)");
+  viz->add_option("--beam", aopts.beam, "translate: beam width (1: greedy)")->check(kPositive);
+  viz->add_option("--sentence", sentence, "translate: the source sentence (English number words)");
+  viz->add_option("--index", aopts.index, "which held-out example to draw (default 0)")->check(kNonNegative);
+  viz->add_option("--image", aopts.image, "vit: a PNG or JPEG instead of a test image");
+  viz->add_option("--data", aopts.data, "lm, tag, translate: the file (default: the one the checkpoint names)");
+  viz->add_option("--out", viz_out, "PNG path prefix (default runs/NAME_attention): translate writes PREFIX_avg.png "
+                                    "and PREFIX_head<h>.png, vit PREFIX_rollout.png and PREFIX_heads.png, lm "
+                                    "PREFIX_layer<l>.png, tag PREFIX.png");
   std::vector<std::string> plot_files;
   attn::apps::PlotOptions plot_opts;
   auto* plot = app.add_subcommand("plot", "Draw the loss (and the evaluation metric) of runs logged with "
@@ -390,9 +403,15 @@ int main(int argc, char** argv) {
       std::printf("%s\n", attn::apps::plot_logs(plot_files, plot_opts).c_str());
       return 0;
     }
+    if (*viz && app_name != "translate") {
+      if (!viz->count("--out")) viz_out = "runs/" + app_name + "_attention";
+      std::printf("%s\n", attn::apps::find_app(app_name).viz(aopts, viz_out).c_str());
+      return 0;
+    }
     if (*viz) {
       attn::apps::translate::Options t;
       t.beam = aopts.beam;
+      t.data = aopts.data;
       if (!aopts.checkpoint.empty()) t.checkpoint = aopts.checkpoint;
       const std::string out = attn::apps::translate::viz(t, sentence, viz_out);
       std::printf("%s -> %s\nwrote %s_avg.png and one %s_head<h>.png per head\n", sentence.c_str(), out.c_str(),
