@@ -43,8 +43,13 @@ train_eval lm
 "$attn" viz vit --checkpoint vit-shapes.safetensors --out viz_vit_shapes >/dev/null
 "$attn" viz lm --checkpoint lm.safetensors --out viz_lm >/dev/null
 "$attn" viz tag --checkpoint tag.safetensors --index 2 --out viz_tag >/dev/null
+"$attn" viz gat --checkpoint gat-gatconv.safetensors --out viz_gat >/dev/null
+"$attn" viz gat --checkpoint gat-gatv2.safetensors --index 5 --out viz_gatv2 >/dev/null
+"$attn" viz caption --checkpoint caption.safetensors --out viz_caption >/dev/null
+"$attn" viz multimodal --checkpoint multimodal.safetensors --index 1 --out viz_multimodal >/dev/null
+"$attn" viz dqn --checkpoint dqn.safetensors --out viz_dqn >/dev/null
 for f in viz_vit_rollout viz_vit_heads viz_vit_lsa_rollout viz_vit_lsa_heads viz_vit_shapes_rollout viz_lm_layer0 \
-         viz_lm_layer2 viz_tag; do
+         viz_lm_layer2 viz_tag viz_gat viz_gatv2 viz_caption viz_multimodal viz_dqn; do
   python3 "$here/check_viz.py" "$f.png" >/dev/null
 done
 # a file's image through caption and multimodal

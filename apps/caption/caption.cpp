@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "common/app.h"
+#include "common/png.h"
 #include "common/bleu.h"
 #include "common/shapes.h"
 
@@ -216,7 +217,51 @@ App caption_app() {
     const std::string caption = decode(greedy(m, image_input(path, 3, kSize))[0]);
     if (!o.quiet) std::printf("%s: %s\n", path.c_str(), caption.c_str());
   };
-  return make_app(r);
+  App a = make_app(r);
+  // viz: for each word of the caption of held-out scene o.index, the feature
+  // cells (8x8) the decoder attended to, over the scene.
+  a.viz = [](const AppOptions& in, const std::string& out) {
+    const AppOptions o = with_defaults(in, "caption", kDefaults);
+    Captioner m;
+    load_app(m, o, "caption");
+    NoGradGuard ng;
+    std::mt19937_64 rng(o.seed * 1000003 + 13);  // evaluate's stream
+    Batch b;
+    for (int64_t i = 0; i <= o.index; ++i) b = make_batch(rng, 1);
+    Captioner::State s = m.start(b.images);
+    Tensor input = full({1}, kBos, kInt64);
+    std::vector<std::string> words;
+    std::vector<Tensor> weights;
+    for (int64_t t = 0; t < kMaxLen; ++t) {
+      auto [logits, w] = m.step(input, s);
+      input = argmax(logits, 1);
+      const int64_t id = input.item<int64_t>();
+      if (id == kEos) break;
+      words.push_back(vocab().words.at(static_cast<size_t>(id)));
+      weights.push_back(w.select(0, 0).reshape({8, 8}));
+    }
+    const int64_t px = 4, side = kSize * px, box = side + 12, per_row = 5;
+    const int64_t rows = 1 + (static_cast<int64_t>(words.size()) + per_row - 1) / per_row;
+    std::string caption;
+    for (const auto& w : words) caption += (caption.empty() ? "" : " ") + w;
+    Image img(std::max<int64_t>(per_row * box + 60, 16 + static_cast<int64_t>(caption.size() + 40) * 6),
+              40 + rows * (box + 12));
+    draw_text(img, 8, 6, "caption: " + caption);
+    draw_text(img, 8, 18, "(truth: " + b.captions[0] + ")");
+    draw_image(img, 8, 40, b.images.select(0, 0), px);
+    draw_text(img, 8, 40 + side + 2, "scene");
+    for (size_t k = 0; k < words.size(); ++k) {
+      const Tensor w = weights[k] / max(weights[k]);
+      const int64_t col = static_cast<int64_t>(k) % per_row, row = 1 + static_cast<int64_t>(k) / per_row;
+      draw_image(img, 8 + col * box, 40 + row * (box + 12), b.images.select(0, 0), px, w);
+      draw_text(img, 8 + col * box, 40 + row * (box + 12) + side + 2, words[k]);
+    }
+    colour_scale(img, 8 + per_row * box + 8, 40, side, 1.0);
+    const std::string path = out + ".png";
+    write_png(path, img);
+    return "caption \"" + caption + "\"; wrote " + path;
+  };
+  return a;
 }
 
 }  // namespace attn::apps

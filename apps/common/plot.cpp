@@ -58,16 +58,7 @@ const uint8_t kPalette[][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {2
                                {140, 86, 75}};
 
 void line(Image& img, double x0, double y0, double x1, double y1, const uint8_t c[3]) {
-  const int64_t n = static_cast<int64_t>(std::max(std::abs(x1 - x0), std::abs(y1 - y0))) + 1;
-  for (int64_t i = 0; i <= n; ++i) {
-    const double t = static_cast<double>(i) / static_cast<double>(n);
-    const auto x = static_cast<int64_t>(std::lround(x0 + t * (x1 - x0)));
-    const auto y = static_cast<int64_t>(std::lround(y0 + t * (y1 - y0)));
-    for (int64_t dy = 0; dy < 2; ++dy)
-      for (int64_t dx = 0; dx < 2; ++dx)
-        if (x + dx >= 0 && x + dx < img.width && y + dy >= 0 && y + dy < img.height)
-          img.set(x + dx, y + dy, c[0], c[1], c[2]);
-  }
+  draw_line(img, x0, y0, x1, y1, c, 2);
 }
 
 std::string number(double v) {

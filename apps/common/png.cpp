@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cmath>
 #include <array>
 #include <cstdio>
 #include <map>
@@ -165,6 +166,43 @@ void colour_scale(Image& img, int64_t x, int64_t y, int64_t height, double top_v
   std::snprintf(buf, sizeof buf, "%.2g", top_value / 2);
   draw_text(img, x + 14, y + height / 2 - 3, buf);
   draw_text(img, x + 14, y + height - 7, "0");
+}
+
+void draw_line(Image& img, double x0, double y0, double x1, double y1, const uint8_t c[3], int64_t width) {
+  const int64_t n = static_cast<int64_t>(std::max(std::abs(x1 - x0), std::abs(y1 - y0))) + 1;
+  for (int64_t i = 0; i <= n; ++i) {
+    const double t = static_cast<double>(i) / static_cast<double>(n);
+    const auto x = static_cast<int64_t>(std::lround(x0 + t * (x1 - x0)));
+    const auto y = static_cast<int64_t>(std::lround(y0 + t * (y1 - y0)));
+    for (int64_t dy = 0; dy < width; ++dy)
+      for (int64_t dx = 0; dx < width; ++dx) img.set(x + dx - width / 2, y + dy - width / 2, c[0], c[1], c[2]);
+  }
+}
+
+void draw_image(Image& img, int64_t x, int64_t y, const Tensor& image, int64_t px, const Tensor& weights) {
+  ATTN_CHECK(image.dim() == 3 && (image.size(0) == 1 || image.size(0) == 3) && image.size(1) == image.size(2),
+             "draw_image: image must be (1 or 3, S, S), got ", shape_str(image.shape()));
+  Tensor pix = image.detach().to(kFloat32).contiguous();
+  const int64_t C = pix.size(0), S = pix.size(1);
+  Tensor w = weights.defined() ? weights.detach().to(kFloat32).contiguous() : Tensor();
+  const int64_t g = w.defined() ? w.size(0) : 1;
+  const float* p = pix.data<float>();
+  for (int64_t yy = 0; yy < S * px; ++yy)
+    for (int64_t xx = 0; xx < S * px; ++xx) {
+      const int64_t sy = yy / px, sx = xx / px;
+      float rgb[3];
+      for (int64_t ch = 0; ch < 3; ++ch) rgb[ch] = std::clamp(p[(C == 1 ? 0 : ch) * S * S + sy * S + sx], 0.0f, 1.0f);
+      if (!w.defined()) {
+        img.set(x + xx, y + yy, static_cast<uint8_t>(255 * rgb[0]), static_cast<uint8_t>(255 * rgb[1]),
+                static_cast<uint8_t>(255 * rgb[2]));
+        continue;
+      }
+      uint8_t br, bg, bb;
+      scale_colour(w.data<float>()[(sy * g / S) * g + sx * g / S], br, bg, bb);
+      const float grey = (rgb[0] + rgb[1] + rgb[2]) / 3.0f;
+      auto mix = [&](uint8_t c) { return static_cast<uint8_t>(0.65f * c + 0.35f * 255.0f * grey); };
+      img.set(x + xx, y + yy, mix(br), mix(bg), mix(bb));
+    }
 }
 
 Image heatmap(const Tensor& weights, const std::vector<std::string>& row_labels,

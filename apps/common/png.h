@@ -36,6 +36,15 @@ void scale_colour(double v, uint8_t& r, uint8_t& g, uint8_t& b);
 // 0 at the bottom and top_value at the top.
 void colour_scale(Image& img, int64_t x, int64_t y, int64_t height, double top_value);
 
+// An image (C, S, S) float in [0, 1] (C = 1 or 3) drawn at (x, y), px pixels
+// per image pixel; with weights (g, g) in [0, 1] (g dividing S), the image is
+// dimmed and the weights laid over it in the heatmap's colours.
+void draw_image(Image& img, int64_t x, int64_t y, const Tensor& image, int64_t px, const Tensor& weights = {});
+
+// A straight line from (x0, y0) to (x1, y1), `width` pixels thick, clipped
+// to the image.
+void draw_line(Image& img, double x0, double y0, double x1, double y1, const uint8_t rgb[3], int64_t width = 1);
+
 // Draws text with the 5x7 font (scale 1: 6 pixels per character) at (x, y).
 void draw_text(Image& img, int64_t x, int64_t y, const std::string& text, int scale = 1);
 

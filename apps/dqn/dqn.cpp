@@ -16,6 +16,7 @@
 #include <random>
 
 #include "common/app.h"
+#include "common/png.h"
 #include "common/progress.h"
 
 namespace attn::apps {
@@ -244,11 +245,52 @@ AppResult eval(const AppOptions& in) {
   return report_eval(q, o, 0);
 }
 
+// viz: one greedy episode (the evaluation's episode o.index): at each of its
+// first 60 steps, the attention of the newest observation over the history
+// (heads averaged), oldest first.
+std::string viz(const AppOptions& in, const std::string& out) {
+  const AppOptions o = with_defaults(in, "dqn", kDefaults);
+  AttentionQNetwork q;
+  load_app(q, o, "dqn");
+  NoGradGuard ng;
+  std::mt19937_64 rng(o.seed * 1000003 + 3);  // evaluate_policy's stream
+  CartPole env;
+  History h;
+  for (int64_t e = 0; e <= o.index; ++e) {
+    env = CartPole();
+    env.reset(rng);
+    h.reset(env.obs());
+    if (e == o.index) break;
+    bool failed = false;
+    while (!env.step(greedy_action(q, h), failed)) h.push(env.obs());
+  }
+  constexpr int64_t kShown = 60;
+  std::vector<Tensor> rows;
+  std::vector<std::string> labels;
+  bool failed = false;
+  for (int64_t t = 0; t < kShown; ++t) {
+    Tensor states = from_vector(h.flat(), {1, kHistory, kObs});
+    Tensor e = q.state_encoder.forward(states);
+    Tensor w = std::get<1>(q.attention.forward(e, e, e, {}, true));  // (1, H, H) over the history
+    rows.push_back(w.select(0, 0).select(0, kHistory - 1));
+    labels.push_back(t % 10 == 0 ? std::to_string(t) : "");
+    const bool done = env.step(argmax(q.forward(states), 1).item<int64_t>(), failed);
+    h.push(env.obs());
+    if (done) break;
+  }
+  std::vector<std::string> cols;
+  for (int64_t k = 0; k < kHistory; ++k) cols.push_back(k == kHistory - 1 ? "t" : "t-" + std::to_string(kHistory - 1 - k));
+  const std::string path = out + ".png";
+  write_png(path, heatmap(stack(rows, 0), labels, cols,
+                          "dqn: attention of the newest observation over the history", 10, "history", "step"));
+  return "wrote " + path + " (" + std::to_string(rows.size()) + " steps)";
+}
+
 }  // namespace
 
 App dqn_app() {
   return {"dqn", "the seed's attention Q-network learning CartPole (DQN, replay, target network)",
-          "average greedy return >= 195 of 500 (random policy ~22) in under 2 minutes", {"seed"}, train, eval, nullptr};
+          "average greedy return >= 195 of 500 (random policy ~22) in under 2 minutes", {"seed"}, train, eval, viz};
 }
 
 }  // namespace attn::apps

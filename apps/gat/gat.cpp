@@ -10,12 +10,14 @@
 #include <attn/attn.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <cstdio>
 #include <random>
 #include <set>
 
 #include "common/app.h"
+#include "common/png.h"
 
 namespace attn::apps {
 
@@ -162,7 +164,73 @@ App gat_app() {
            std::to_string(g.edge_index.size(1)) + " edges)";
   };
   r.clip = 0;
-  return make_app(r);
+  App a = make_app(r);
+  // viz: unlabelled node o.index (of the test nodes) and its neighbours, each
+  // edge drawn by its first-layer attention coefficient (heads averaged),
+  // nodes coloured by class.
+  a.viz = [](const AppOptions& in, const std::string& out) {
+    AppOptions probe = in;
+    if (probe.checkpoint.empty()) probe.checkpoint = "runs/gat.safetensors";
+    const io::Metadata meta = checkpoint_metadata(probe, "gat");
+    const std::string v = meta.count("variant") ? meta.at("variant") : "gatconv";
+    const AppOptions o = with_defaults(in, "gat", kDefaults);
+    Models m(v);
+    load_app(m, o, "gat");
+    NoGradGuard ng;
+    const Graph& g = graph(o.seed);
+    ATTN_CHECK(o.index >= 0 && o.index < g.test_idx.numel(), "gat: viz --index ", o.index, " is not one of the ",
+               g.test_idx.numel(), " unlabelled nodes");
+    const int64_t node = g.test_idx.contiguous().data<int64_t>()[o.index];
+    auto [outputs, att] = m.v2a ? m.v2a->forward_with_attention(g.x, g.edge_index)
+                                : m.conv1->forward_with_attention(g.x, g.edge_index);
+    (void)outputs;
+    const Tensor edges = std::get<0>(att).contiguous(), alpha = std::get<1>(att).mean({1}).contiguous();
+    const int64_t E = edges.size(1);
+    const int64_t* src = edges.data<int64_t>();
+    const int64_t* dst = src + E;
+    std::vector<std::pair<int64_t, float>> nb;  // (source, coefficient) of the edges into the node
+    for (int64_t e = 0; e < E; ++e)
+      if (dst[e] == node) nb.emplace_back(src[e], alpha.data<float>()[e]);
+    std::sort(nb.begin(), nb.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    const int64_t pred = argmax(m.gat(g).select(0, node), 0).item<int64_t>();
+    const int64_t* labels = g.labels.contiguous().data<int64_t>();
+    const uint8_t palette[kClasses][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40}, {148, 103, 189}};
+    const int64_t W = 620, H = 520, cx = 260, cy = 280, radius = 190;
+    Image img(W, H);
+    draw_text(img, 8, 6, "gat (" + v + "): node " + std::to_string(node) + ", class " + std::to_string(labels[node]) +
+                             ", predicted " + std::to_string(pred) + ", " + std::to_string(nb.size()) +
+                             " incoming edges (self-loop included)");
+    draw_text(img, 8, 20, "edges: first-layer attention (heads averaged), darker and thicker = more");
+    float top = 0;
+    for (const auto& [s, w] : nb) top = std::max(top, w);
+    auto disc = [&](double x, double y, int64_t r, const uint8_t c[3]) {
+      for (int64_t dy = -r; dy <= r; ++dy)
+        for (int64_t dx = -r; dx <= r; ++dx)
+          if (dx * dx + dy * dy <= r * r) img.set(static_cast<int64_t>(x) + dx, static_cast<int64_t>(y) + dy, c[0], c[1], c[2]);
+    };
+    const size_t n = nb.size();
+    for (size_t i = 0; i < n; ++i) {
+      const double ang = 2 * 3.14159265358979 * static_cast<double>(i) / static_cast<double>(std::max<size_t>(n, 1));
+      const double x = cx + radius * std::cos(ang), y = cy + radius * std::sin(ang);
+      uint8_t c[3];
+      scale_colour(top > 0 ? nb[i].second / top : 0, c[0], c[1], c[2]);
+      if (nb[i].first != node) draw_line(img, x, y, cx, cy, c, 1 + static_cast<int64_t>(4 * nb[i].second / std::max(top, 1e-9f)));
+      disc(x, y, 9, palette[labels[nb[i].first]]);
+      char text[48];
+      std::snprintf(text, sizeof text, "%lld: %.2f", static_cast<long long>(nb[i].first), nb[i].second);
+      draw_text(img, static_cast<int64_t>(x) - 20, static_cast<int64_t>(y) + 12, nb[i].first == node ? std::string(text) + " (self)" : text);
+    }
+    disc(cx, cy, 14, palette[labels[node]]);
+    for (int64_t k = 0; k < kClasses; ++k) {
+      disc(W - 90, 60 + k * 18, 6, palette[k]);
+      draw_text(img, W - 78, 57 + k * 18, "class " + std::to_string(k));
+    }
+    colour_scale(img, W - 90, 170, 200, top);
+    const std::string path = out + ".png";
+    write_png(path, img);
+    return "wrote " + path;
+  };
+  return a;
 }
 
 }  // namespace attn::apps

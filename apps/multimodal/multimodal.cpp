@@ -18,6 +18,7 @@
 #include <random>
 
 #include "common/app.h"
+#include "common/png.h"
 #include "common/shapes.h"
 
 namespace attn::apps {
@@ -167,7 +168,43 @@ App multimodal_app() {
       if (!o.quiet) std::printf("%s: %s? %s\n", path.c_str(), text.c_str(), answer_name(a).c_str());
     }
   };
-  return make_app(r);
+  App a = make_app(r);
+  // viz: the attention (heads averaged) among the question's words and the
+  // image token for held-out pair o.index, and the image.
+  a.viz = [](const AppOptions& in, const std::string& out) {
+    const AppOptions o = with_defaults(in, "multimodal", kDefaults);
+    MultimodalAttentionModel m;
+    load_app(m, o, "multimodal");
+    NoGradGuard ng;
+    std::mt19937_64 rng(o.seed * 1000003 + 11);  // evaluate's stream
+    Batch b;
+    for (int64_t i = 0; i <= o.index; ++i) b = make_batch(rng, 1);
+    Tensor text = std::get<0>(m.text_encoder.forward(m.words.forward(b.questions)));
+    Tensor combined = cat({text, m.image_encoder.forward(b.images).unsqueeze(1)}, 1);
+    Tensor w = std::get<1>(m.attention.forward(combined, combined, combined, {}, true)).select(0, 0);
+    std::vector<std::string> labels;
+    const Tensor qc = b.questions.contiguous();
+    for (int64_t k = 0; k < kQuestionLen; ++k) labels.push_back(vocab().words.at(static_cast<size_t>(qc.data<int64_t>()[k])));
+    labels.push_back("IMAGE");
+    const int64_t answer = argmax(m.forward(b.questions, b.images), 1).item<int64_t>();
+    Image heat = heatmap(w, labels, labels, "multimodal: " + b.texts[0] + "? " + answer_name(answer) + " (truth: " +
+                                                answer_name(b.answers.item<int64_t>()) + ")",
+                         24, "keys", "queries");
+    // The image beside the map.
+    const int64_t px = 5, side = kSize * px;
+    Image img(heat.width + side + 20, std::max(heat.height, side + 50));
+    for (int64_t y = 0; y < heat.height; ++y)
+      for (int64_t x = 0; x < heat.width; ++x) {
+        const uint8_t* p = heat.rgb.data() + (y * heat.width + x) * 3;
+        img.set(x, y, p[0], p[1], p[2]);
+      }
+    draw_image(img, heat.width + 8, 30, b.images.select(0, 0), px);
+    draw_text(img, heat.width + 8, 34 + side, "the image");
+    const std::string path = out + ".png";
+    write_png(path, img);
+    return "wrote " + path;
+  };
+  return a;
 }
 
 }  // namespace attn::apps

@@ -354,25 +354,8 @@ std::string viz(const AppOptions& in, const std::string& out) {
   Image img(2 * side + 110, side + top + 30);
   draw_text(img, 8, 6, "vit attention rollout: predicted " + names[pred] + " (true " + truth + ")");
   draw_text(img, 8, 20, "left: the image, right: patch relevance over it");
-  Tensor pix = image.select(0, 0).contiguous();  // (C, S, S)
-  const float* p = pix.data<float>();
-  const float* r = rel.data<float>();
-  for (int64_t yy = 0; yy < side; ++yy)
-    for (int64_t xx = 0; xx < side; ++xx) {
-      const int64_t sy = yy / px, sx = xx / px;
-      float rgb[3];
-      for (int64_t ch = 0; ch < 3; ++ch)
-        rgb[ch] = p[(c.channels == 1 ? 0 : ch) * c.size * c.size + sy * c.size + sx];
-      img.set(xx, top + yy, static_cast<uint8_t>(255 * std::clamp(rgb[0], 0.0f, 1.0f)),
-              static_cast<uint8_t>(255 * std::clamp(rgb[1], 0.0f, 1.0f)),
-              static_cast<uint8_t>(255 * std::clamp(rgb[2], 0.0f, 1.0f)));
-      // overlay: the image dimmed, the relevance in the heatmap's blue scale
-      uint8_t br, bg, bb;
-      scale_colour(r[(sy / c.patch) * g + sx / c.patch], br, bg, bb);
-      const float grey = (rgb[0] + rgb[1] + rgb[2]) / 3.0f;
-      auto mix = [&](uint8_t s) { return static_cast<uint8_t>(0.65f * s + 0.35f * 255.0f * std::clamp(grey, 0.0f, 1.0f)); };
-      img.set(side + 10 + xx, top + yy, mix(br), mix(bg), mix(bb));
-    }
+  draw_image(img, 0, top, image.select(0, 0), px);
+  draw_image(img, side + 10, top, image.select(0, 0), px, rel);
   draw_text(img, 8, top + side + 8, "pixels");
   draw_text(img, side + 10, top + side + 8, "patches (" + std::to_string(g) + "x" + std::to_string(g) + ")");
   colour_scale(img, 2 * side + 24, top, side, 1.0);

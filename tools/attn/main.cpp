@@ -164,7 +164,10 @@ int main(int argc, char** argv) {
                                         "axis labels and a colour scale: " + viz_list + " (translate: the "
                                         "cross-attention of --sentence; vit: attention rollout over a test image and "
                                         "every layer's and head's maps; lm: each layer's causal attention over held-out "
-                                        "text; tag: the pooling weights over a held-out sentence)");
+                                        "text; tag: the pooling weights over a held-out sentence; gat: a node's "
+                                        "incoming edges by attention; caption: the attended cells for each word; "
+                                        "multimodal: attention among the question's words and the image; dqn: the "
+                                        "attention over the history through an episode)");
   for (auto* sc : {train, eval}) {
     sc->add_option("name", app_name, "the application")->required()->check(CLI::IsMember(names));
     sc->add_option("--checkpoint", aopts.checkpoint, "checkpoint file (default runs/NAME.safetensors)");
@@ -216,7 +219,7 @@ int main(int argc, char** argv) {
   viz->add_option("--data", aopts.data, "lm, tag, translate: the file (default: the one the checkpoint names)");
   viz->add_option("--out", viz_out, "PNG path prefix (default runs/NAME_attention): translate writes PREFIX_avg.png "
                                     "and PREFIX_head<h>.png, vit PREFIX_rollout.png and PREFIX_heads.png, lm "
-                                    "PREFIX_layer<l>.png, tag PREFIX.png");
+                                    "PREFIX_layer<l>.png, the others PREFIX.png");
   std::vector<std::string> plot_files;
   attn::apps::PlotOptions plot_opts;
   auto* plot = app.add_subcommand("plot", "Draw the loss (and the evaluation metric) of runs logged with "
