@@ -1,3 +1,4 @@
+// attn plot: training curves from --log-json files (see plot.h).
 #include "common/plot.h"
 
 #include <nlohmann/json.hpp>

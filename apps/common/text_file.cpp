@@ -1,3 +1,4 @@
+// Users' text files for --data: reading, UTF-8 checks, code points (see text_file.h).
 #include "common/text_file.h"
 
 #include <cstdio>
