@@ -1,6 +1,7 @@
 // Users' text files for --data: reading, UTF-8 checks, code points (see text_file.h).
 #include "common/text_file.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -60,6 +61,23 @@ std::string read_utf8_file(const std::string& path, const std::string& app) {
     i += static_cast<size_t>(n);
   }
   return text;
+}
+
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> out;
+  size_t a = 0;
+  while (a <= text.size()) {
+    const size_t b = std::min(text.find('\n', a), text.size());
+    out.push_back(text.substr(a, b - a));
+    a = b + 1;
+  }
+  return out;
+}
+
+std::string join_lines(const std::vector<std::string>& lines, size_t from) {
+  std::string s;
+  for (size_t i = from; i < lines.size(); ++i) s += (i > from ? "\n" : "") + lines[i];
+  return s;
 }
 
 std::vector<char32_t> decode_utf8(const std::string& text) {

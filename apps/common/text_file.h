@@ -13,6 +13,11 @@ namespace attn::apps {
 // character").
 std::string read_utf8_file(const std::string& path, const std::string& app);
 
+// Lines of a string ("a\nb" -> {"a", "b"}; "" -> {""}), and back: how the
+// applications keep word lists in a checkpoint's metadata.
+std::vector<std::string> split_lines(const std::string& text);
+std::string join_lines(const std::vector<std::string>& lines, size_t from = 0);
+
 // Code points of valid UTF-8 text, and back.
 std::vector<char32_t> decode_utf8(const std::string& text);
 std::string encode_utf8(char32_t cp);

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <random>
 #include <string_view>
 
@@ -212,33 +213,47 @@ AppResult train(const AppOptions& in) {
   return finish(m, corpus, o, secs);
 }
 
+// A checkpoint of the character model with its text: the file it was
+// trained on (unless --data names another) read with the checkpoint's
+// vocabulary.
+struct Loaded {
+  AppOptions o;
+  Corpus corpus;
+  CharTransformer model;
+  static io::Metadata metadata(AppOptions& o) {
+    const io::Metadata meta = checkpoint_metadata(o, "lm");
+    if (o.data.empty() && meta.count("text") && meta.at("text") != "Genesis (KJV)") o.data = meta.at("text");
+    return meta;
+  }
+  static std::vector<char32_t> vocab(const io::Metadata& meta) {
+    return meta.count("vocab") ? decode_utf8(meta.at("vocab")) : std::vector<char32_t>();
+  }
+  Loaded(AppOptions opts, const io::Metadata& meta, const std::vector<char32_t>& v)
+      : o(std::move(opts)), corpus(make_corpus(o, meta.count("vocab") ? &v : nullptr)), model(corpus.vocab()) {
+    load_app(model, o, "lm");
+  }
+};
+
+std::unique_ptr<Loaded> load(const AppOptions& in) {
+  AppOptions o = with_defaults(in, "lm", kDefaults);
+  const io::Metadata meta = Loaded::metadata(o);
+  return std::make_unique<Loaded>(o, meta, Loaded::vocab(meta));
+}
+
 AppResult eval(const AppOptions& in) {
   if (gpt2_arch(in)) return eval_gpt2(in);
-  AppOptions o = with_defaults(in, "lm", kDefaults);
-  const io::Metadata meta = checkpoint_metadata(o, "lm");
-  // A checkpoint trained on a file is evaluated on that file's held-out tenth
-  // unless --data names another; its vocabulary is the checkpoint's.
-  if (o.data.empty() && meta.count("text") && meta.at("text") != "Genesis (KJV)") o.data = meta.at("text");
-  std::vector<char32_t> vocab;
-  if (meta.count("vocab")) vocab = decode_utf8(meta.at("vocab"));
-  const Corpus corpus = make_corpus(o, meta.count("vocab") ? &vocab : nullptr);
-  CharTransformer m(corpus.vocab());
-  load_app(m, o, "lm");
-  return finish(m, corpus, o, 0);
+  auto l = load(in);
+  return finish(l->model, l->corpus, l->o, 0);
 }
 
 // viz: the causal self-attention of each layer (mean of the heads) over 40
 // characters of the held-out text, starting at window `o.index`.
 std::string viz(const AppOptions& in, const std::string& out) {
   ATTN_CHECK(!gpt2_arch(in), "lm: viz draws the character model (--arch char)");
-  AppOptions o = with_defaults(in, "lm", kDefaults);
-  const io::Metadata meta = checkpoint_metadata(o, "lm");
-  if (o.data.empty() && meta.count("text") && meta.at("text") != "Genesis (KJV)") o.data = meta.at("text");
-  std::vector<char32_t> vocab;
-  if (meta.count("vocab")) vocab = decode_utf8(meta.at("vocab"));
-  const Corpus corpus = make_corpus(o, meta.count("vocab") ? &vocab : nullptr);
-  CharTransformer m(corpus.vocab());
-  load_app(m, o, "lm");
+  auto l = load(in);
+  const AppOptions& o = l->o;
+  const Corpus& corpus = l->corpus;
+  const CharTransformer& m = l->model;
   NoGradGuard ng;
   constexpr int64_t kShown = 40;
   const size_t start = static_cast<size_t>(o.index) * kShown;

@@ -147,16 +147,6 @@ LabelledFile read_labelled(const std::string& path, const io::Metadata* meta) {
   const std::string text = read_utf8_file(path, "tag");
   LabelledFile f;
   std::map<std::string, int64_t> wid, lid;
-  auto split_lines = [](const std::string& v) {
-    std::vector<std::string> out;
-    size_t a = 0;
-    while (a <= v.size()) {
-      const size_t b = std::min(v.find('\n', a), v.size());
-      out.push_back(v.substr(a, b - a));
-      a = b + 1;
-    }
-    return out;
-  };
   if (meta) {
     f.words = split_lines(meta->at("vocab"));
     f.labels = split_lines(meta->at("labels"));
@@ -217,12 +207,6 @@ LabelledFile read_labelled(const std::string& path, const io::Metadata* meta) {
   ATTN_CHECK(!f.train.empty() && !f.held_out.empty(), "tag: ", path, " has ", f.train.size(), " training and ",
              f.held_out.size(), " held-out lines; both must be non-empty (a tenth of the lines is held out)");
   return f;
-}
-
-std::string join_lines(const std::vector<std::string>& v) {
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? "\n" : "") + v[i];
-  return s;
 }
 
 AppResult evaluate_file(const Tagger& m, const LabelledFile& f, const AppOptions& o) {

@@ -177,22 +177,7 @@ Vocab vocab_of(const PairFile& f) {
   return Vocab(words);
 }
 
-std::string join_lines(const std::vector<std::string>& v, size_t from) {
-  std::string s;
-  for (size_t i = from; i < v.size(); ++i) s += (i > from ? "\n" : "") + v[i];
-  return s;
-}
 
-std::vector<std::string> split_lines(const std::string& v) {
-  std::vector<std::string> out;
-  size_t a = 0;
-  while (a <= v.size()) {
-    const size_t b = std::min(v.find('\n', a), v.size());
-    out.push_back(v.substr(a, b - a));
-    a = b + 1;
-  }
-  return out;
-}
 
 // A number with a uniformly drawn digit count, from the training or the held-out part.
 int64_t draw_number(std::mt19937_64& rng, bool test) {

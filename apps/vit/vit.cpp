@@ -288,6 +288,21 @@ void classify_file(const Vit& m, const std::string& path, const AppOptions& o) {
   std::printf("\n");
 }
 
+// A checkpoint's model, built for its variant and dataset (one without a
+// dataset entry is of the shapes), loaded in eval mode; o gets the options
+// with that variant's defaults.
+std::unique_ptr<Vit> load(const AppOptions& in, AppOptions& o) {
+  AppOptions probe = in;
+  if (probe.checkpoint.empty()) probe.checkpoint = "runs/vit.safetensors";
+  const io::Metadata meta = checkpoint_metadata(probe, "vit");
+  const std::string v = meta.count("variant") ? meta.at("variant") : "seed";
+  const Config& c = config_of(meta.count("dataset") ? meta.at("dataset") : "shapes");
+  o = with_defaults(in, "vit", c.defaults(v));
+  auto m = std::make_unique<Vit>(v, c);
+  load_app(*m, o, "vit");
+  return m;
+}
+
 // viz: attention rollout (Abnar & Zuidema 2020) over one image: each block's
 // head-averaged attention plus the identity (the residual), rows
 // renormalised, multiplied through the blocks; the model pools the mean of
@@ -295,14 +310,11 @@ void classify_file(const Vit& m, const std::string& path, const AppOptions& o) {
 // Drawn beside the image and overlaid on it; a second file holds every
 // layer's and head's attention received per patch (column means).
 std::string viz(const AppOptions& in, const std::string& out) {
-  AppOptions probe = in;
-  if (probe.checkpoint.empty()) probe.checkpoint = "runs/vit.safetensors";
-  const io::Metadata meta = checkpoint_metadata(probe, "vit");
-  const std::string v = meta.count("variant") ? meta.at("variant") : "seed";
-  const Config& c = config_of(meta.count("dataset") ? meta.at("dataset") : "shapes");
-  const AppOptions o = with_defaults(in, "vit", c.defaults(v));
-  Vit m(v, c);
-  load_app(m, o, "vit");
+  AppOptions o;
+  const auto loaded = load(in, o);
+  const Vit& m = *loaded;
+  const std::string& v = m.variant;
+  const Config& c = m.config;
   NoGradGuard ng;
   const auto& names = class_names(c);
   Tensor image;
@@ -430,14 +442,11 @@ App vit_app() {
     return e;
   };
   a.eval = [](const AppOptions& in) {
-    AppOptions probe = in;
-    if (probe.checkpoint.empty()) probe.checkpoint = "runs/vit.safetensors";
-    const io::Metadata meta = checkpoint_metadata(probe, "vit");
-    const std::string v = meta.count("variant") ? meta.at("variant") : "seed";
-    const Config& c = config_of(meta.count("dataset") ? meta.at("dataset") : "shapes");
-    const AppOptions o = with_defaults(in, "vit", c.defaults(v));
-    Vit m(v, c);
-    load_app(m, o, "vit");
+    AppOptions o;
+    const auto loaded = load(in, o);
+    const Vit& m = *loaded;
+    const std::string& v = m.variant;
+    const Config& c = m.config;
     if (!o.image.empty()) {
       classify_file(m, o.image, o);
       return AppResult{};
