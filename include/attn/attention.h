@@ -67,6 +67,11 @@ struct SdpaOptions {
   ATTN_ARG(double, softcap) = 0.0;      // 0: off
   ATTN_ARG(Tensor, key_lengths) = {};   // int64 (B...): keys at j >= key_lengths[b] are padding
   ATTN_ARG(Generator*, generator) = nullptr;  // dropout draws (the default generator when null)
+  // Added to the diagonal offset d above: query i is aligned with key
+  // i + d + diagonal_offset. A block of a longer sequence passes its first
+  // query's position minus its first key's, so that causal, window, stride
+  // and ALiBi keep their meaning over the whole sequence (ring attention).
+  ATTN_ARG(int64_t, diagonal_offset) = 0;
 };
 
 // The attention output (B..., Hq, L, Ev).
@@ -76,6 +81,17 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 // (-inf for a fully masked row); not differentiable.
 std::tuple<Tensor, Tensor> scaled_dot_product_attention_with_lse(const Tensor& q, const Tensor& k,
                                                                  const Tensor& v, const SdpaOptions& options = {});
+// FlashAttention's backward as a function: the gradients (dq, dk, dv) of
+// the attention of q over k, v for grad_out (B..., Hq, L, Ev), from an output
+// and lse (B..., Hq, L) that may come from a longer computation whose blocks
+// were merged through their LSEs: with the merged output and lse, each
+// block's call gives that block's share of the gradients, and the shares add
+// up to the whole (ring attention's backward). float32 (the fused kernel); no
+// dropout; a float attn_mask gets no gradient; nothing is recorded.
+std::tuple<Tensor, Tensor, Tensor> scaled_dot_product_attention_backward(const Tensor& grad_out, const Tensor& q,
+                                                                         const Tensor& k, const Tensor& v,
+                                                                         const Tensor& out, const Tensor& lse,
+                                                                         const SdpaOptions& options = {});
 // The attention probabilities (B..., Hq, L, S) before dropout, computed tile by
 // tile from the scores and a saved lse (not differentiable). average_heads:
 // their mean over the head dim, (B..., L, S), without the per-head tensor.

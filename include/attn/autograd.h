@@ -3,6 +3,7 @@
 // reverse topological order and accumulates into leaves' grad().
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "attn/tensor.h"
@@ -58,6 +59,19 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
 // not depend on gets an undefined tensor.
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
                          const std::vector<Tensor>& grad_outputs = {}, bool retain_graph = false);
+
+// Calls hook(leaf) each time a backward has accumulated a gradient into
+// leaf.grad() (as torch's Tensor.register_post_accumulate_grad_hook): the
+// moment a parameter's gradient is final for this backward, which is when
+// data-parallel training can start sending it. Not called by grad(), which
+// leaves .grad() alone. Returns a handle for remove_post_accumulate_grad_hook.
+int64_t register_post_accumulate_grad_hook(const Tensor& leaf, std::function<void(const Tensor&)> hook);
+void remove_post_accumulate_grad_hook(const Tensor& leaf, int64_t handle);
+
+// Runs `callback` when the backward that is running now has finished every
+// node (as torch's Variable._execution_engine.queue_callback); callable only
+// from inside a backward (a hook or a node). Callbacks run in the order queued.
+void queue_callback(std::function<void()> callback);
 
 }  // namespace autograd
 }  // namespace attn

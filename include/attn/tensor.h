@@ -42,6 +42,7 @@ struct Storage {
 namespace autograd {
 struct Node;
 }
+class Tensor;
 
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
@@ -54,6 +55,9 @@ struct TensorImpl {
   std::shared_ptr<autograd::Node> grad_fn;        // null for leaves
   std::shared_ptr<TensorImpl> grad;               // accumulated gradient of a leaf
   std::weak_ptr<autograd::Node> grad_accumulator;  // the leaf's accumulation node
+  // Called with the leaf after a backward has accumulated into its grad
+  // (autograd::register_post_accumulate_grad_hook); (handle, hook).
+  std::vector<std::pair<int64_t, std::function<void(const Tensor&)>>> post_accumulate_grad_hooks;
 };
 
 // Factory options, as PyTorch's TensorOptions: `attn::zeros({2, 3}, attn::kFloat64)`

@@ -1,6 +1,7 @@
 // The backward engine: collects the nodes reachable from the roots, counts
 // their dependencies, then runs them in reverse topological order, summing
 // the gradients that reach each node before running it.
+#include <atomic>
 #include <cmath>
 #include <deque>
 #include <unordered_map>
@@ -95,7 +96,36 @@ std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad) {
   } else {
     impl->grad = add(Tensor(impl->grad), grad).impl_ptr();
   }
+  // A copy: a hook may remove itself (or others) while running.
+  const auto hooks = impl->post_accumulate_grad_hooks;
+  for (const auto& h : hooks) h.second(t);
   return {};
+}
+
+namespace {
+std::atomic<int64_t> g_next_hook{1};
+// The callbacks queued by the backward running on this thread (null outside one).
+thread_local std::vector<std::function<void()>>* g_callbacks = nullptr;
+}  // namespace
+
+int64_t register_post_accumulate_grad_hook(const Tensor& leaf, std::function<void(const Tensor&)> hook) {
+  ATTN_CHECK(leaf.defined() && leaf.requires_grad() && leaf.is_leaf(), "register_post_accumulate_grad_hook: "
+             "the tensor must be a leaf that requires grad");
+  ATTN_CHECK(static_cast<bool>(hook), "register_post_accumulate_grad_hook: the hook is empty");
+  const int64_t id = g_next_hook.fetch_add(1, std::memory_order_relaxed);
+  leaf.impl().post_accumulate_grad_hooks.emplace_back(id, std::move(hook));
+  return id;
+}
+
+void remove_post_accumulate_grad_hook(const Tensor& leaf, int64_t handle) {
+  if (!leaf.defined()) return;
+  auto& hooks = leaf.impl().post_accumulate_grad_hooks;
+  std::erase_if(hooks, [handle](const auto& h) { return h.first == handle; });
+}
+
+void queue_callback(std::function<void()> callback) {
+  ATTN_CHECK(g_callbacks != nullptr, "queue_callback: no backward is running on this thread");
+  g_callbacks->push_back(std::move(callback));
 }
 
 bool should_record(std::initializer_list<const Tensor*> inputs) {
@@ -202,6 +232,14 @@ std::unordered_map<Node*, Tensor> run_backward(const std::vector<Tensor>& roots,
       if (c == n) return true;
     return false;
   };
+  // Callbacks queued during this backward; an enclosing backward's list is
+  // restored afterwards (even when a node throws).
+  std::vector<std::function<void()>> callbacks;
+  struct Scope {
+    std::vector<std::function<void()>>* prev;
+    explicit Scope(std::vector<std::function<void()>>* mine) : prev(g_callbacks) { g_callbacks = mine; }
+    ~Scope() { g_callbacks = prev; }
+  } scope(&callbacks);
   std::deque<Node*> ready;
   for (auto& s : starts)
     if (deps[s.get()] == 0) ready.push_back(s.get());
@@ -236,6 +274,10 @@ std::unordered_map<Node*, Tensor> run_backward(const std::vector<Tensor>& roots,
       }
       if (--deps[nx] == 0) ready.push_back(nx);
     }
+  }
+  for (size_t i = 0; i < callbacks.size(); ++i) {  // a callback may queue another
+    auto cb = std::move(callbacks[i]);
+    cb();
   }
   return captured;
 }

@@ -70,7 +70,7 @@ Geometry check(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaOpti
              o.global_tokens(), " and ", o.stride());
   ATTN_CHECK(o.window().left >= -1 && o.window().right >= -1, kOp, ": window sizes must be >= 0, or -1 for unbounded, got (",
              o.window().left, ", ", o.window().right, ")");
-  g.diag = o.causal_align() == CausalAlign::BottomRight ? g.S - g.L : 0;
+  g.diag = (o.causal_align() == CausalAlign::BottomRight ? g.S - g.L : 0) + o.diagonal_offset();
   Shape full = g.batch;
   if (g.has_heads) full.push_back(g.Hq);
   full.push_back(g.L);
@@ -357,6 +357,34 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   const Geometry g = check(q, k, v, o);
   if (q.dtype() == kFloat32) return std::get<0>(fused(q, k, v, o, g));
   return reference_output(reference_scores(q, k, v, o, g), o, g);
+}
+
+std::tuple<Tensor, Tensor, Tensor> scaled_dot_product_attention_backward(const Tensor& grad_out, const Tensor& q,
+                                                                         const Tensor& k, const Tensor& v,
+                                                                         const Tensor& out, const Tensor& lse,
+                                                                         const SdpaOptions& o) {
+  constexpr const char* op = "scaled_dot_product_attention_backward";
+  const Geometry g = check(q, k, v, o);
+  ATTN_CHECK(q.dtype() == kFloat32, op, ": runs the fused float32 kernel; query is ", dtype_name(q.dtype()));
+  ATTN_CHECK(o.dropout_p() == 0.0, op, ": dropout is not supported (dropout_p = ", o.dropout_p(), ")");
+  const Shape os = out_shape(g, g.Ev), ls = out_shape(g, -1);
+  ATTN_CHECK(grad_out.shape() == os && grad_out.dtype() == kFloat32, op, ": grad_out must be float32 ",
+             shape_str(os), ", got ", dtype_name(grad_out.dtype()), " ", shape_str(grad_out.shape()));
+  ATTN_CHECK(out.shape() == os && out.dtype() == kFloat32, op, ": out must be float32 ", shape_str(os), ", got ",
+             dtype_name(out.dtype()), " ", shape_str(out.shape()));
+  ATTN_CHECK(lse.shape() == ls && lse.dtype() == kFloat32, op, ": lse must be float32 ", shape_str(ls), ", got ",
+             dtype_name(lse.dtype()), " ", shape_str(lse.shape()));
+  NoGradGuard ng;
+  Fused f = fused_params(g, o);
+  Tensor q3 = q.detach().reshape({g.B * g.Hq, g.L, g.E}).contiguous();
+  Tensor k3 = k.detach().reshape({g.B * g.Hk, g.S, g.E}).contiguous();
+  Tensor v3 = v.detach().reshape({g.B * g.Hk, g.S, g.Ev}).contiguous();
+  Tensor dq = Tensor::make(q3.shape(), kFloat32), dk = Tensor::make(k3.shape(), kFloat32);
+  Tensor dv = Tensor::make(v3.shape(), kFloat32);
+  kernels::cpu::sdpa_backward(grad_out.detach().reshape({g.B * g.Hq, g.L, g.Ev}).contiguous(), q3, k3, v3,
+                              out.detach().reshape({g.B * g.Hq, g.L, g.Ev}).contiguous(),
+                              lse.detach().reshape({g.B * g.Hq, g.L}).contiguous(), f.p, dq, dk, dv, Tensor());
+  return {dq.reshape(q.shape()), dk.reshape(k.shape()), dv.reshape(v.shape())};
 }
 
 Tensor scaled_dot_product_attention_weights(const Tensor& q, const Tensor& k, const Tensor& lse,
