@@ -502,5 +502,101 @@ TEST(Attention, BadInput) {
   EXPECT_EQ(msg([&] { F::scaled_dot_product_attention(q, q, q); }).rfind("scaled_dot_product_attention", 0), std::string::npos);
 }
 
+
+// diagonal_offset places a block inside a longer sequence: the block of
+// queries [q0, q0 + l) over keys [k0, k0 + s) of a causal, windowed, strided,
+// ALiBi attention, computed alone with diagonal_offset(q0 - k0), has the
+// scores of the whole attention restricted to the block (its LSE over the
+// block's keys), fused and float64 reference alike.
+TEST(Attention, DiagonalOffsetIsABlockOfTheWholeSequence) {
+  Generator g(77);
+  const int64_t N = 40, q0 = 24, l = 9, k0 = 8, s = 13;
+  Tensor q = randn({1, 2, N, 8}, kFloat64, &g), k = randn({1, 2, N, 8}, kFloat64, &g);
+  Tensor v = randn({1, 2, N, 8}, kFloat64, &g);
+  Tensor slopes = F::alibi_slopes(2, kFloat64);
+  auto opts = [&] {
+    return F::SdpaOptions().is_causal(true).window(F::Window(20, 2)).stride(5).alibi_slopes(slopes);
+  };
+  // The whole sequence's attention restricted to keys [k0, k0 + s) through a
+  // key mask: the same scores and masks as the block's.
+  Tensor pos = arange(0, N).to(kFloat32);
+  Tensor keys = logical_and(ge(pos, full({}, k0)), lt(pos, full({}, k0 + s)));
+  auto [whole, whole_lse] = F::scaled_dot_product_attention_with_lse(q, k, v, opts().attn_mask(keys));
+  for (DType dt : {kFloat64, kFloat32}) {
+    auto [blk, blk_lse] = F::scaled_dot_product_attention_with_lse(
+        q.narrow(2, q0, l).to(dt), k.narrow(2, k0, s).to(dt), v.narrow(2, k0, s).to(dt),
+        opts().alibi_slopes(slopes.to(dt)).diagonal_offset(q0 - k0));
+    const double tol = dt == kFloat64 ? 1e-12 : 1e-5;
+    EXPECT_LT(max(abs(blk.to(kFloat64) - whole.narrow(2, q0, l))).item<double>(), tol) << dtype_name(dt);
+    Tensor a = blk_lse.to(kFloat64), b = whole_lse.narrow(2, q0, l);
+    auto ninf = [](const Tensor& t) { return eq(t, full({}, -INFINITY, kFloat64)); };
+    EXPECT_TRUE(equal(ninf(a), ninf(b))) << dtype_name(dt);
+    Tensor fin = logical_not(ninf(b));
+    EXPECT_LT(max(abs(where(fin, a, 0.0) - where(fin, b, 0.0))).item<double>(), tol) << dtype_name(dt);
+  }
+}
+
+// The backward function, from the forward's own output and LSE, gives the
+// gradients autograd gives; from a merged output and LSE, the shares of two
+// key blocks add up to the whole attention's gradients.
+TEST(Attention, BackwardFunctionMatchesAutogradAndSplitsOverKeyBlocks) {
+  Generator g(78);
+  Tensor q = randn({2, 4, 12, 8}, {}, &g).requires_grad_(), k = randn({2, 2, 20, 8}, {}, &g).requires_grad_();
+  Tensor v = randn({2, 2, 20, 6}, {}, &g).requires_grad_(), dout = randn({2, 4, 12, 6}, {}, &g);
+  auto o = F::SdpaOptions().is_causal(true).causal_align(F::CausalAlign::BottomRight).enable_gqa(true).softcap(4.0);
+  auto [out, lse] = F::scaled_dot_product_attention_with_lse(q, k, v, o);
+  out.backward(dout);
+  auto near = [](const Tensor& a, const Tensor& b) { return max(abs(a - b)).item<double>(); };
+  auto [dq, dk, dv] = F::scaled_dot_product_attention_backward(dout, q, k, v, out.detach(), lse, o);
+  EXPECT_LT(near(dq, q.grad()), 1e-5);
+  EXPECT_LT(near(dk, k.grad()), 1e-5);
+  EXPECT_LT(near(dv, v.grad()), 1e-5);
+  // Keys [0, 7) and [7, 20): bottom-right alignment puts query i at key i + 8.
+  Tensor dq_sum = zeros_like(q);
+  std::vector<Tensor> dks, dvs;
+  for (auto [k0, n] : {std::pair<int64_t, int64_t>{0, 7}, {7, 13}}) {
+    auto ob = F::SdpaOptions().is_causal(true).enable_gqa(true).softcap(4.0).diagonal_offset(8 - k0);
+    auto [a, b, c] = F::scaled_dot_product_attention_backward(dout, q, k.narrow(2, k0, n), v.narrow(2, k0, n),
+                                                             out.detach(), lse, ob);
+    dq_sum = dq_sum + a;
+    dks.push_back(b);
+    dvs.push_back(c);
+  }
+  EXPECT_LT(near(dq_sum, q.grad()), 1e-5);
+  EXPECT_LT(near(cat(dks, 2), k.grad()), 1e-5);
+  EXPECT_LT(near(cat(dvs, 2), v.grad()), 1e-5);
+  EXPECT_THROW(F::scaled_dot_product_attention_backward(dout, q, k, v, out.detach(), lse.narrow(2, 0, 3), o), Error);
+  EXPECT_THROW(F::scaled_dot_product_attention_backward(dout.to(kFloat64), q.to(kFloat64), k.to(kFloat64),
+                                                        v.to(kFloat64), out.to(kFloat64), lse.to(kFloat64), o),
+               Error);
+}
+
+// Under BatchShardGuard, each share of a batch draws the dropout masks of its
+// rows in the whole batch (dropout and SDPA's fused and reference dropout),
+// and the generator advances as for the whole batch.
+TEST(Attention, BatchShardDrawsTheWholeBatchsDropout) {
+  Generator data(79);
+  Tensor q = randn({6, 2, 10, 8}, {}, &data), k = randn({6, 2, 14, 8}, {}, &data), v = randn({6, 2, 14, 8}, {}, &data);
+  Tensor x = randn({6, 5, 7}, {}, &data);
+  for (DType dt : {kFloat32, kFloat64}) {
+    auto o = [](Generator& gen) { return F::SdpaOptions().dropout_p(0.3).generator(&gen); };
+    Generator whole_gen(5);
+    Tensor whole = F::scaled_dot_product_attention(q.to(dt), k.to(dt), v.to(dt), o(whole_gen));
+    Tensor whole_drop = F::dropout(x.to(dt), 0.4, true, &whole_gen);
+    for (auto [begin, rows] : {std::pair<int64_t, int64_t>{0, 2}, {2, 3}, {5, 1}}) {
+      Generator gen(5);
+      BatchShardGuard guard(begin, rows, 6);
+      Tensor part = F::scaled_dot_product_attention(q.narrow(0, begin, rows).to(dt), k.narrow(0, begin, rows).to(dt),
+                                                    v.narrow(0, begin, rows).to(dt), o(gen));
+      EXPECT_LT(max(abs(part - whole.narrow(0, begin, rows))).item<double>(), 1e-5) << begin;
+      Tensor drop = F::dropout(x.narrow(0, begin, rows).to(dt), 0.4, true, &gen);
+      EXPECT_TRUE(equal(drop, whole_drop.narrow(0, begin, rows))) << begin;
+      EXPECT_EQ(gen.offset(), whole_gen.offset());
+    }
+  }
+  EXPECT_THROW(BatchShardGuard(4, 3, 6), Error);
+  EXPECT_FALSE(batch_shard().active());
+}
+
 }  // namespace
 }  // namespace attn

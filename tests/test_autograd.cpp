@@ -139,5 +139,32 @@ TEST(Autograd, DeepChainDoesNotOverflowTheStack) {
   EXPECT_EQ(x.grad().item<double>(), 1.0);
 }
 
+
+// Post-accumulate hooks run once per backward per leaf, after its grad holds
+// the sum of every path; grad() runs none; a removed hook is not called;
+// queue_callback runs after the last node, and only inside a backward.
+TEST(Autograd, PostAccumulateGradHooksAndQueuedCallbacks) {
+  Tensor w = ones({3}).requires_grad_(), b = ones({3}).requires_grad_();
+  std::vector<std::string> events;
+  const int64_t hw = autograd::register_post_accumulate_grad_hook(w, [&](const Tensor& leaf) {
+    events.push_back("w " + std::to_string(leaf.grad().sum().item<float>()));
+    if (events.size() == 1) autograd::queue_callback([&] { events.push_back("done"); });
+  });
+  autograd::register_post_accumulate_grad_hook(b, [&](const Tensor&) { events.push_back("b"); });
+  Tensor y = (w * 2.0 + w * b).sum() + b.sum();  // w is reached along two paths
+  y.backward();
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0] == "b" ? events[1] : events[0], "w 9.000000");
+  EXPECT_EQ(events[2], "done");
+  autograd::grad({(w * b).sum()}, {w});
+  EXPECT_EQ(events.size(), 3u);
+  autograd::remove_post_accumulate_grad_hook(w, hw);
+  (w * b).sum().backward();
+  EXPECT_EQ(events.size(), 4u);
+  EXPECT_EQ(events.back(), "b");
+  EXPECT_THROW(autograd::queue_callback([] {}), Error);
+  EXPECT_THROW(autograd::register_post_accumulate_grad_hook(w * 2.0, [](const Tensor&) {}), Error);
+}
+
 }  // namespace
 }  // namespace attn

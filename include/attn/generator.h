@@ -39,6 +39,31 @@ Generator& default_generator();
 // Seeds the default generator.
 void manual_seed(uint64_t seed);
 
+// Random draws of a share of a batch, as the whole batch would draw them.
+// While a BatchShardGuard(begin, rows, total) lives on this thread, a dropout
+// draw (dropout, and the dropout of scaled_dot_product_attention) over a
+// tensor whose dim 0 has `rows` entries reserves the counters of the same
+// tensor with `total` rows and takes those of rows [begin, begin + rows): the
+// ranks of a data-parallel run, each holding its rows of the global batch,
+// together draw exactly the masks of one process running the whole batch,
+// and every generator advances as it would there. Tensors whose dim 0 is
+// not `rows` draw as usual.
+struct BatchShard {
+  int64_t begin = 0, rows = 0, total = 0;
+  bool active() const { return total > 0; }
+};
+const BatchShard& batch_shard();
+class BatchShardGuard {
+ public:
+  BatchShardGuard(int64_t begin, int64_t rows, int64_t total);
+  ~BatchShardGuard();
+  BatchShardGuard(const BatchShardGuard&) = delete;
+  BatchShardGuard& operator=(const BatchShardGuard&) = delete;
+
+ private:
+  BatchShard prev_;
+};
+
 // Philox4x32-10 of (counter words, key words).
 std::array<uint32_t, 4> philox4x32(std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key);
 

@@ -5,7 +5,23 @@
 #include <immintrin.h>
 #endif
 
+#include "attn/error.h"
+
 namespace attn {
+
+namespace {
+thread_local BatchShard g_shard;
+}
+
+const BatchShard& batch_shard() { return g_shard; }
+
+BatchShardGuard::BatchShardGuard(int64_t begin, int64_t rows, int64_t total) : prev_(g_shard) {
+  ATTN_CHECK(rows > 0 && begin >= 0 && begin + rows <= total, "BatchShardGuard: rows [", begin, ", ", begin + rows,
+             ") must lie within a batch of ", total);
+  g_shard = {begin, rows, total};
+}
+
+BatchShardGuard::~BatchShardGuard() { g_shard = prev_; }
 
 std::array<uint32_t, 4> philox4x32(std::array<uint32_t, 4> c, std::array<uint32_t, 2> k) {
   constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;

@@ -121,6 +121,20 @@ Tensor slopes2(const Tensor& a, const Geometry& g) {
   return (d.dim() == 1 ? d.expand({g.B, g.Hq}) : d.reshape({g.B, g.Hq})).contiguous();
 }
 
+// Reserves the dropout draw's counter blocks and returns its offset. Under a
+// BatchShardGuard whose rows are q's dim 0, the whole batch's blocks are
+// reserved and the offset is that of this share's first row (the counter is
+// linear in bh = b * Hq + h).
+uint64_t dropout_offset(Generator& gen, const Geometry& g) {
+  const BatchShard& sh = batch_shard();
+  if (sh.active() && !g.batch.empty() && g.batch[0] == sh.rows) {
+    const int64_t per_row = g.B / sh.rows * g.Hq;  // bh per row of dim 0
+    const uint64_t first = gen.reserve(kernels::cpu::sdpa_dropout_blocks(sh.total * per_row, g.L, g.S));
+    return first + kernels::cpu::sdpa_dropout_blocks(sh.begin * per_row, g.L, g.S);
+  }
+  return gen.reserve(kernels::cpu::sdpa_dropout_blocks(g.B * g.Hq, g.L, g.S));
+}
+
 }  // namespace
 
 namespace {
@@ -200,7 +214,7 @@ Tensor reference_output(const RefScores& r, const SdpaOptions& o, const Geometry
   Tensor p = r.p;
   if (o.dropout_p() > 0) {
     Generator& gen = o.generator() ? *o.generator() : default_generator();
-    const uint64_t offset = gen.reserve(kernels::cpu::sdpa_dropout_blocks(g.B * g.Hq, g.L, g.S));
+    const uint64_t offset = dropout_offset(gen, g);
     Tensor z = Tensor::make({g.B * g.Hq, g.L, g.S}, p.dtype());
     kernels::cpu::sdpa_dropout_mask(z, 1.0 - o.dropout_p(), gen.seed(), offset);
     p = p * z.reshape({g.B, g.Hq, g.L, g.S});
@@ -297,7 +311,7 @@ std::tuple<Tensor, Tensor> fused(const Tensor& q, const Tensor& k, const Tensor&
     Generator& gen = o.generator() ? *o.generator() : default_generator();
     f.p.keep = 1.0 - o.dropout_p();
     f.p.seed = gen.seed();
-    f.p.offset = gen.reserve(kernels::cpu::sdpa_dropout_blocks(f.p.BH, g.L, g.S));
+    f.p.offset = dropout_offset(gen, g);
   }
   const Tensor& mask = o.attn_mask();
   const bool mask_grad = mask.defined() && mask.dtype() != kBool && mask.requires_grad();

@@ -74,10 +74,16 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
   ATTN_CHECK(p >= 0.0 && p <= 1.0, "dropout: p must be in [0, 1], got ", p);
   if (!training || p == 0.0) return x;
   Tensor mask = Tensor::make(x.shape(), x.dtype());
-  if (p == 1.0)
+  if (p == 1.0) {
     k::fill(mask, 0.0);
-  else
-    k::fill_dropout_mask(mask, 1.0 - p, gen ? *gen : default_generator());
+  } else {
+    // A data-parallel rank's rows draw as in the whole batch (attn/generator.h).
+    const BatchShard& sh = batch_shard();
+    const bool shard = sh.active() && x.dim() >= 1 && x.size(0) == sh.rows;
+    const int64_t per_row = shard ? x.numel() / sh.rows : 0;
+    k::fill_dropout_mask(mask, 1.0 - p, gen ? *gen : default_generator(), shard ? sh.begin * per_row : 0,
+                         shard ? sh.total * per_row : -1);
+  }
   Tensor out = k::binary(k::Binary::Mul, x.detach(), mask, x.shape());
   if (should_record({&x})) {
     record("DropoutBackward", {x}, out, [mask](const Tensor& g, const std::vector<bool>&) {

@@ -249,21 +249,23 @@ void fill_randint(const Tensor& t, int64_t low, int64_t high, Generator& gen) {
 
 // Element i keeps when word i % 4 of block first + i / 4 is <= keep (as a
 // uniform in (0, 1]): one Philox block serves four elements.
-void fill_dropout_mask(const Tensor& t, double keep, Generator& gen) {
+void fill_dropout_mask(const Tensor& t, double keep, Generator& gen, int64_t index_offset, int64_t reserve_elems) {
   const int64_t n = t.numel();
-  const uint64_t first = gen.reserve(static_cast<uint64_t>((n + 3) / 4));
+  const int64_t total = reserve_elems < 0 ? n : reserve_elems;
+  const uint64_t first = gen.reserve(static_cast<uint64_t>((total + 3) / 4));
   dispatch_float(t.dtype(), "dropout", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T scale = keep > 0 ? static_cast<T>(1.0 / keep) : T(0);
     T* p = static_cast<T*>(t.raw_data());
     detail::parallel_for(n, 16384, [&](int64_t b, int64_t e) {
+      b += index_offset, e += index_offset;
       constexpr int64_t kChunk = 256;  // blocks per draw
       alignas(32) uint32_t words[4 * kChunk];
       for (int64_t blk = b / 4; blk * 4 < e; blk += kChunk) {
         const int64_t m = std::min(kChunk, (e + 3) / 4 - blk);
         gen.blocks(first + static_cast<uint64_t>(blk), m, words);
         const int64_t lo = std::max(b, 4 * blk), hi = std::min(e, 4 * (blk + m));
-        for (int64_t i = lo; i < hi; ++i) p[i] = u01(words[i - 4 * blk]) <= keep ? scale : T(0);
+        for (int64_t i = lo; i < hi; ++i) p[i - index_offset] = u01(words[i - 4 * blk]) <= keep ? scale : T(0);
       }
     });
   });

@@ -123,7 +123,11 @@ void fill_normal(const Tensor& t, double mean, double std, Generator& gen);
 void fill_uniform(const Tensor& t, double low, double high, Generator& gen);
 void fill_randint(const Tensor& t, int64_t low, int64_t high, Generator& gen);
 // 1/keep where uniform < keep, else 0 (the dropout multiplier).
-void fill_dropout_mask(const Tensor& t, double keep, Generator& gen);
+// Element i takes word (first + i') % 4 of block first + i' / 4, i' = i +
+// index_offset, first = the generator's reserve of ceil(reserve_elems / 4)
+// blocks (reserve_elems < 0: t.numel()).
+void fill_dropout_mask(const Tensor& t, double keep, Generator& gen, int64_t index_offset = 0,
+                       int64_t reserve_elems = -1);
 
 // ---- convolution and pooling ------------------------------------------------------------
 struct Conv2dGeometry {
