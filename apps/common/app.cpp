@@ -37,37 +37,24 @@ void prepare_checkpoint_path(const std::string& path, const std::string& name) {
   fs::remove(probe, ec);
 }
 
-namespace {
+JsonLog::JsonLog(const std::string& path, const std::string& name) {
+  if (path.empty()) return;
+  f_ = std::fopen(path.c_str(), "w");
+  ATTN_CHECK(f_ != nullptr, name, ": cannot write the log ", path, ": ", std::strerror(errno));
+}
 
-// --log-json: one JSON object per line, written as the run goes (a run cut
-// short keeps what it logged).
-class JsonLog {
- public:
-  JsonLog(const std::string& path, const std::string& name) {
-    if (path.empty()) return;
-    f_ = std::fopen(path.c_str(), "w");
-    ATTN_CHECK(f_ != nullptr, name, ": cannot write the log ", path, ": ", std::strerror(errno));
-  }
-  ~JsonLog() {
-    if (f_) std::fclose(f_);
-  }
-  JsonLog(const JsonLog&) = delete;
-  JsonLog& operator=(const JsonLog&) = delete;
-  bool on() const { return f_ != nullptr; }
-  void line(int64_t step, double loss, double lr, double elapsed, double examples_per_s, const std::string& metric,
-            double value) {
-    std::fprintf(f_, "{\"step\": %lld, \"loss\": %.6g, \"lr\": %.6g, \"elapsed_s\": %.3f, \"examples_per_s\": %.1f",
-                 static_cast<long long>(step), loss, lr, elapsed, examples_per_s);
-    if (!metric.empty()) std::fprintf(f_, ", \"%s\": %.6g", metric.c_str(), value);
-    std::fprintf(f_, "}\n");
-    std::fflush(f_);
-  }
+JsonLog::~JsonLog() {
+  if (f_) std::fclose(f_);
+}
 
- private:
-  std::FILE* f_ = nullptr;
-};
-
-}  // namespace
+void JsonLog::line(int64_t step, double loss, double lr, double elapsed, double examples_per_s,
+                   const std::string& metric, double value) {
+  std::fprintf(f_, "{\"step\": %lld, \"loss\": %.6g, \"lr\": %.6g, \"elapsed_s\": %.3f, \"examples_per_s\": %.1f",
+               static_cast<long long>(step), loss, lr, elapsed, examples_per_s);
+  if (!metric.empty()) std::fprintf(f_, ", \"%s\": %.6g", metric.c_str(), value);
+  std::fprintf(f_, "}\n");
+  std::fflush(f_);
+}
 
 double train_loop(nn::Module& model, const AppOptions& o, const std::string& name,
                   const std::function<Tensor(int64_t)>& loss_fn, io::Metadata meta, double clip,

@@ -6,6 +6,7 @@
 #include <attn/attn.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <random>
@@ -34,6 +35,10 @@ struct AppOptions {
   std::string image;          // eval/viz vit, eval caption/multimodal: this PNG/JPEG instead of the test data
   int64_t index = 0;          // viz: which held-out example
   bool quiet = false;         // nothing printed (tests)
+  // translate: data parallel over the ranks of an MPI job (mpirun -np P attn
+  // train translate --distributed): each rank runs batch / P of every global
+  // batch; rank 0 prints, logs and saves.
+  bool distributed = false;
 };
 
 struct AppResult {
@@ -80,6 +85,22 @@ struct TrainHooks {
   std::string metric_name;
   std::function<double()> metric;
   int64_t metric_every = 0;
+};
+
+// --log-json: one JSON object per line, written as the run goes (a run cut
+// short keeps what it logged). Off (on() false) for an empty path.
+class JsonLog {
+ public:
+  JsonLog(const std::string& path, const std::string& name);
+  ~JsonLog();
+  JsonLog(const JsonLog&) = delete;
+  JsonLog& operator=(const JsonLog&) = delete;
+  bool on() const { return f_ != nullptr; }
+  void line(int64_t step, double loss, double lr, double elapsed, double examples_per_s, const std::string& metric,
+            double value);
+
+ private:
+  std::FILE* f_ = nullptr;
 };
 
 // Trains `model` for o.steps steps: loss(step) builds a batch and returns the

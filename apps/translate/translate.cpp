@@ -1,8 +1,10 @@
 #include "translate/translate.h"
 
 #include <attn/attn.h>
+#include <attn/dist.h>
 
 #include <algorithm>
+#include <optional>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -559,13 +561,22 @@ bool held_out(int64_t n) { return n >= 10 && (static_cast<uint64_t>(n) * 2654435
 
 Result train(const Options& o) {
   ATTN_CHECK(o.steps > 0 && o.batch > 0, "translate: steps and batch must be positive");
-  prepare_checkpoint_path(o.checkpoint, "translate");
+  // --distributed: this process's rank among P; rank 0 alone prints and writes.
+  std::optional<dist::ProcessGroup> pg;
+  if (o.distributed) pg = dist::init();
+  const int P = pg ? pg->size() : 1, rank = pg ? pg->rank() : 0;
+  ATTN_CHECK(o.batch % P == 0, "translate --distributed: the batch (", o.batch, ") must be a multiple of the number "
+             "of ranks (", P, ")");
+  const bool lead = rank == 0, quiet = o.quiet || !lead;
+  if (lead) prepare_checkpoint_path(o.checkpoint, "translate");
   manual_seed(o.seed);
   Generator gen(o.seed);
   const Task task = o.data.empty() ? number_task() : file_task(o.data, nullptr);
   auto model = make_model(o.model, task.vocab.size(), task.positions());
   Seq2Seq& m = *model;
   m.train();
+  std::unique_ptr<dist::DistributedDataParallel> ddp;
+  if (pg) ddp = std::make_unique<dist::DistributedDataParallel>(m, *pg);
   optim::AdamW opt(m.parameters(), optim::AdamWOptions(o.lr).weight_decay(0.01));
   std::vector<std::unique_ptr<optim::LRScheduler>> parts;
   const int64_t warm = std::max<int64_t>(1, o.steps / 10);
@@ -573,26 +584,66 @@ Result train(const Options& o) {
   parts.push_back(std::make_unique<optim::CosineAnnealingLR>(opt, std::max<int64_t>(1, o.steps - warm), o.lr * 0.02));
   optim::SequentialLR sched(opt, std::move(parts), {warm});
   std::mt19937_64 rng(o.seed);
-  if (!o.quiet)
-    std::printf("translate: %s, %lld steps of %lld\n", m.describe().c_str(), static_cast<long long>(o.steps),
+  if (!quiet) {
+    std::printf("translate: %s, %lld steps of %lld", m.describe().c_str(), static_cast<long long>(o.steps),
                 static_cast<long long>(o.batch));
+    if (pg) std::printf(" (%d ranks x %lld)", P, static_cast<long long>(o.batch / P));
+    std::printf("\n");
+  }
+  JsonLog log(lead ? o.log_json : std::string(), "translate");
+  const int64_t log_every = std::max<int64_t>(1, o.steps / 200);
+  double loss_sum = 0;
+  int64_t loss_n = 0;
+  const int64_t n = o.batch / P;  // this rank's rows of each global batch
   Progress progress("train translate", o.steps, "sentences");
   for (int64_t step = 1; step <= o.steps; ++step) {
-    Batch b = make_batch(task, draw_pairs(task, rng, o.batch));
+    // Every rank draws the whole batch (the single process's data order) and keeps its rows.
+    std::vector<Pair> pairs = draw_pairs(task, rng, o.batch);
+    Batch b = make_batch(task, std::vector<Pair>(pairs.begin() + rank * n, pairs.begin() + (rank + 1) * n));
+    std::optional<BatchShardGuard> shard;
+    if (pg) shard.emplace(rank * n, n, o.batch);  // the dropout masks of these rows in the whole batch
     Tensor mem = m.memory(b.src, b.src_pad);
     Tensor logits = m.decode_logits(b.tgt_in, mem, b.src_pad);
-    Tensor loss = F::cross_entropy(logits.reshape({-1, task.vocab.size()}), b.tgt_out.reshape({-1}),
-                                   F::CrossEntropyFuncOptions().ignore_index(kPad));
+    Tensor flat = logits.reshape({-1, task.vocab.size()}), target = b.tgt_out.reshape({-1});
+    Tensor loss;
+    double value = 0;
+    if (!pg) {
+      loss = F::cross_entropy(flat, target, F::CrossEntropyFuncOptions().ignore_index(kPad));
+      value = loss.item<float>();
+    } else {
+      // The whole batch's loss is the sum over every rank's tokens over the
+      // global token count N. Each rank backpropagates P * (its sum) / N, so
+      // that DistributedDataParallel's mean over ranks is that loss's gradient.
+      Tensor counts = sum(ne(target, full({}, kPad, kInt64)).to(kFloat64)).reshape({1});
+      Tensor part = F::cross_entropy(flat, target,
+                                     F::CrossEntropyFuncOptions().ignore_index(kPad).reduction(kSum));
+      Tensor both = cat({counts, part.detach().to(kFloat64).reshape({1})});
+      pg->all_reduce(both);
+      const double tokens = both.select(0, 0).item<double>();
+      loss = part * (static_cast<double>(P) / tokens);
+      value = both.select(0, 1).item<double>() / tokens;
+    }
+    const double lr = opt.lr();
     opt.zero_grad();
     loss.backward();
     optim::clip_grad_norm_(m.parameters(), 1.0);
     opt.step();
     sched.step();
-    if (!o.quiet) progress.update(step, loss.item<float>(), o.batch);
+    if (!quiet) progress.update(step, static_cast<float>(value), o.batch);
+    loss_sum += value;
+    ++loss_n;
+    if (log.on() && (step % log_every == 0 || step == o.steps)) {
+      const double elapsed = progress.seconds();
+      log.line(step, loss_sum / static_cast<double>(loss_n), lr, elapsed,
+               elapsed > 0 ? static_cast<double>(step * o.batch) / elapsed : 0.0, std::string(), 0.0);
+      loss_sum = 0;
+      loss_n = 0;
+    }
   }
-  progress.finish();
+  if (!quiet) progress.finish();
   Result r;
   r.seconds = progress.seconds();
+  if (!lead) return r;  // the other ranks hold the same weights; rank 0 saves and evaluates
   io::Metadata meta{{"app", "translate"}, {"model", o.model}};
   if (!task.data.empty()) {
     meta["data"] = task.data;
@@ -600,6 +651,7 @@ Result train(const Options& o) {
     meta["max_src"] = std::to_string(task.max_src);
     meta["max_tgt"] = std::to_string(task.max_tgt);
   }
+  ddp.reset();
   optim::save_checkpoint(o.checkpoint, m, &opt, o.steps, &gen, meta);
   m.eval();
   Result e = evaluate(m, task, o, !o.quiet);
@@ -672,6 +724,8 @@ translate::Options translate_options(const AppOptions& o) {
   t.quiet = o.quiet;
   if (!o.variant.empty()) t.model = o.variant;
   t.data = o.data;
+  t.distributed = o.distributed;
+  t.log_json = o.log_json;
   return t;
 }
 AppResult to_result(const translate::Result& r) {

@@ -30,6 +30,12 @@ struct Options {
   // A UTF-8 file of sentence pairs (source TAB target per line) instead of
   // the number words; eval and viz read the checkpoint's file unless set.
   std::string data;
+  // Data parallel over the ranks of an MPI job: every rank draws the same
+  // global batch and trains on its batch / P rows (the same batches, data
+  // order and dropout masks as one process), DistributedDataParallel
+  // averages the gradients; rank 0 prints, logs and saves.
+  bool distributed = false;
+  std::string log_json;      // one JSON object per logged step (see attn::apps::JsonLog)
 };
 
 struct Result {

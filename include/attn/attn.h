@@ -14,6 +14,7 @@
 #include "attn/models/swin_transformer.h"
 #include "attn/models/vision_transformer.h"
 #include "attn/data.h"
+#include "attn/dist.h"
 #include "attn/nn.h"
 #include "attn/optim.h"
 #include "attn/ops.h"

@@ -203,6 +203,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"fashion-mnist", "shapes"}));
   train->add_option("--augment", aopts.augment, "vit on Fashion-MNIST: none (default), crop (shifts of up to 2 "
                                                 "pixels), flip (mirrored), or crop,flip");
+  train->add_flag("--distributed", aopts.distributed,
+                  "translate: data parallel over an MPI job's ranks (mpirun -np P attn train translate "
+                  "--distributed): every rank runs batch / P rows of each global batch, the same batches and "
+                  "dropout as one process; rank 0 prints, logs and saves");
   train->add_option("--log-json", aopts.log_json, "write one JSON object per logged step (step, loss, lr, "
                                                   "elapsed_s, examples_per_s, the metric when computed) to FILE; "
                                                   "draw it with attn plot");
@@ -394,6 +398,8 @@ int main(int argc, char** argv) {
         throw attn::Error(a.name + ": --data applies to lm, tag and translate");
       if ((!aopts.dataset.empty() || !aopts.augment.empty()) && a.name != "vit")
         throw attn::Error(a.name + ": --dataset and --augment apply to vit");
+      if (aopts.distributed && a.name != "translate")
+        throw attn::Error(a.name + ": --distributed applies to translate (other applications train on one process)");
       if (!aopts.image.empty() && a.name != "vit" && a.name != "caption" && a.name != "multimodal")
         throw attn::Error(a.name + ": --image applies to vit, caption and multimodal");
       if (!aopts.variant.empty() && std::find(a.variants.begin(), a.variants.end(), aopts.variant) == a.variants.end())
