@@ -83,6 +83,16 @@ TEST_F(Dist, AllReduce) {
   EXPECT_TRUE(wa.is_completed());
   EXPECT_TRUE(equal(a, full({1000}, P)));
   EXPECT_TRUE(equal(b, full({7}, 2.0, kFloat64)));
+  // Random values, chunks of uneven length: the float64 sum to rounding, and
+  // the same bits on every rank (each chunk is summed in one order).
+  Generator gen(40 + static_cast<uint64_t>(r));
+  Tensor x = randn({1001}, {}, &gen);
+  Tensor x64 = x.to(kFloat64);
+  pg().all_reduce(x64);
+  pg().all_reduce(x, dist::ReduceOp::Sum);
+  EXPECT_LT(max_abs_diff(x, x64), 1e-5);
+  auto every = pg().all_gather(x);
+  for (int i = 1; i < P; ++i) EXPECT_TRUE(bitwise_equal(every[0], every[i])) << "rank " << i;
   // Empty and 0-d tensors.
   Tensor e = zeros({0});
   pg().all_reduce(e);

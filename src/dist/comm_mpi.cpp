@@ -16,6 +16,8 @@ namespace {
 
 struct Runtime {
   bool we_initialised = false;
+  MPI_Comm internal = MPI_COMM_NULL;  // a duplicate of MPI_COMM_WORLD for the parts of collectives
+  int max_tag = 0;
   std::shared_ptr<Group> world;  // held to the end, so that exit sees whether it broke
   ~Runtime() {
     int init = 0, fin = 0;
@@ -23,6 +25,7 @@ struct Runtime {
     MPI_Finalized(&fin);
     if (!we_initialised || !init || fin) return;
     if (world && world->broken) return;
+    if (internal != MPI_COMM_NULL) MPI_Comm_free(&internal);
     MPI_Finalize();
   }
 };
@@ -88,18 +91,18 @@ std::shared_ptr<Group> transport_init(double timeout) {
     g_runtime.we_initialised = true;
   }
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  MPI_Comm_dup(MPI_COMM_WORLD, &g_runtime.internal);
+  MPI_Comm_set_errhandler(g_runtime.internal, MPI_ERRORS_RETURN);
+  int* ub = nullptr;
+  int flag = 0;
+  MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &ub, &flag);
+  g_runtime.max_tag = flag && ub ? *ub : 32767;  // the standard's guaranteed minimum
   auto g = std::make_shared<Group>();
   MPI_Comm_rank(MPI_COMM_WORLD, &g->rank);
   MPI_Comm_size(MPI_COMM_WORLD, &g->size);
   g->timeout = timeout;
   g_runtime.world = g;
   return g;
-}
-
-void start_all_reduce(Request& r, void* buf, int64_t count, Type type, Op op) {
-  check(MPI_Iallreduce(MPI_IN_PLACE, buf, count_of(r, count), mpi_type(type), mpi_op(op), MPI_COMM_WORLD,
-                       handle(r)),
-        r, "MPI_Iallreduce");
 }
 
 void start_broadcast(Request& r, void* buf, int64_t bytes, int root) {
@@ -117,13 +120,19 @@ void start_reduce_scatter(Request& r, const void* send, void* recv, int64_t coun
         r, "MPI_Ireduce_scatter_block");
 }
 
-void start_send(Request& r, const void* buf, int64_t bytes, int dst, int tag) {
-  check(MPI_Isend(buf, count_of(r, bytes), MPI_BYTE, dst, tag, MPI_COMM_WORLD, handle(r)), r, "MPI_Isend");
+void start_send(Request& r, const void* buf, int64_t bytes, int dst, int tag, bool internal) {
+  check(MPI_Isend(buf, count_of(r, bytes), MPI_BYTE, dst, tag, internal ? g_runtime.internal : MPI_COMM_WORLD,
+                  handle(r)),
+        r, "MPI_Isend");
 }
 
-void start_recv(Request& r, void* buf, int64_t bytes, int src, int tag) {
-  check(MPI_Irecv(buf, count_of(r, bytes), MPI_BYTE, src, tag, MPI_COMM_WORLD, handle(r)), r, "MPI_Irecv");
+void start_recv(Request& r, void* buf, int64_t bytes, int src, int tag, bool internal) {
+  check(MPI_Irecv(buf, count_of(r, bytes), MPI_BYTE, src, tag, internal ? g_runtime.internal : MPI_COMM_WORLD,
+                  handle(r)),
+        r, "MPI_Irecv");
 }
+
+int max_tag() { return g_runtime.max_tag; }
 
 void start_barrier(Request& r) { check(MPI_Ibarrier(MPI_COMM_WORLD, handle(r)), r, "MPI_Ibarrier"); }
 

@@ -41,6 +41,9 @@ detail::Type reduce_type(const char* op, const Tensor& t, ReduceOp r) {
 
 int64_t nbytes(const Tensor& t) { return t.numel() * static_cast<int64_t>(itemsize(t.dtype())); }
 
+// Whether r has completed: a composite operation advances its parts.
+bool poll(Request& r) { return r.advance ? r.advance() : detail::test(r); }
+
 // Blocks until r completes; throws (and marks the group broken) once the
 // group's timeout has passed. Spins briefly, then yields and sleeps, so that
 // ranks sharing cores leave them to each other.
@@ -50,7 +53,7 @@ void wait(Request& r) {
   const auto start = clock::now();
   const auto deadline = start + std::chrono::duration<double>(r.group->timeout);
   for (int64_t spins = 0;; ++spins) {
-    if (detail::test(r)) break;
+    if (poll(r)) break;
     if (spins < 200) continue;
     if (spins < 2000) {
       std::this_thread::yield();
@@ -76,6 +79,93 @@ void wait(Request& r) {
   r.keep.clear();
 }
 
+// Reduces n elements of `from` into `into` (sum or max).
+template <class T>
+void reduce_into(T* into, const T* from, int64_t n, bool max) {
+  if (max) {
+    for (int64_t i = 0; i < n; ++i) into[i] = into[i] < from[i] ? from[i] : into[i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) into[i] += from[i];
+  }
+}
+
+// The ring all-reduce (as NCCL's and Gloo's): the buffer is cut into P
+// chunks; in P - 1 steps each rank passes a chunk to rank + 1 and adds the
+// one from rank - 1 (reduce-scatter), then in P - 1 more passes the finished
+// chunks on (all-gather). Each rank sends and receives 2 (P - 1) / P of the
+// buffer whatever P, and chunk c is always summed in the same order (ranks
+// c + 1, c + 2, ..., c), so the result is the same on every rank and in
+// every run. Driven by non-blocking send/recv, so waits stay bounded.
+struct RingAllReduce {
+  std::shared_ptr<detail::Group> group;
+  char* base = nullptr;
+  size_t elem = 4;
+  detail::Type type = detail::Type::F32;
+  bool max = false;
+  int P = 1, rank = 0, step = 0, tag = 0;
+  std::vector<int64_t> bounds;  // chunk c is elements [bounds[c], bounds[c + 1])
+  std::vector<char> tmp;
+  std::shared_ptr<Request> send, recv;
+  int recv_chunk = 0;
+
+  int mod(int c) const { return ((c % P) + P) % P; }
+  int64_t len(int c) const { return bounds[c + 1] - bounds[c]; }
+  char* at(int c) const { return base + static_cast<size_t>(bounds[c]) * elem; }
+
+  void start() {
+    const bool scatter = step < P - 1;
+    const int j = scatter ? step : step - (P - 1);
+    const int out = scatter ? mod(rank - j) : mod(rank + 1 - j);
+    recv_chunk = scatter ? mod(rank - j - 1) : mod(rank - j);
+    send = std::make_shared<Request>();
+    recv = std::make_shared<Request>();
+    send->group = recv->group = group;
+    send->op = recv->op = "all_reduce";
+    const int t = tag + step;
+    detail::start_recv(*recv, scatter ? tmp.data() : at(recv_chunk), len(recv_chunk) * static_cast<int64_t>(elem),
+                       mod(rank - 1), t, /*internal=*/true);
+    detail::start_send(*send, at(out), len(out) * static_cast<int64_t>(elem), mod(rank + 1), t, /*internal=*/true);
+  }
+
+  bool advance() {
+    for (;;) {
+      if (step == 2 * (P - 1)) return true;
+      if (!send) start();
+      const bool r_done = recv->done || (recv->done = detail::test(*recv));
+      const bool s_done = send->done || (send->done = detail::test(*send));
+      if (!r_done || !s_done) return false;
+      if (step < P - 1) {
+        const int64_t n = len(recv_chunk);
+        switch (type) {
+          case detail::Type::F32:
+            reduce_into(reinterpret_cast<float*>(at(recv_chunk)), reinterpret_cast<const float*>(tmp.data()), n, max);
+            break;
+          case detail::Type::F64:
+            reduce_into(reinterpret_cast<double*>(at(recv_chunk)), reinterpret_cast<const double*>(tmp.data()), n,
+                        max);
+            break;
+          default:
+            reduce_into(reinterpret_cast<int64_t*>(at(recv_chunk)), reinterpret_cast<const int64_t*>(tmp.data()), n,
+                        max);
+            break;
+        }
+      }
+      ++step;
+      send.reset();
+      recv.reset();
+    }
+  }
+};
+
+// Tags of a collective's messages: its number among the group's collectives
+// (the same on every rank, since all call them in the same order) times the
+// steps it may take, so that collectives in flight at once never take each
+// other's messages.
+int collective_tag(detail::Group& g, int steps) {
+  const int64_t slots = std::max<int64_t>(1, detail::max_tag() / std::max(1, steps) - 1);
+  return static_cast<int>((g.collectives++ % slots) * steps);
+}
+
 }  // namespace
 
 // ---- Work ---------------------------------------------------------------------------
@@ -83,7 +173,7 @@ void wait(Request& r) {
 bool Work::is_completed() {
   if (!impl_) return true;
   if (impl_->done) return true;
-  if (!detail::test(*impl_)) return false;
+  if (!poll(*impl_)) return false;
   dist::wait(*impl_);
   return true;
 }
@@ -125,7 +215,19 @@ Work ProcessGroup::all_reduce_async(const Tensor& t, ReduceOp op) {
     r->done = true;
     return Work(r);
   }
-  detail::start_all_reduce(*r, t.raw_data(), t.numel(), type, op == ReduceOp::Max ? detail::Op::Max : detail::Op::Sum);
+  auto ring = std::make_shared<RingAllReduce>();
+  ring->group = impl_;
+  ring->base = static_cast<char*>(t.raw_data());
+  ring->elem = itemsize(t.dtype());
+  ring->type = type;
+  ring->max = op == ReduceOp::Max;
+  ring->P = g.size, ring->rank = g.rank;
+  ring->tag = collective_tag(*impl_, 2 * (g.size - 1));
+  int64_t biggest = 0;
+  for (int c = 0; c <= g.size; ++c) ring->bounds.push_back(t.numel() * c / g.size);
+  for (int c = 0; c < g.size; ++c) biggest = std::max(biggest, ring->len(c));
+  ring->tmp.resize(static_cast<size_t>(biggest) * ring->elem);
+  r->advance = [ring] { return ring->advance(); };
   if (op == ReduceOp::Mean) {
     const double inv = 1.0 / g.size;
     r->then = [t = Tensor(t), inv]() mutable {
