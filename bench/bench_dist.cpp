@@ -8,6 +8,7 @@
 //
 // Rank 0 prints; times are medians over the repetitions, each the slowest
 // rank's (a barrier before, a max-reduce after).
+#include <mpi.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -46,27 +47,46 @@ double peak_rss_mb() {
   return static_cast<double>(u.ru_maxrss) / 1024.0;  // kB on Linux
 }
 
+// Median time of `reps` runs of f, each the slowest rank's.
+template <class Fn>
+double timed(dist::ProcessGroup& pg, int reps, Fn&& f) {
+  f();  // warm-up
+  std::vector<double> times;
+  for (int r = 0; r < reps; ++r) {
+    pg.barrier();
+    const auto t0 = Clock::now();
+    f();
+    times.push_back(slowest(pg, seconds_since(t0)));
+  }
+  return median(times);
+}
+
+// attn's ring all_reduce beside OpenMPI's own, blocking (MPI_Allreduce, its
+// tuned algorithms) and non-blocking (MPI_Iallreduce completed by
+// MPI_Test, what a bounded wait can use), on the same buffer in one run.
 int allreduce(dist::ProcessGroup& pg) {
   const int P = pg.size();
   if (pg.rank() == 0) {
-    std::printf("all_reduce (sum, float32) over %d ranks; algbw = bytes / time, busbw = algbw * 2 (P - 1) / P\n", P);
-    std::printf("%12s %12s %12s %12s\n", "bytes", "time (us)", "algbw GB/s", "busbw GB/s");
+    std::printf("all_reduce (sum, float32) over %d ranks: algbw = bytes / time (GB/s); attn's busbw = algbw * 2 (P - 1) / P\n", P);
+    std::printf("%12s %12s %10s %10s %14s %15s\n", "bytes", "attn (us)", "attn", "busbw", "MPI_Allreduce",
+                "MPI_Iallreduce");
   }
   for (int64_t bytes = 4096; bytes <= (int64_t{256} << 20); bytes *= 4) {
     Tensor t = ones({bytes / 4});
+    float* data = t.data<float>();
+    const int n = static_cast<int>(bytes / 4);
     const int reps = static_cast<int>(std::clamp<int64_t>((int64_t{1} << 30) / bytes, 5, 200));
-    pg.all_reduce(t);  // warm-up
-    std::vector<double> times;
-    for (int r = 0; r < reps; ++r) {
-      pg.barrier();
-      const auto t0 = Clock::now();
-      pg.all_reduce(t);
-      times.push_back(slowest(pg, seconds_since(t0)));
-    }
-    const double s = median(times), alg = static_cast<double>(bytes) / s / 1e9;
+    const double ours = timed(pg, reps, [&] { pg.all_reduce(t); });
+    const double mpi = timed(pg, reps, [&] { MPI_Allreduce(MPI_IN_PLACE, data, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); });
+    const double nb = timed(pg, reps, [&] {
+      MPI_Request req;
+      MPI_Iallreduce(MPI_IN_PLACE, data, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req);
+      for (int done = 0; !done;) MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+    });
+    auto bw = [&](double s) { return static_cast<double>(bytes) / s / 1e9; };
     if (pg.rank() == 0)
-      std::printf("%12lld %12.1f %12.2f %12.2f\n", static_cast<long long>(bytes), s * 1e6, alg,
-                  alg * 2.0 * (P - 1) / P);
+      std::printf("%12lld %12.1f %10.2f %10.2f %14.2f %15.2f\n", static_cast<long long>(bytes), ours * 1e6, bw(ours),
+                  bw(ours) * 2.0 * (P - 1) / P, bw(mpi), bw(nb));
   }
   return 0;
 }

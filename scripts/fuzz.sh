@@ -13,7 +13,7 @@ jobs=${ATTN_JOBS:-2}
 root=$PWD
 
 cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTN_FUZZ=ON \
-  -DATTN_BUILD_TESTS=OFF -DATTN_BUILD_TOOLS=OFF -DATTN_BUILD_BENCHMARKS=OFF -DATTN_BUILD_EXAMPLES=OFF -DATTN_BUILD_PYTHON=OFF >/dev/null
+  -DATTN_BUILD_TESTS=OFF -DATTN_BUILD_TOOLS=OFF -DATTN_BUILD_BENCHMARKS=OFF -DATTN_BUILD_EXAMPLES=OFF -DATTN_BUILD_PYTHON=OFF -DATTN_WITH_MPI=OFF >/dev/null
 cmake --build build-fuzz -j"$jobs" --target fuzz_safetensors fuzz_load_state_dict fuzz_torch
 
 cd build-fuzz

@@ -23,6 +23,7 @@ pkgs=(g++ make cmake pkg-config
       dataset-fashion-mnist    # Fashion-MNIST (IDX files) for attn train vit
       libicu-dev               # Unicode general categories for GPT-2's tokenizer
       python3-dev pybind11-dev libdlpack-dev  # the Python module attn
+      libopenmpi-dev openmpi-bin  # attn::dist (data parallel, ring attention) and mpirun for its tests
       libgtest-dev libbenchmark-dev)
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(python3 python3-torch python3-torchvision python3-pil python3-numpy python3-pytest clang libclang-rt-14-dev libomp-14-dev)

@@ -16,7 +16,7 @@ export OMP_TOOL_LIBRARIES=$archer OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 export TSAN_OPTIONS="ignore_noninstrumented_modules=1 second_deadlock_stack=1 exitcode=66"
 
 cmake -S . -B build-tsan -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTN_SANITIZE=thread \
-  -DATTN_BUILD_BENCHMARKS=OFF -DATTN_BUILD_TOOLS=OFF -DATTN_BUILD_EXAMPLES=OFF -DATTN_BUILD_PYTHON=OFF >/dev/null
+  -DATTN_BUILD_BENCHMARKS=OFF -DATTN_BUILD_TOOLS=OFF -DATTN_BUILD_EXAMPLES=OFF -DATTN_BUILD_PYTHON=OFF -DATTN_WITH_MPI=OFF >/dev/null
 cmake --build build-tsan -j"$jobs" --target test_threads test_attention test_ops test_family
 
 cd build-tsan
