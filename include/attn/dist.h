@@ -98,6 +98,7 @@ class ProcessGroup {
   friend ProcessGroup init(const InitOptions&);
   explicit ProcessGroup(std::shared_ptr<detail::Group> g) : impl_(std::move(g)) {}
   const detail::Group& group(const char* op) const;
+  std::shared_ptr<detail::Request> peer_request(const char* op, const Tensor& t, int peer, int tag) const;
   std::shared_ptr<detail::Group> impl_;
 };
 

@@ -306,24 +306,25 @@ Tensor ProcessGroup::reduce_scatter(const Tensor& t, ReduceOp op) {
   return out;
 }
 
+// The checks of send and recv: `peer` another rank, a usable tag.
+std::shared_ptr<Request> ProcessGroup::peer_request(const char* op, const Tensor& t, int peer, int tag) const {
+  const auto& g = group(op);
+  check_tensor(op, t);
+  ATTN_CHECK(peer >= 0 && peer < g.size && peer != g.rank, "attn::dist::", op, ": ", op[0] == 's' ? "destination " : "source ",
+             peer, " must be another rank of the group (rank ", g.rank, " of ", g.size, ")");
+  ATTN_CHECK(tag >= 0 && tag <= detail::max_tag(), "attn::dist::", op, ": tag must be in [0, ", detail::max_tag(),
+             "], got ", tag);
+  return make_request(impl_, op, {t});
+}
+
 Work ProcessGroup::isend(const Tensor& t, int dst, int tag) {
-  const auto& g = group("send");
-  check_tensor("send", t);
-  ATTN_CHECK(dst >= 0 && dst < g.size && dst != g.rank, "attn::dist::send: destination ", dst,
-             " must be another rank of the group (rank ", g.rank, " of ", g.size, ")");
-  ATTN_CHECK(tag >= 0, "attn::dist::send: tag must be >= 0, got ", tag);
-  auto r = make_request(impl_, "send", {t});
+  auto r = peer_request("send", t, dst, tag);
   detail::start_send(*r, t.raw_data(), nbytes(t), dst, tag);
   return Work(r);
 }
 
 Work ProcessGroup::irecv(const Tensor& t, int src, int tag) {
-  const auto& g = group("recv");
-  check_tensor("recv", t);
-  ATTN_CHECK(src >= 0 && src < g.size && src != g.rank, "attn::dist::recv: source ", src,
-             " must be another rank of the group (rank ", g.rank, " of ", g.size, ")");
-  ATTN_CHECK(tag >= 0, "attn::dist::recv: tag must be >= 0, got ", tag);
-  auto r = make_request(impl_, "recv", {t});
+  auto r = peer_request("recv", t, src, tag);
   detail::start_recv(*r, t.raw_data(), nbytes(t), src, tag);
   return Work(r);
 }

@@ -125,8 +125,35 @@ void wait_all(std::vector<Work>& work) {
   work.clear();
 }
 
+// Walks the ring: at step t this rank holds the K/V block of rank r - t
+// and passes it on to r + 1 (received into the spare buffers meanwhile)
+// while visit(query segment index, key segment, k, v, options) runs on every
+// pair of segments with something visible; then `send(t, work)` may start
+// more transfers, all are waited for, and `arrived(t)` takes what came.
+template <class Visit, class Send, class Arrived>
+void ring_walk(const Plan& p, ProcessGroup& g, const Tensor& k, const Tensor& v, Visit&& visit, Send&& send,
+               Arrived&& arrived) {
+  Tensor cur_k = k.contiguous(), cur_v = v.contiguous();
+  Tensor nxt_k = Tensor::make(cur_k.shape(), kFloat32), nxt_v = Tensor::make(cur_v.shape(), kFloat32);
+  std::vector<Work> work;
+  for (int t = 0; t < p.P; ++t) {
+    const int owner = (p.rank - t + p.P) % p.P;
+    if (t + 1 < p.P) pass_on(g, p, {cur_k, cur_v}, {nxt_k, nxt_v}, work, 0);
+    for (size_t qi = 0; qi < p.qseg.size(); ++qi)
+      for (const Segment& ks : segments(owner, p.P, p.Sr, p.zigzag))
+        if (auto o = pair_options(p, p.qseg[qi], ks)) visit(qi, ks, cur_k, cur_v, *o);
+    send(t, work);
+    wait_all(work);
+    arrived(t);
+    if (t + 1 < p.P) {
+      advance(cur_k, nxt_k, k);
+      advance(cur_v, nxt_v, v);
+    }
+  }
+}
+
 struct Forward {
-  Tensor out, lse;                      // (B..., Hq, Lr, Ev), (B..., Hq, Lr)
+  Tensor out, lse;  // (B..., Hq, Lr, Ev), (B..., Hq, Lr)
 };
 
 Forward ring_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Plan& p, ProcessGroup& g) {
@@ -140,25 +167,13 @@ Forward ring_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Pl
     os.pop_back();
     acc_lse.push_back(full(os, -std::numeric_limits<double>::infinity()));
   }
-  Tensor cur_k = k.contiguous(), cur_v = v.contiguous();
-  Tensor nxt_k = Tensor::make(cur_k.shape(), kFloat32), nxt_v = Tensor::make(cur_v.shape(), kFloat32);
-  std::vector<Work> work;
-  for (int t = 0; t < p.P; ++t) {
-    const int owner = (p.rank - t + p.P) % p.P;
-    if (t + 1 < p.P) pass_on(g, p, {cur_k, cur_v}, {nxt_k, nxt_v}, work, 0);
-    const auto kseg = segments(owner, p.P, p.Sr, p.zigzag);
-    for (size_t qi = 0; qi < p.qseg.size(); ++qi)
-      for (const Segment& ks : kseg) {
-        auto o = pair_options(p, p.qseg[qi], ks);
-        if (!o) continue;
-        auto [bo, bl] = F::scaled_dot_product_attention_with_lse(rows(q, p.qseg[qi]), rows(cur_k, ks),
-                                                                 rows(cur_v, ks), *o);
+  ring_walk(
+      p, g, k, v,
+      [&](size_t qi, const Segment& ks, const Tensor& ck, const Tensor& cv, const F::SdpaOptions& o) {
+        auto [bo, bl] = F::scaled_dot_product_attention_with_lse(rows(q, p.qseg[qi]), rows(ck, ks), rows(cv, ks), o);
         merge(acc[qi], acc_lse[qi], bo, bl);
-      }
-    wait_all(work);
-    advance(cur_k, nxt_k, k);
-    advance(cur_v, nxt_v, v);
-  }
+      },
+      [](int, std::vector<Work>&) {}, [](int) {});
   return {cat(acc, -2), cat(acc_lse, -1)};
 }
 
@@ -167,37 +182,28 @@ std::vector<Tensor> ring_backward(const Tensor& dout, const Tensor& q, const Ten
                                   const Forward& f, const Plan& p, ProcessGroup& g) {
   NoGradGuard ng;
   Tensor dq = zeros(q.shape());
-  Tensor cur_k = k.contiguous(), cur_v = v.contiguous();
   Tensor cur_dk = zeros(k.shape()), cur_dv = zeros(v.shape());
-  Tensor nxt_k = Tensor::make(k.shape(), kFloat32), nxt_v = Tensor::make(v.shape(), kFloat32);
   Tensor nxt_dk = Tensor::make(k.shape(), kFloat32), nxt_dv = Tensor::make(v.shape(), kFloat32);
-  std::vector<Work> work;
-  for (int t = 0; t < p.P; ++t) {
-    const int owner = (p.rank - t + p.P) % p.P;
-    if (t + 1 < p.P) pass_on(g, p, {cur_k, cur_v}, {nxt_k, nxt_v}, work, 0);
-    const auto kseg = segments(owner, p.P, p.Sr, p.zigzag);
-    for (const Segment& qs : p.qseg)
-      for (const Segment& ks : kseg) {
-        auto o = pair_options(p, qs, ks);
-        if (!o) continue;
+  ring_walk(
+      p, g, k, v,
+      [&](size_t qi, const Segment& ks, const Tensor& ck, const Tensor& cv, const F::SdpaOptions& o) {
+        const Segment& qs = p.qseg[qi];
         auto [bq, bk, bv] = F::scaled_dot_product_attention_backward(
-            rows(dout, qs), rows(q, qs), rows(cur_k, ks), rows(cur_v, ks), rows(f.out, qs),
-            f.lse.narrow(-1, qs.row, qs.len), *o);
+            rows(dout, qs), rows(q, qs), rows(ck, ks), rows(cv, ks), rows(f.out, qs), f.lse.narrow(-1, qs.row, qs.len),
+            o);
         rows(dq, qs).add_(bq);
         rows(cur_dk, ks).add_(bk);
         rows(cur_dv, ks).add_(bv);
-      }
-    // The accumulators follow their block; after the last step they go home.
-    if (p.P == 1) break;
-    pass_on(g, p, {cur_dk, cur_dv}, {nxt_dk, nxt_dv}, work, 2);
-    wait_all(work);
-    std::swap(cur_dk, nxt_dk);
-    std::swap(cur_dv, nxt_dv);
-    if (t + 1 < p.P) {
-      advance(cur_k, nxt_k, k);
-      advance(cur_v, nxt_v, v);
-    }
-  }
+      },
+      // The accumulators follow their block; after the last step they go home.
+      [&](int, std::vector<Work>& work) {
+        if (p.P > 1) pass_on(g, p, {cur_dk, cur_dv}, {nxt_dk, nxt_dv}, work, 2);
+      },
+      [&](int) {
+        if (p.P == 1) return;
+        std::swap(cur_dk, nxt_dk);
+        std::swap(cur_dv, nxt_dv);
+      });
   return {dq, cur_dk, cur_dv};
 }
 
