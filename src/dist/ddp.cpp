@@ -2,8 +2,6 @@
 // averaged over the ranks in buckets launched during backward (PyTorch's
 // reducer, simplified: one flat buffer per bucket, buckets started in index
 // order so every rank issues the same collectives in the same order).
-#include <cstring>
-
 #include "attn/autograd.h"
 #include "attn/dist.h"
 #include "attn/ops.h"
@@ -18,7 +16,6 @@ struct DistributedDataParallel::Reducer {
     int64_t numel = 0;
     int64_t pending = 0;           // gradients not yet final in this backward
     Work work;
-    bool launched = false;
   };
 
   DistributedDataParallel& owner;
@@ -36,7 +33,6 @@ struct DistributedDataParallel::Reducer {
     next_launch = 0;
     for (auto& b : buckets) {
       b.pending = static_cast<int64_t>(b.params.size());
-      b.launched = false;
       b.work = Work();
     }
   }
@@ -53,7 +49,6 @@ struct DistributedDataParallel::Reducer {
         dst.zero_();
     }
     b.work = owner.group_.all_reduce_async(b.flat, ReduceOp::Sum);
-    b.launched = true;
   }
 
   // Starts every bucket whose turn has come and whose gradients are final;
