@@ -1,0 +1,213 @@
+// flex_attention: attention whose scores and mask are programs (as PyTorch's
+// FlexAttention), compiled into the attention loop as C++ templates,
+// differentiable in q, k, v and in the tensors the programs read.
+//
+//   auto alibi = [&](auto s, int64_t b, int64_t h, int64_t q, int64_t kv) {
+//     return s - slope[h] * std::abs(q - kv);                  // score_mod
+//   };
+//   auto causal = [](int64_t b, int64_t h, int64_t q, int64_t kv) { return kv <= q; };  // mask_mod
+//   Tensor out = F::flex_attention(q, k, v, alibi, causal);
+//
+// score_mod(score, b, h, q_idx, kv_idx) -> score is written once, generically
+// over its scalar type (a generic lambda): the forward calls it with the
+// score as float (or double), the backward with flex::Dual, a forward-mode
+// dual number, to get its derivative. Dual supports arithmetic with floats and
+// integers, comparisons, and exp, log, tanh, sqrt, abs, sin, cos, min, max,
+// found by argument-dependent lookup: `using std::tanh; return cap * tanh(s / cap);`
+// works for both. Return whatever the expression gives (float, double or
+// Dual): its value is taken.
+//
+// mask_mod(b, h, q_idx, kv_idx) -> bool: true = attend (as SDPA's bool mask).
+// A query row with no visible key gives output 0 and LSE -inf.
+//
+// Tensors a modifier reads are wrapped as flex::Captured c(tensor) and read
+// as c(i0, i1, ...) (a Dual<double> holding the value; float32, float64, int64 or
+// bool tensors). The Captured objects alive on the
+// calling thread when flex_attention runs are inputs of its autograd node: a
+// floating one that requires grad gets its gradient (accumulated per task and
+// summed in a fixed order: the same bits at any thread count). flex_attention
+// keeps copies of the modifiers for the backward, which runs later: capture
+// Captured objects (copies share the tensor) and anything else by value.
+//
+// Shapes as scaled_dot_product_attention: q (B..., Hq, L, E), k (B..., Hk, S,
+// E), v (B..., Hk, S, Ev) -> (B..., Hq, L, Ev); b is the flattened batch index.
+// Memory O(S) per thread beyond the inputs and outputs: no (L, S) matrix.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+#include "attn/attention.h"
+#include "attn/functional.h"
+#include "attn/ops.h"
+#include "attn/tensor.h"
+
+namespace attn::nn::functional {
+
+namespace flex {
+
+// ---- Dual numbers -------------------------------------------------------------------------
+
+// a + b ε with ε² = 0: `v` the value, `d` the derivative along the seeded input.
+template <class T>
+struct Dual {
+  T v{}, d{};
+  constexpr Dual() = default;
+  constexpr Dual(T value, T deriv) : v(value), d(deriv) {}
+  template <class U, std::enable_if_t<std::is_arithmetic_v<U>, int> = 0>
+  constexpr Dual(U x) : v(static_cast<T>(x)), d(0) {}  // NOLINT: implicit, a constant
+};
+
+template <class T> struct is_dual : std::false_type {};
+template <class T> struct is_dual<Dual<T>> : std::true_type {};
+
+#define ATTN_FLEX_ARITH(U) template <class T, class U, std::enable_if_t<std::is_arithmetic_v<U>, int> = 0>
+template <class T> constexpr Dual<T> operator+(Dual<T> a, Dual<T> b) { return {a.v + b.v, a.d + b.d}; }
+template <class T> constexpr Dual<T> operator-(Dual<T> a, Dual<T> b) { return {a.v - b.v, a.d - b.d}; }
+template <class T> constexpr Dual<T> operator*(Dual<T> a, Dual<T> b) { return {a.v * b.v, a.d * b.v + a.v * b.d}; }
+template <class T> constexpr Dual<T> operator/(Dual<T> a, Dual<T> b) {
+  return {a.v / b.v, (a.d * b.v - a.v * b.d) / (b.v * b.v)};
+}
+template <class T> constexpr Dual<T> operator-(Dual<T> a) { return {-a.v, -a.d}; }
+template <class T> constexpr Dual<T> operator+(Dual<T> a) { return a; }
+ATTN_FLEX_ARITH(U) constexpr Dual<T> operator+(Dual<T> a, U b) { return a + Dual<T>(b); }
+ATTN_FLEX_ARITH(U) constexpr Dual<T> operator+(U a, Dual<T> b) { return Dual<T>(a) + b; }
+ATTN_FLEX_ARITH(U) constexpr Dual<T> operator-(Dual<T> a, U b) { return a - Dual<T>(b); }
+ATTN_FLEX_ARITH(U) constexpr Dual<T> operator-(U a, Dual<T> b) { return Dual<T>(a) - b; }
+ATTN_FLEX_ARITH(U) constexpr Dual<T> operator*(Dual<T> a, U b) { return {a.v * static_cast<T>(b), a.d * static_cast<T>(b)}; }
+ATTN_FLEX_ARITH(U) constexpr Dual<T> operator*(U a, Dual<T> b) { return b * a; }
+ATTN_FLEX_ARITH(U) constexpr Dual<T> operator/(Dual<T> a, U b) { return {a.v / static_cast<T>(b), a.d / static_cast<T>(b)}; }
+ATTN_FLEX_ARITH(U) constexpr Dual<T> operator/(U a, Dual<T> b) { return Dual<T>(a) / b; }
+template <class T, class U> constexpr Dual<T>& operator+=(Dual<T>& a, U b) { return a = a + b; }
+template <class T, class U> constexpr Dual<T>& operator-=(Dual<T>& a, U b) { return a = a - b; }
+template <class T, class U> constexpr Dual<T>& operator*=(Dual<T>& a, U b) { return a = a * b; }
+template <class T, class U> constexpr Dual<T>& operator/=(Dual<T>& a, U b) { return a = a / b; }
+
+// Comparisons look at values.
+template <class X> constexpr auto dual_value(const X& x) {
+  if constexpr (is_dual<X>::value) return x.v; else return x;
+}
+#define ATTN_FLEX_CMP(op)                                                                          \
+  template <class T> constexpr bool operator op(Dual<T> a, Dual<T> b) { return a.v op b.v; }       \
+  ATTN_FLEX_ARITH(U) constexpr bool operator op(Dual<T> a, U b) { return a.v op static_cast<T>(b); } \
+  ATTN_FLEX_ARITH(U) constexpr bool operator op(U a, Dual<T> b) { return static_cast<T>(a) op b.v; }
+ATTN_FLEX_CMP(<)
+ATTN_FLEX_CMP(>)
+ATTN_FLEX_CMP(<=)
+ATTN_FLEX_CMP(>=)
+ATTN_FLEX_CMP(==)
+ATTN_FLEX_CMP(!=)
+#undef ATTN_FLEX_CMP
+
+// Math functions (found by argument-dependent lookup beside std's).
+template <class T> Dual<T> exp(Dual<T> a) { const T e = std::exp(a.v); return {e, a.d * e}; }
+template <class T> Dual<T> log(Dual<T> a) { return {std::log(a.v), a.d / a.v}; }
+template <class T> Dual<T> tanh(Dual<T> a) { const T t = std::tanh(a.v); return {t, a.d * (T(1) - t * t)}; }
+template <class T> Dual<T> sqrt(Dual<T> a) { const T r = std::sqrt(a.v); return {r, a.d / (T(2) * r)}; }
+template <class T> Dual<T> abs(Dual<T> a) { return a.v < T(0) ? -a : a; }
+template <class T> Dual<T> sin(Dual<T> a) { return {std::sin(a.v), a.d * std::cos(a.v)}; }
+template <class T> Dual<T> cos(Dual<T> a) { return {std::cos(a.v), -a.d * std::sin(a.v)}; }
+template <class T> Dual<T> min(Dual<T> a, Dual<T> b) { return b.v < a.v ? b : a; }
+template <class T> Dual<T> max(Dual<T> a, Dual<T> b) { return a.v < b.v ? b : a; }
+ATTN_FLEX_ARITH(U) Dual<T> min(Dual<T> a, U b) { return min(a, Dual<T>(b)); }
+ATTN_FLEX_ARITH(U) Dual<T> min(U a, Dual<T> b) { return min(Dual<T>(a), b); }
+ATTN_FLEX_ARITH(U) Dual<T> max(Dual<T> a, U b) { return max(a, Dual<T>(b)); }
+ATTN_FLEX_ARITH(U) Dual<T> max(U a, Dual<T> b) { return max(Dual<T>(a), b); }
+#undef ATTN_FLEX_ARITH
+
+// ---- Captured tensors -----------------------------------------------------------------------
+
+namespace detail {
+struct CapturedState;
+// What the backward asks of the reads of one modifier call: count them,
+// record which element each read, and seed read number `seed` (d = 1).
+struct ReadLog {
+  static constexpr int kMax = 8;
+  int seed = -1, count = 0;
+  const CapturedState* which[kMax] = {};
+  int64_t index[kMax] = {};
+  bool out_of_range = false;
+};
+inline thread_local ReadLog* g_read_log = nullptr;
+}  // namespace detail
+
+class Captured {
+ public:
+  explicit Captured(const Tensor& tensor);
+  Captured(const Captured&) = default;
+  Captured& operator=(const Captured&) = default;
+
+  // The element at (i0, i1, ...), one index per dim, as a Dual<double>.
+  template <class... I>
+  Dual<double> operator()(I... idx) const {
+    const int64_t ix[] = {static_cast<int64_t>(idx)..., 0};
+    return read(ix, static_cast<int>(sizeof...(I)));
+  }
+  const Tensor& tensor() const;
+
+ private:
+  Dual<double> read(const int64_t* idx, int n) const;
+  std::shared_ptr<detail::CapturedState> state_;
+  friend struct CapturedAccess;
+};
+
+// ---- Defaults and block masks -----------------------------------------------------------------
+
+struct Identity {
+  template <class S>
+  S operator()(S s, int64_t, int64_t, int64_t, int64_t) const { return s; }
+};
+inline constexpr Identity identity{};
+struct Full {
+  constexpr bool operator()(int64_t, int64_t, int64_t, int64_t) const { return true; }
+};
+inline constexpr Full full{};
+
+// Tiles of (kBlock queries) x (kBlock keys), each empty (no visible key),
+// full (every key visible) or partial, per (b, h): empty tiles are skipped
+// and full ones skip the mask calls. B or H of 1 stand for every batch or head.
+struct BlockMask {
+  static constexpr int64_t kBlock = 64;
+  enum State : uint8_t { Empty = 0, Partial = 1, Full = 2 };
+  int64_t B = 0, H = 0, L = 0, S = 0, QB = 0, KB = 0;
+  std::vector<uint8_t> states;  // (B, H, QB, KB)
+  State at(int64_t b, int64_t h, int64_t qb, int64_t kb) const {
+    return static_cast<State>(states[static_cast<size_t>(((B == 1 ? 0 : b) * H + (H == 1 ? 0 : h)) * QB * KB +
+                                                          qb * KB + kb)]);
+  }
+  // Visible tiles over all tiles (for reporting).
+  double density() const;
+};
+
+// Classifies every tile by calling mask_mod on each of its elements, once per shape.
+template <class MaskMod>
+BlockMask create_block_mask(MaskMod&& mask_mod, int64_t B, int64_t H, int64_t L, int64_t S);
+
+}  // namespace flex
+
+struct FlexOptions {
+  ATTN_ARG(std::optional<double>, scale) = std::nullopt;  // 1/sqrt(E)
+  ATTN_ARG(bool, enable_gqa) = false;
+  ATTN_ARG(const flex::BlockMask*, block_mask) = nullptr;  // from create_block_mask on the same shape
+};
+
+// The output (B..., Hq, L, Ev) and the LSE (B..., Hq, L) of the modified scores.
+template <class ScoreMod = flex::Identity, class MaskMod = flex::Full>
+std::tuple<Tensor, Tensor> flex_attention_with_lse(const Tensor& q, const Tensor& k, const Tensor& v,
+                                                   ScoreMod score_mod = {}, MaskMod mask_mod = {},
+                                                   const FlexOptions& options = {});
+template <class ScoreMod = flex::Identity, class MaskMod = flex::Full>
+Tensor flex_attention(const Tensor& q, const Tensor& k, const Tensor& v, ScoreMod score_mod = {},
+                      MaskMod mask_mod = {}, const FlexOptions& options = {}) {
+  return std::get<0>(flex_attention_with_lse(q, k, v, std::move(score_mod), std::move(mask_mod), options));
+}
+
+}  // namespace attn::nn::functional
+
+#include "attn/flex_impl.h"
