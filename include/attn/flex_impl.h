@@ -53,23 +53,35 @@ T dot(const T* a, const T* b, int64_t n) {
   return s;
 }
 
-// Calls visit(j) for every key j visible from query i of head h, and
-// `hidden(j0, j1)` for runs the block mask rules out entirely.
-template <class MaskMod, class Visit>
-void for_visible(const Geometry& g, const BlockMask* bm, MaskMod& mask_mod, int64_t b, int64_t h, int64_t i,
-                 Visit&& visit) {
-  if (!bm) {
-    for (int64_t j = 0; j < g.S; ++j)
-      if (mask_mod(b, h, i, j)) visit(j);
-    return;
-  }
-  const int64_t qb = i / BlockMask::kBlock;
-  for (int64_t kb = 0; kb < bm->KB; ++kb) {
-    const auto st = bm->at(b, h, qb, kb);
-    if (st == BlockMask::Empty) continue;
-    const int64_t j1 = std::min(g.S, (kb + 1) * BlockMask::kBlock);
-    for (int64_t j = kb * BlockMask::kBlock; j < j1; ++j)
-      if (st == BlockMask::Full || mask_mod(b, h, i, j)) visit(j);
+// Tiles: kQ queries x kK keys. kK is the block mask's tile width, and kQ
+// divides it, so a tile lies in one block-mask tile.
+inline constexpr int64_t kQ = 32, kK = BlockMask::kBlock;
+
+// The state of tile (query block starting at i0, key block kb): Empty, Full
+// or Partial (mask_mod decides per element). Without a block mask, Full when
+// the mask is flex::full, else Partial.
+template <class MaskMod>
+BlockMask::State tile_state(const BlockMask* bm, int64_t b, int64_t h, int64_t i0, int64_t kb) {
+  if (bm) return bm->at(b, h, i0 / BlockMask::kBlock, kb);
+  return std::is_same_v<std::decay_t<MaskMod>, Full> ? BlockMask::Full : BlockMask::Partial;
+}
+
+// s[r][c] = scale * q_{i0 + r} . k_{j0 + c} for r < nq, c < nk (s is kQ x kK):
+// K's block is transposed into kt (E x kK) so the inner loop runs along keys.
+template <class T>
+void score_tile(const Geometry& g, const T* q, const T* k, int64_t nq, int64_t nk, T* kt, T* s) {
+  for (int64_t c = 0; c < nk; ++c)
+    for (int64_t e = 0; e < g.E; ++e) kt[e * kK + c] = k[c * g.E + e];
+  const T scale = static_cast<T>(g.scale);
+  for (int64_t r = 0; r < nq; ++r) {
+    T* sr = s + r * kK;
+    for (int64_t c = 0; c < kK; ++c) sr[c] = 0;
+    const T* qr = q + r * g.E;
+    for (int64_t e = 0; e < g.E; ++e) {
+      const T qe = qr[e] * scale;
+      const T* kte = kt + e * kK;
+      for (int64_t c = 0; c < nk; ++c) sr[c] += qe * kte[c];
+    }
   }
 }
 
@@ -80,39 +92,64 @@ void forward(const Geometry& g, const T* q, const T* k, const T* v, T* out, T* l
   run_tasks(g.B * g.Hk, [&](int64_t task) {
     take_bad_read();
     const int64_t b = task / g.Hk, hk = task % g.Hk;
-    std::vector<T> row(static_cast<size_t>(g.S));
-    std::vector<T> acc(static_cast<size_t>(g.Ev));
+    std::vector<T> kt(static_cast<size_t>(g.E * kK)), s(static_cast<size_t>(kQ * kK));
+    std::vector<T> acc(static_cast<size_t>(kQ * g.Ev)), m(kQ), l(kQ);
     const T* kp = k + (b * g.Hk + hk) * g.S * g.E;
     const T* vp = v + (b * g.Hk + hk) * g.S * g.Ev;
     for (int64_t gq = 0; gq < g.G; ++gq) {
       const int64_t h = hk * g.G + gq, bh = b * g.Hq + h;
-      for (int64_t i = 0; i < g.L; ++i) {
-        const T* qi = q + (bh * g.L + i) * g.E;
-        T m = ninf;
-        std::fill(row.begin(), row.end(), ninf);
-        for_visible(g, bm, mask_mod, b, h, i, [&](int64_t j) {
-          const T s = static_cast<T>(g.scale) * dot(qi, kp + j * g.E, g.E);
-          const T f = static_cast<T>(to_dual(score_mod(s, b, h, i, j)).v);
-          row[static_cast<size_t>(j)] = f;
-          m = std::max(m, f);
-        });
-        T* oi = out + (bh * g.L + i) * g.Ev;
-        if (m == ninf) {  // nothing visible: output 0, LSE -inf
-          std::fill(oi, oi + g.Ev, T(0));
-          lse[bh * g.L + i] = ninf;
-          continue;
-        }
+      for (int64_t i0 = 0; i0 < g.L; i0 += kQ) {
+        const int64_t nq = std::min(kQ, g.L - i0);
         std::fill(acc.begin(), acc.end(), T(0));
-        T sum = 0;
-        for (int64_t j = 0; j < g.S; ++j) {
-          if (row[static_cast<size_t>(j)] == ninf) continue;
-          const T p = std::exp(row[static_cast<size_t>(j)] - m);
-          sum += p;
-          const T* vj = vp + j * g.Ev;
-          for (int64_t e = 0; e < g.Ev; ++e) acc[static_cast<size_t>(e)] += p * vj[e];
+        std::fill(m.begin(), m.end(), ninf);
+        std::fill(l.begin(), l.end(), T(0));
+        for (int64_t kb = 0, j0 = 0; j0 < g.S; ++kb, j0 += kK) {
+          const auto st = tile_state<MaskMod>(bm, b, h, i0, kb);
+          if (st == BlockMask::Empty) continue;
+          const int64_t nk = std::min(kK, g.S - j0);
+          score_tile(g, q + (bh * g.L + i0) * g.E, kp + j0 * g.E, nq, nk, kt.data(), s.data());
+          for (int64_t r = 0; r < nq; ++r) {
+            const int64_t i = i0 + r;
+            T* sr = s.data() + r * kK;
+            T mx = m[static_cast<size_t>(r)];
+            for (int64_t c = 0; c < nk; ++c) {
+              const int64_t j = j0 + c;
+              if (st == BlockMask::Partial && !mask_mod(b, h, i, j)) {
+                sr[c] = ninf;
+                continue;
+              }
+              sr[c] = static_cast<T>(to_dual(score_mod(sr[c], b, h, i, j)).v);
+              mx = std::max(mx, sr[c]);
+            }
+            if (mx == ninf) continue;  // nothing visible in this row yet
+            const T corr = std::exp(m[static_cast<size_t>(r)] - mx);  // 0 when m was -inf
+            T* ar = acc.data() + r * g.Ev;
+            if (corr != T(1))
+              for (int64_t e = 0; e < g.Ev; ++e) ar[e] *= corr;
+            T sum = 0;
+            for (int64_t c = 0; c < nk; ++c) {
+              if (sr[c] == ninf) continue;
+              const T p = std::exp(sr[c] - mx);
+              sum += p;
+              const T* vj = vp + (j0 + c) * g.Ev;
+              for (int64_t e = 0; e < g.Ev; ++e) ar[e] += p * vj[e];
+            }
+            l[static_cast<size_t>(r)] = l[static_cast<size_t>(r)] * corr + sum;
+            m[static_cast<size_t>(r)] = mx;
+          }
         }
-        for (int64_t e = 0; e < g.Ev; ++e) oi[e] = acc[static_cast<size_t>(e)] / sum;
-        lse[bh * g.L + i] = m + std::log(sum);
+        for (int64_t r = 0; r < nq; ++r) {
+          T* oi = out + (bh * g.L + i0 + r) * g.Ev;
+          const T li = l[static_cast<size_t>(r)];
+          if (m[static_cast<size_t>(r)] == ninf || li == T(0)) {  // nothing visible: output 0, LSE -inf
+            std::fill(oi, oi + g.Ev, T(0));
+            lse[bh * g.L + i0 + r] = ninf;
+            continue;
+          }
+          const T* ar = acc.data() + r * g.Ev;
+          for (int64_t e = 0; e < g.Ev; ++e) oi[e] = ar[e] / li;
+          lse[bh * g.L + i0 + r] = m[static_cast<size_t>(r)] + std::log(li);
+        }
       }
     }
     bad[static_cast<size_t>(task)] = take_bad_read();
@@ -138,59 +175,103 @@ void backward(const Geometry& g, const T* q, const T* k, const T* v, const T* ou
     std::fill(dkp, dkp + g.S * g.E, T(0));
     std::fill(dvp, dvp + g.S * g.Ev, T(0));
     auto& mine = cap_grads[static_cast<size_t>(task)];
+    std::vector<T> kt(static_cast<size_t>(std::max(g.E, g.Ev) * kK)), s(static_cast<size_t>(kQ * kK));
+    std::vector<T> dp(static_cast<size_t>(kQ * kK)), D(kQ);
     ReadLog log;
     for (int64_t gq = 0; gq < g.G; ++gq) {
       const int64_t h = hk * g.G + gq, bh = b * g.Hq + h;
-      for (int64_t i = 0; i < g.L; ++i) {
-        const T* qi = q + (bh * g.L + i) * g.E;
-        T* dqi = dq + (bh * g.L + i) * g.E;
-        std::fill(dqi, dqi + g.E, T(0));
-        const T li = lse[bh * g.L + i];
-        if (li == ninf) continue;
-        const T* doi = dout + (bh * g.L + i) * g.Ev;
-        const T D = dot(doi, out + (bh * g.L + i) * g.Ev, g.Ev);
-        for_visible(g, bm, mask_mod, b, h, i, [&](int64_t j) {
-          const T s = static_cast<T>(g.scale) * dot(qi, kp + j * g.E, g.E);
-          log.seed = -1, log.count = 0;
-          g_read_log = want_caps ? &log : nullptr;
-          const Dual<double> r = to_dual(score_mod(Dual<double>(static_cast<double>(s), 1.0), b, h, i, j));
-          g_read_log = nullptr;
-          const T f = static_cast<T>(r.v);
-          if (f == ninf) return;
-          const T p = std::exp(f - li);
-          const T* vj = vp + j * g.Ev;
-          T* dvj = dvp + j * g.Ev;
-          for (int64_t e = 0; e < g.Ev; ++e) dvj[e] += p * doi[e];
-          const T ds = p * (dot(doi, vj, g.Ev) - D);  // d loss / d modified score
-          const T draw = ds * static_cast<T>(r.d) * static_cast<T>(g.scale);
-          const T* kj = kp + j * g.E;
-          T* dkj = dkp + j * g.E;
-          for (int64_t e = 0; e < g.E; ++e) {
-            dqi[e] += draw * kj[e];
-            dkj[e] += draw * qi[e];
+      for (int64_t i0 = 0; i0 < g.L; i0 += kQ) {
+        const int64_t nq = std::min(kQ, g.L - i0);
+        const T* qb = q + (bh * g.L + i0) * g.E;
+        const T* dob = dout + (bh * g.L + i0) * g.Ev;
+        T* dqb = dq + (bh * g.L + i0) * g.E;
+        std::fill(dqb, dqb + nq * g.E, T(0));
+        for (int64_t r = 0; r < nq; ++r) D[static_cast<size_t>(r)] = dot(dob + r * g.Ev, out + (bh * g.L + i0 + r) * g.Ev, g.Ev);
+        for (int64_t kb = 0, j0 = 0; j0 < g.S; ++kb, j0 += kK) {
+          const auto st = tile_state<MaskMod>(bm, b, h, i0, kb);
+          if (st == BlockMask::Empty) continue;
+          const int64_t nk = std::min(kK, g.S - j0);
+          score_tile(g, qb, kp + j0 * g.E, nq, nk, kt.data(), s.data());
+          // dp[r][c] = dout_r . v_c, as the scores (with unit scale).
+          {
+            Geometry gv = g;
+            gv.E = g.Ev;
+            gv.scale = 1.0;
+            score_tile(gv, dob, vp + j0 * g.Ev, nq, nk, kt.data(), dp.data());
           }
-          // One more call per read of a Captured that wants a gradient, seeding that read.
-          const int n = log.count;
-          if (n > ReadLog::kMax) {
-            mark_bad_read();
-            return;
+          for (int64_t r = 0; r < nq; ++r) {
+            const int64_t i = i0 + r;
+            const T li = lse[bh * g.L + i];
+            T* sr = s.data() + r * kK;  // becomes p, then the gradient of the raw score
+            T* dpr = dp.data() + r * kK;
+            for (int64_t c = 0; c < nk; ++c) {
+              const int64_t j = j0 + c;
+              if (li == ninf || (st == BlockMask::Partial && !mask_mod(b, h, i, j))) {
+                sr[c] = 0;
+                dpr[c] = 0;
+                continue;
+              }
+              const double raw = static_cast<double>(sr[c]);
+              log.seed = -1, log.count = 0;
+              g_read_log = want_caps ? &log : nullptr;
+              const Dual<double> res = to_dual(score_mod(Dual<double>(raw, 1.0), b, h, i, j));
+              g_read_log = nullptr;
+              const T f = static_cast<T>(res.v);
+              if (f == ninf) {
+                sr[c] = 0;
+                dpr[c] = 0;
+                continue;
+              }
+              const T p = std::exp(f - li);
+              const T ds = p * (dpr[c] - D[static_cast<size_t>(r)]);  // d loss / d modified score
+              // dV uses p; dQ and dK the raw score's gradient.
+              dpr[c] = p;
+              sr[c] = ds * static_cast<T>(res.d) * static_cast<T>(g.scale);
+              const int n = log.count;
+              if (n > ReadLog::kMax) {
+                mark_bad_read();
+                continue;
+              }
+              for (int rj = 0; rj < n; ++rj) {  // one more call per read of a Captured that wants a gradient
+                const CapturedState* which = log.which[rj];
+                size_t ci = 0;
+                while (ci < caps.size() && caps[ci].get() != which) ++ci;
+                if (ci == caps.size()) continue;
+                const int64_t index = log.index[rj];
+                ReadLog seeded;
+                seeded.seed = rj;
+                g_read_log = &seeded;
+                const Dual<double> rr = to_dual(score_mod(Dual<double>(raw, 0.0), b, h, i, j));
+                g_read_log = nullptr;
+                auto& buf = mine[ci];
+                if (buf.empty()) buf.assign(static_cast<size_t>(state_tensor(*which).numel()), 0.0);
+                buf[static_cast<size_t>(index)] += static_cast<double>(ds) * rr.d;
+              }
+            }
           }
-          for (int rj = 0; rj < n; ++rj) {
-            const CapturedState* which = log.which[rj];
-            size_t c = 0;
-            while (c < caps.size() && caps[c].get() != which) ++c;
-            if (c == caps.size()) continue;  // a tensor without gradient
-            const int64_t index = log.index[rj];
-            ReadLog seeded;
-            seeded.seed = rj;
-            g_read_log = &seeded;
-            const Dual<double> rr = to_dual(score_mod(Dual<double>(static_cast<double>(s), 0.0), b, h, i, j));
-            g_read_log = nullptr;
-            auto& buf = mine[c];
-            if (buf.empty()) buf.assign(static_cast<size_t>(state_tensor(*which).numel()), 0.0);
-            buf[static_cast<size_t>(index)] += static_cast<double>(ds) * rr.d;
+          // dV_c += sum_r p_rc dout_r; dK_c += sum_r g_rc q_r; dQ_r += sum_c g_rc k_c.
+          for (int64_t r = 0; r < nq; ++r) {
+            const T* pr = dp.data() + r * kK;
+            const T* gr = s.data() + r * kK;
+            const T* dor = dob + r * g.Ev;
+            const T* qr = qb + r * g.E;
+            T* dqr = dqb + r * g.E;
+            for (int64_t c = 0; c < nk; ++c) {
+              if (pr[c] != T(0)) {
+                T* dvc = dvp + (j0 + c) * g.Ev;
+                for (int64_t e = 0; e < g.Ev; ++e) dvc[e] += pr[c] * dor[e];
+              }
+              if (gr[c] != T(0)) {
+                const T* kc = kp + (j0 + c) * g.E;
+                T* dkc = dkp + (j0 + c) * g.E;
+                for (int64_t e = 0; e < g.E; ++e) {
+                  dqr[e] += gr[c] * kc[e];
+                  dkc[e] += gr[c] * qr[e];
+                }
+              }
+            }
           }
-        });
+        }
       }
     }
     bad[static_cast<size_t>(task)] = take_bad_read();
