@@ -124,7 +124,16 @@ ATTN_FLEX_ARITH(U) Dual<T> max(U a, Dual<T> b) { return max(Dual<T>(a), b); }
 // ---- Captured tensors -----------------------------------------------------------------------
 
 namespace detail {
-struct CapturedState;
+// A Captured tensor: the caller's tensor (the autograd input) and a
+// contiguous, detached view or copy of it that reads see.
+struct CapturedState {
+  Tensor source, data;
+  const void* ptr = nullptr;
+  DType dtype = kFloat32;
+  int64_t dim = 0;
+  std::vector<int64_t> sizes, strides;
+};
+void mark_bad_read();
 // What the backward asks of the reads of one modifier call: count them,
 // record which element each read, and seed read number `seed` (d = 1).
 struct ReadLog {
@@ -152,9 +161,39 @@ class Captured {
   const Tensor& tensor() const;
 
  private:
-  Dual<double> read(const int64_t* idx, int n) const;
+  Dual<double> read(const int64_t* idx, int n) const {
+    const detail::CapturedState& s = *state_;
+    if (n != s.dim) {
+      detail::mark_bad_read();
+      return {0.0, 0.0};
+    }
+    int64_t off = 0;
+    for (int d = 0; d < n; ++d) {
+      if (idx[d] < 0 || idx[d] >= s.sizes[static_cast<size_t>(d)]) {
+        detail::mark_bad_read();
+        return {0.0, 0.0};
+      }
+      off += idx[d] * s.strides[static_cast<size_t>(d)];
+    }
+    double value;
+    switch (s.dtype) {
+      case kFloat32: value = static_cast<const float*>(s.ptr)[off]; break;
+      case kFloat64: value = static_cast<const double*>(s.ptr)[off]; break;
+      case kInt64: value = static_cast<double>(static_cast<const int64_t*>(s.ptr)[off]); break;
+      default: value = static_cast<const bool*>(s.ptr)[off] ? 1.0 : 0.0; break;
+    }
+    double deriv = 0;
+    if (detail::ReadLog* log = detail::g_read_log) {
+      const int r = log->count++;
+      if (r < detail::ReadLog::kMax) {
+        log->which[r] = state_.get();
+        log->index[r] = off;
+      }
+      if (r == log->seed) deriv = 1.0;
+    }
+    return {value, deriv};
+  }
   std::shared_ptr<detail::CapturedState> state_;
-  friend struct CapturedAccess;
 };
 
 // ---- Defaults and block masks -----------------------------------------------------------------

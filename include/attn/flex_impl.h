@@ -38,6 +38,50 @@ bool take_bad_read();
 // Throws the error for marked reads.
 [[noreturn]] void bad_read();
 
+// The fused kernel's parts (float32): the register-blocked tile product
+// C = alpha A B (+ C) and exp(x - m) with its sum (-inf gives 0).
+void tile_product(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+                  int64_t ldb, bool accumulate, float* C, int64_t ldc);
+float exp_shift_sum(float* x, int64_t n, float m);
+
+// The same for any T (float64: plain loops).
+template <class T>
+void product(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B, int64_t ldb,
+             bool accumulate, T* C, int64_t ldc) {
+  if constexpr (std::is_same_v<T, float>) {
+    tile_product(M, N, K, alpha, A, lda, B, ldb, accumulate, C, ldc);
+  } else {
+    for (int64_t r = 0; r < M; ++r) {
+      T* cr = C + r * ldc;
+      if (!accumulate)
+        for (int64_t c = 0; c < N; ++c) cr[c] = 0;
+      for (int64_t kk = 0; kk < K; ++kk) {
+        const T a = alpha * A[r * lda + kk];
+        const T* br = B + kk * ldb;
+        for (int64_t c = 0; c < N; ++c) cr[c] += a * br[c];
+      }
+    }
+  }
+}
+
+template <class T>
+T exp_sum(T* x, int64_t n, T m) {
+  if constexpr (std::is_same_v<T, float>) {
+    return exp_shift_sum(x, n, m);
+  } else {
+    T s = 0;
+    for (int64_t i = 0; i < n; ++i) s += (x[i] = std::exp(x[i] - m));
+    return s;
+  }
+}
+
+// dst (cols x rows, leading dim ldd) = src (rows x cols, leading dim lds) transposed.
+template <class T>
+void transpose(const T* src, int64_t rows, int64_t cols, int64_t lds, T* dst, int64_t ldd) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
+}
+
 template <class X>
 Dual<double> to_dual(const X& x) {
   if constexpr (is_dual<X>::value)
@@ -53,9 +97,9 @@ T dot(const T* a, const T* b, int64_t n) {
   return s;
 }
 
-// Tiles: kQ queries x kK keys. kK is the block mask's tile width, and kQ
-// divides it, so a tile lies in one block-mask tile.
-inline constexpr int64_t kQ = 32, kK = BlockMask::kBlock;
+// Tiles: kQ queries x kK keys, the block mask's tile: a tile lies in one
+// block-mask tile.
+inline constexpr int64_t kQ = BlockMask::kBlock, kK = BlockMask::kBlock;
 
 // The state of tile (query block starting at i0, key block kb): Empty, Full
 // or Partial (mask_mod decides per element). Without a block mask, Full when
@@ -66,21 +110,20 @@ BlockMask::State tile_state(const BlockMask* bm, int64_t b, int64_t h, int64_t i
   return std::is_same_v<std::decay_t<MaskMod>, Full> ? BlockMask::Full : BlockMask::Partial;
 }
 
-// s[r][c] = scale * q_{i0 + r} . k_{j0 + c} for r < nq, c < nk (s is kQ x kK):
-// K's block is transposed into kt (E x kK) so the inner loop runs along keys.
-template <class T>
-void score_tile(const Geometry& g, const T* q, const T* k, int64_t nq, int64_t nk, T* kt, T* s) {
-  for (int64_t c = 0; c < nk; ++c)
-    for (int64_t e = 0; e < g.E; ++e) kt[e * kK + c] = k[c * g.E + e];
-  const T scale = static_cast<T>(g.scale);
+// The modified scores of a tile, in place: s (nq x nk, leading dim kK) holds
+// the scaled q.k on entry and score_mod's value (or -inf where masked) on exit.
+template <class T, class ScoreMod, class MaskMod>
+void modify_tile(T* s, int64_t nq, int64_t nk, BlockMask::State st, ScoreMod& score_mod, MaskMod& mask_mod, int64_t b,
+                 int64_t h, int64_t i0, int64_t j0) {
+  constexpr T ninf = -std::numeric_limits<T>::infinity();
+  const bool identity = std::is_same_v<std::decay_t<ScoreMod>, Identity>;
   for (int64_t r = 0; r < nq; ++r) {
     T* sr = s + r * kK;
-    for (int64_t c = 0; c < kK; ++c) sr[c] = 0;
-    const T* qr = q + r * g.E;
-    for (int64_t e = 0; e < g.E; ++e) {
-      const T qe = qr[e] * scale;
-      const T* kte = kt + e * kK;
-      for (int64_t c = 0; c < nk; ++c) sr[c] += qe * kte[c];
+    for (int64_t c = 0; c < nk; ++c) {
+      if (st == BlockMask::Partial && !mask_mod(b, h, i0 + r, j0 + c))
+        sr[c] = ninf;
+      else if (!identity)
+        sr[c] = static_cast<T>(to_dual(score_mod(sr[c], b, h, i0 + r, j0 + c)).v);
     }
   }
 }
@@ -107,36 +150,28 @@ void forward(const Geometry& g, const T* q, const T* k, const T* v, T* out, T* l
           const auto st = tile_state<MaskMod>(bm, b, h, i0, kb);
           if (st == BlockMask::Empty) continue;
           const int64_t nk = std::min(kK, g.S - j0);
-          score_tile(g, q + (bh * g.L + i0) * g.E, kp + j0 * g.E, nq, nk, kt.data(), s.data());
+          transpose(kp + j0 * g.E, nk, g.E, g.E, kt.data(), kK);  // K's block as (E, keys)
+          product<T>(nq, nk, g.E, static_cast<T>(g.scale), q + (bh * g.L + i0) * g.E, g.E, kt.data(), kK, false,
+                     s.data(), kK);
+          modify_tile(s.data(), nq, nk, st, score_mod, mask_mod, b, h, i0, j0);
+          // Online softmax: rescale what each row has, add this tile's exp(s - max).
           for (int64_t r = 0; r < nq; ++r) {
-            const int64_t i = i0 + r;
             T* sr = s.data() + r * kK;
             T mx = m[static_cast<size_t>(r)];
-            for (int64_t c = 0; c < nk; ++c) {
-              const int64_t j = j0 + c;
-              if (st == BlockMask::Partial && !mask_mod(b, h, i, j)) {
-                sr[c] = ninf;
-                continue;
-              }
-              sr[c] = static_cast<T>(to_dual(score_mod(sr[c], b, h, i, j)).v);
-              mx = std::max(mx, sr[c]);
+            for (int64_t c = 0; c < nk; ++c) mx = std::max(mx, sr[c]);
+            if (mx == ninf) {  // nothing visible in this row yet
+              std::fill(sr, sr + nk, T(0));
+              continue;
             }
-            if (mx == ninf) continue;  // nothing visible in this row yet
-            const T corr = std::exp(m[static_cast<size_t>(r)] - mx);  // 0 when m was -inf
-            T* ar = acc.data() + r * g.Ev;
-            if (corr != T(1))
+            const T corr = std::exp(m[static_cast<size_t>(r)] - mx);  // 0 when nothing was seen before
+            if (corr != T(1)) {
+              T* ar = acc.data() + r * g.Ev;
               for (int64_t e = 0; e < g.Ev; ++e) ar[e] *= corr;
-            T sum = 0;
-            for (int64_t c = 0; c < nk; ++c) {
-              if (sr[c] == ninf) continue;
-              const T p = std::exp(sr[c] - mx);
-              sum += p;
-              const T* vj = vp + (j0 + c) * g.Ev;
-              for (int64_t e = 0; e < g.Ev; ++e) ar[e] += p * vj[e];
             }
-            l[static_cast<size_t>(r)] = l[static_cast<size_t>(r)] * corr + sum;
+            l[static_cast<size_t>(r)] = l[static_cast<size_t>(r)] * corr + exp_sum(sr, nk, mx);
             m[static_cast<size_t>(r)] = mx;
           }
+          product<T>(nq, g.Ev, nk, T(1), s.data(), kK, vp + j0 * g.Ev, g.Ev, true, acc.data(), g.Ev);
         }
         for (int64_t r = 0; r < nq; ++r) {
           T* oi = out + (bh * g.L + i0 + r) * g.Ev;
@@ -165,6 +200,7 @@ void backward(const Geometry& g, const T* q, const T* k, const T* v, const T* ou
               std::vector<char>& bad) {
   constexpr T ninf = -std::numeric_limits<T>::infinity();
   const bool want_caps = !caps.empty();
+  const bool identity = std::is_same_v<std::decay_t<ScoreMod>, Identity>;
   run_tasks(g.B * g.Hk, [&](int64_t task) {
     take_bad_read();
     const int64_t b = task / g.Hk, hk = task % g.Hk;
@@ -175,8 +211,8 @@ void backward(const Geometry& g, const T* q, const T* k, const T* v, const T* ou
     std::fill(dkp, dkp + g.S * g.E, T(0));
     std::fill(dvp, dvp + g.S * g.Ev, T(0));
     auto& mine = cap_grads[static_cast<size_t>(task)];
-    std::vector<T> kt(static_cast<size_t>(std::max(g.E, g.Ev) * kK)), s(static_cast<size_t>(kQ * kK));
-    std::vector<T> dp(static_cast<size_t>(kQ * kK)), D(kQ);
+    const size_t tile = static_cast<size_t>(kQ * kK);
+    std::vector<T> kt(static_cast<size_t>(std::max(g.E, g.Ev) * kK)), s(tile), dp(tile), fs(tile), t(tile), D(kQ);
     ReadLog log;
     for (int64_t gq = 0; gq < g.G; ++gq) {
       const int64_t h = hk * g.G + gq, bh = b * g.Hq + h;
@@ -191,86 +227,74 @@ void backward(const Geometry& g, const T* q, const T* k, const T* v, const T* ou
           const auto st = tile_state<MaskMod>(bm, b, h, i0, kb);
           if (st == BlockMask::Empty) continue;
           const int64_t nk = std::min(kK, g.S - j0);
-          score_tile(g, qb, kp + j0 * g.E, nq, nk, kt.data(), s.data());
-          // dp[r][c] = dout_r . v_c, as the scores (with unit scale).
-          {
-            Geometry gv = g;
-            gv.E = g.Ev;
-            gv.scale = 1.0;
-            score_tile(gv, dob, vp + j0 * g.Ev, nq, nk, kt.data(), dp.data());
-          }
+          transpose(kp + j0 * g.E, nk, g.E, g.E, kt.data(), kK);
+          product<T>(nq, nk, g.E, static_cast<T>(g.scale), qb, g.E, kt.data(), kK, false, s.data(), kK);
+          transpose(vp + j0 * g.Ev, nk, g.Ev, g.Ev, kt.data(), kK);
+          product<T>(nq, nk, g.Ev, T(1), dob, g.Ev, kt.data(), kK, false, dp.data(), kK);  // dout . v
+          // s -> the modified score (or -inf), fs -> its derivative by the raw score.
           for (int64_t r = 0; r < nq; ++r) {
-            const int64_t i = i0 + r;
-            const T li = lse[bh * g.L + i];
-            T* sr = s.data() + r * kK;  // becomes p, then the gradient of the raw score
-            T* dpr = dp.data() + r * kK;
+            T* sr = s.data() + r * kK;
+            T* fr = fs.data() + r * kK;
             for (int64_t c = 0; c < nk; ++c) {
-              const int64_t j = j0 + c;
-              if (li == ninf || (st == BlockMask::Partial && !mask_mod(b, h, i, j))) {
-                sr[c] = 0;
-                dpr[c] = 0;
-                continue;
+              if (st == BlockMask::Partial && !mask_mod(b, h, i0 + r, j0 + c)) {
+                sr[c] = ninf;
+              } else if (identity) {
+                fr[c] = T(1);
+              } else {
+                const Dual<double> res = to_dual(score_mod(Dual<double>(static_cast<double>(sr[c]), 1.0), b, h, i0 + r, j0 + c));
+                sr[c] = static_cast<T>(res.v);
+                fr[c] = static_cast<T>(res.d);
               }
-              const double raw = static_cast<double>(sr[c]);
+            }
+            const T li = lse[bh * g.L + i0 + r];
+            if (li == ninf) {
+              std::fill(sr, sr + nk, T(0));
+              continue;
+            }
+            exp_sum(sr, nk, li);  // p = exp(f - lse); 0 where masked
+          }
+          // dV += p^T dout;  g = p (dp - D) f' scale;  dQ += g K;  dK += g^T Q.
+          transpose(s.data(), nq, nk, kK, t.data(), kQ);
+          product<T>(nk, g.Ev, nq, T(1), t.data(), kQ, dob, g.Ev, true, dvp + j0 * g.Ev, g.Ev);
+          for (int64_t r = 0; r < nq; ++r) {
+            const T* pr = s.data() + r * kK;
+            T* gr = dp.data() + r * kK;
+            const T* fr = fs.data() + r * kK;
+            for (int64_t c = 0; c < nk; ++c) {
+              const T ds = pr[c] * (gr[c] - D[static_cast<size_t>(r)]);  // d loss / d modified score
+              gr[c] = pr[c] == T(0) ? T(0) : ds * fr[c] * static_cast<T>(g.scale);
+              if (!want_caps || pr[c] == T(0)) continue;
+              // The Captured reads of this call (the raw score recomputed), then one
+              // call per read that wants a gradient, seeding it.
+              const T sraw = static_cast<T>(g.scale) * dot(qb + r * g.E, kp + (j0 + c) * g.E, g.E);
               log.seed = -1, log.count = 0;
-              g_read_log = want_caps ? &log : nullptr;
-              const Dual<double> res = to_dual(score_mod(Dual<double>(raw, 1.0), b, h, i, j));
+              g_read_log = &log;
+              (void)score_mod(Dual<double>(static_cast<double>(sraw), 0.0), b, h, i0 + r, j0 + c);
               g_read_log = nullptr;
-              const T f = static_cast<T>(res.v);
-              if (f == ninf) {
-                sr[c] = 0;
-                dpr[c] = 0;
-                continue;
-              }
-              const T p = std::exp(f - li);
-              const T ds = p * (dpr[c] - D[static_cast<size_t>(r)]);  // d loss / d modified score
-              // dV uses p; dQ and dK the raw score's gradient.
-              dpr[c] = p;
-              sr[c] = ds * static_cast<T>(res.d) * static_cast<T>(g.scale);
               const int n = log.count;
               if (n > ReadLog::kMax) {
                 mark_bad_read();
                 continue;
               }
-              for (int rj = 0; rj < n; ++rj) {  // one more call per read of a Captured that wants a gradient
+              for (int rj = 0; rj < n; ++rj) {
                 const CapturedState* which = log.which[rj];
                 size_t ci = 0;
                 while (ci < caps.size() && caps[ci].get() != which) ++ci;
                 if (ci == caps.size()) continue;
-                const int64_t index = log.index[rj];
                 ReadLog seeded;
                 seeded.seed = rj;
                 g_read_log = &seeded;
-                const Dual<double> rr = to_dual(score_mod(Dual<double>(raw, 0.0), b, h, i, j));
+                const Dual<double> rr = to_dual(score_mod(Dual<double>(static_cast<double>(sraw), 0.0), b, h, i0 + r, j0 + c));
                 g_read_log = nullptr;
                 auto& buf = mine[ci];
                 if (buf.empty()) buf.assign(static_cast<size_t>(state_tensor(*which).numel()), 0.0);
-                buf[static_cast<size_t>(index)] += static_cast<double>(ds) * rr.d;
+                buf[static_cast<size_t>(log.index[rj])] += static_cast<double>(ds) * rr.d;
               }
             }
           }
-          // dV_c += sum_r p_rc dout_r; dK_c += sum_r g_rc q_r; dQ_r += sum_c g_rc k_c.
-          for (int64_t r = 0; r < nq; ++r) {
-            const T* pr = dp.data() + r * kK;
-            const T* gr = s.data() + r * kK;
-            const T* dor = dob + r * g.Ev;
-            const T* qr = qb + r * g.E;
-            T* dqr = dqb + r * g.E;
-            for (int64_t c = 0; c < nk; ++c) {
-              if (pr[c] != T(0)) {
-                T* dvc = dvp + (j0 + c) * g.Ev;
-                for (int64_t e = 0; e < g.Ev; ++e) dvc[e] += pr[c] * dor[e];
-              }
-              if (gr[c] != T(0)) {
-                const T* kc = kp + (j0 + c) * g.E;
-                T* dkc = dkp + (j0 + c) * g.E;
-                for (int64_t e = 0; e < g.E; ++e) {
-                  dqr[e] += gr[c] * kc[e];
-                  dkc[e] += gr[c] * qr[e];
-                }
-              }
-            }
-          }
+          product<T>(nq, g.E, nk, T(1), dp.data(), kK, kp + j0 * g.E, g.E, true, dqb, g.E);
+          transpose(dp.data(), nq, nk, kK, t.data(), kQ);
+          product<T>(nk, g.E, nq, T(1), t.data(), kQ, qb, g.E, true, dkp + j0 * g.E, g.E);
         }
       }
     }

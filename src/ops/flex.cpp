@@ -7,17 +7,12 @@
 #include "attn/flex.h"
 #include "autograd/node.h"
 #include "core/parallel.h"
+#include "kernels/cpu/attention.h"
 #include "ops/internal.h"
 
 namespace attn::nn::functional::flex {
 
 namespace detail {
-
-struct CapturedState {
-  Tensor source;  // the caller's tensor (the autograd input)
-  Tensor data;    // a contiguous, detached view or copy of it (what reads see)
-  Shape strides;
-};
 
 namespace {
 thread_local std::vector<std::weak_ptr<CapturedState>> g_live;
@@ -88,6 +83,13 @@ void run_tasks(int64_t n, const std::function<void(int64_t)>& task) {
   });
 }
 
+void tile_product(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+                  int64_t ldb, bool accumulate, float* C, int64_t ldc) {
+  kernels::cpu::attention_tile_gemm(M, N, K, alpha, A, lda, B, ldb, accumulate, C, ldc);
+}
+
+float exp_shift_sum(float* x, int64_t n, float m) { return kernels::cpu::attention_exp_sub_sum(x, n, m); }
+
 bool should_record(const std::vector<Tensor>& inputs) { return autograd::should_record(inputs); }
 
 void record(const std::vector<Tensor>& inputs, Tensor& out,
@@ -103,49 +105,20 @@ Captured::Captured(const Tensor& tensor) : state_(std::make_shared<detail::Captu
   const DType dt = tensor.dtype();
   ATTN_CHECK(dt == kFloat32 || dt == kFloat64 || dt == kInt64 || dt == kBool,
              "flex::Captured: float32, float64, int64 or bool tensors, got ", dtype_name(dt));
-  state_->source = tensor;
-  state_->data = tensor.detach().contiguous();
-  state_->strides.assign(static_cast<size_t>(tensor.dim()), 1);
-  for (int64_t d = tensor.dim() - 2; d >= 0; --d)
-    state_->strides[static_cast<size_t>(d)] = state_->strides[static_cast<size_t>(d + 1)] * tensor.size(d + 1);
+  auto& s = *state_;
+  s.source = tensor;
+  s.data = tensor.detach().contiguous();
+  s.ptr = s.data.raw_data();
+  s.dtype = dt;
+  s.dim = tensor.dim();
+  s.sizes = tensor.shape();
+  s.strides.assign(static_cast<size_t>(s.dim), 1);
+  for (int64_t d = s.dim - 2; d >= 0; --d)
+    s.strides[static_cast<size_t>(d)] = s.strides[static_cast<size_t>(d + 1)] * tensor.size(d + 1);
   detail::g_live.push_back(state_);
 }
 
 const Tensor& Captured::tensor() const { return state_->source; }
-
-Dual<double> Captured::read(const int64_t* idx, int n) const {
-  const auto& s = *state_;
-  const Tensor& t = s.data;
-  if (n != t.dim()) {
-    detail::mark_bad_read();
-    return {0.0, 0.0};
-  }
-  int64_t off = 0;
-  for (int d = 0; d < n; ++d) {
-    if (idx[d] < 0 || idx[d] >= t.size(d)) {
-      detail::mark_bad_read();
-      return {0.0, 0.0};
-    }
-    off += idx[d] * s.strides[static_cast<size_t>(d)];
-  }
-  double value = 0;
-  switch (t.dtype()) {
-    case kFloat32: value = t.data<float>()[off]; break;
-    case kFloat64: value = t.data<double>()[off]; break;
-    case kInt64: value = static_cast<double>(t.data<int64_t>()[off]); break;
-    default: value = t.data<bool>()[off] ? 1.0 : 0.0; break;
-  }
-  double deriv = 0;
-  if (detail::ReadLog* log = detail::g_read_log) {
-    const int r = log->count++;
-    if (r < detail::ReadLog::kMax) {
-      log->which[r] = state_.get();
-      log->index[r] = off;
-    }
-    if (r == log->seed) deriv = 1.0;
-  }
-  return {value, deriv};
-}
 
 double BlockMask::density() const {
   if (states.empty()) return 0.0;

@@ -410,6 +410,13 @@ void group_key_range(const SdpaParams& p, const Groups& gr, int64_t r, int64_t i
 
 }  // namespace
 
+void attention_tile_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+                         int64_t ldb, bool accumulate, float* C, int64_t ldc) {
+  tile_gemm(M, N, K, alpha, A, lda, B, ldb, accumulate, C, ldc);
+}
+
+float attention_exp_sub_sum(float* x, int64_t n, float m) { return exp_sub_sum(x, n, m); }
+
 void sdpa_dropout_row(const Generator& gen, uint64_t offset, int64_t bh, int64_t i, int64_t j0, int64_t n,
                       int64_t L, int64_t S, double keep, float scale, float* out) {
   if (n <= 0) return;
