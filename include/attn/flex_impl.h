@@ -358,7 +358,7 @@ std::tuple<Tensor, Tensor> flex_attention_with_lse(const Tensor& q, const Tensor
     }
   if (d::should_record(inputs)) {
     std::shared_ptr<flex::BlockMask> mask_copy = bm ? std::make_shared<flex::BlockMask>(*bm) : nullptr;
-    Tensor os = out, ls = lse;
+    Tensor os = out.detach(), ls = lse.detach();  // aliases: the node must not hold its own output
     d::record(inputs, out, [=](const Tensor& grad) mutable {
       Tensor dout = grad.contiguous();
       Tensor dq = Tensor::make(q3.shape(), q3.dtype()), dk = Tensor::make(k3.shape(), k3.dtype());

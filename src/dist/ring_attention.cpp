@@ -252,7 +252,7 @@ Tensor ring_attention(const Tensor& q, const Tensor& k, const Tensor& v, const F
                                         v.narrow(-2, 0, 0).detach(), p.base);
 
   auto f = std::make_shared<Forward>(ring_forward(q.detach(), k.detach(), v.detach(), p, group));
-  Tensor out = f->out;
+  Tensor out = f->out.detach();  // an alias: the node keeps f, and must not keep its own output
   if (autograd::should_record({&q, &k, &v})) {
     Tensor qd = q.detach(), kd = k.detach(), vd = v.detach();
     ProcessGroup g = group;
