@@ -180,6 +180,33 @@ TEST(Flex, DocumentAndPrefixMasksEqualBoolMasks) {
                2e-5, "prefix-lm");
 }
 
+// Long rows: the forward folds up to four visible 64-key tiles at a time, so
+// rows of 700 keys cross several chunks, and a block mask with empty tiles
+// between visible ones (documents) splits the chunks; the last tile is short.
+TEST(Flex, LongRowsAcrossKeyChunksAndSkippedTiles) {
+  const int64_t L = 300, S = 700;
+  Inputs in = draw(1, 2, 1, L, S, 8);
+  expect_close(run(in, [](auto q, auto k, auto v) { return F::flex_attention(q, k, v, flex::identity, flex::full, F::FlexOptions().enable_gqa(true)); }),
+               run(in, [](auto q, auto k, auto v) { return F::scaled_dot_product_attention(q, k, v, F::SdpaOptions().enable_gqa(true)); }),
+               2e-5, "dense");
+  // Query i belongs to document i / 75 and key j to document j / 175: query
+  // tiles meet 2-4 visible key tiles separated by empty ones.
+  auto docs = [](int64_t, int64_t, int64_t i, int64_t j) { return i / 75 == j / 175; };
+  std::vector<int> allowed;
+  for (int64_t i = 0; i < L; ++i)
+    for (int64_t j = 0; j < S; ++j) allowed.push_back(docs(0, 0, i, j));
+  Tensor mask = from_vector(allowed, {L, S}).to(kBool);
+  flex::BlockMask bm = flex::create_block_mask(docs, 1, 1, L, S);
+  EXPECT_LT(bm.density(), 0.5);
+  for (bool use_block : {false, true})
+    expect_close(run(in, [&](auto q, auto k, auto v) {
+                   return F::flex_attention(q, k, v, flex::identity, docs,
+                                            use_block ? F::FlexOptions().enable_gqa(true).block_mask(&bm) : F::FlexOptions().enable_gqa(true));
+                 }),
+                 run(in, [&](auto q, auto k, auto v) { return F::scaled_dot_product_attention(q, k, v, F::SdpaOptions().attn_mask(mask).enable_gqa(true)); }),
+                 2e-5, use_block ? "documents, block mask" : "documents");
+}
+
 // Shaw's relative key term from a Captured (B, H, L, 2K + 1) table of
 // q_i . a_{clip(j - i)} (computed by matmul outside, so its gradient reaches
 // q and the embeddings), and a learned per-head temperature.

@@ -3,10 +3,12 @@
 // into these loops; what does not depend on them (checks, the thread pool,
 // autograd, the Captured registry) is compiled once in src/ops/flex.cpp.
 //
-// Work is split by (batch, key-value head): a task owns that head's dK and
+// The forward runs one task per (batch, query head, query tile); the
+// backward one per (batch, key-value head): a task owns that head's dK and
 // dV, the dQ rows of its query heads and its own buffers for the Captured
 // gradients, summed in task order afterwards, so results do not depend on the
-// number of threads.
+// number of threads. The tile products, softmax and packing are the fused
+// SDPA kernel's parts, compiled once in the library for this CPU.
 #pragma once
 
 #include <algorithm>
@@ -20,7 +22,11 @@ struct Geometry {
   Shape out_shape, lse_shape;
 };
 Geometry check(const Tensor& q, const Tensor& k, const Tensor& v, const FlexOptions& o);
+// task(t) for t in [0, n): a static split (a thread count always splits the
+// same way), or dynamic scheduling for tasks whose results do not depend on
+// which thread runs them.
 void run_tasks(int64_t n, const std::function<void(int64_t)>& task);
+void run_tasks_dynamic(int64_t n, const std::function<void(int64_t)>& task);
 // The Captured objects alive on this thread, and what the kernel needs of them.
 std::vector<std::shared_ptr<CapturedState>> live_captured();
 const Tensor& state_tensor(const CapturedState& s);
@@ -38,49 +44,27 @@ bool take_bad_read();
 // Throws the error for marked reads.
 [[noreturn]] void bad_read();
 
-// The fused kernel's parts (float32): the register-blocked tile product
-// C = alpha A B (+ C) and exp(x - m) with its sum (-inf gives 0).
-void tile_product(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
-                  int64_t ldb, bool accumulate, float* C, int64_t ldc);
-float exp_shift_sum(float* x, int64_t n, float m);
-
-// The same for any T (float64: plain loops).
-template <class T>
-void product(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B, int64_t ldb,
-             bool accumulate, T* C, int64_t ldc) {
-  if constexpr (std::is_same_v<T, float>) {
-    tile_product(M, N, K, alpha, A, lda, B, ldb, accumulate, C, ldc);
-  } else {
-    for (int64_t r = 0; r < M; ++r) {
-      T* cr = C + r * ldc;
-      if (!accumulate)
-        for (int64_t c = 0; c < N; ++c) cr[c] = 0;
-      for (int64_t kk = 0; kk < K; ++kk) {
-        const T a = alpha * A[r * lda + kk];
-        const T* br = B + kk * ldb;
-        for (int64_t c = 0; c < N; ++c) cr[c] += a * br[c];
-      }
-    }
-  }
-}
-
-template <class T>
-T exp_sum(T* x, int64_t n, T m) {
-  if constexpr (std::is_same_v<T, float>) {
-    return exp_shift_sum(x, n, m);
-  } else {
-    T s = 0;
-    for (int64_t i = 0; i < n; ++i) s += (x[i] = std::exp(x[i] - m));
-    return s;
-  }
-}
-
-// dst (cols x rows, leading dim ldd) = src (rows x cols, leading dim lds) transposed.
-template <class T>
-void transpose(const T* src, int64_t rows, int64_t cols, int64_t lds, T* dst, int64_t ldd) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
-}
+// The fused kernel's parts (src/kernels/cpu/attention/parts.h), float32 and
+// float64: the tile product C = alpha op(A) B (+ C) (A transposed with
+// trans_a), K^T packed per key tile, the online-softmax fold of a tile and
+// its epilogue, the backward's probabilities and score gradients.
+void product(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+             int64_t ldb, bool accumulate, float* C, int64_t ldc);
+void product(bool trans_a, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
+             const double* B, int64_t ldb, bool accumulate, double* C, int64_t ldc);
+void pack_kt(const float* K, int64_t S, int64_t E, int64_t tile, float* dst);
+void pack_kt(const double* K, int64_t S, int64_t E, int64_t tile, double* dst);
+void online_softmax(float* s, int64_t rows, int64_t cols, int64_t lds, float* m, float* l, float* acc, int64_t Ev);
+void online_softmax(double* s, int64_t rows, int64_t cols, int64_t lds, double* m, double* l, double* acc, int64_t Ev);
+void finish_rows(const float* acc, const float* m, const float* l, int64_t rows, int64_t Ev, float* out, float* lse);
+void finish_rows(const double* acc, const double* m, const double* l, int64_t rows, int64_t Ev, double* out,
+                 double* lse);
+void probs_from_lse(float* s, int64_t rows, int64_t cols, int64_t lds, const float* lse);
+void probs_from_lse(double* s, int64_t rows, int64_t cols, int64_t lds, const double* lse);
+void score_grad(const float* p, float* dp, const float* fprime, const float* D, int64_t rows, int64_t cols, int64_t ld,
+                float scale);
+void score_grad(const double* p, double* dp, const double* fprime, const double* D, int64_t rows, int64_t cols,
+                int64_t ld, double scale);
 
 template <class X>
 Dual<double> to_dual(const X& x) {
@@ -97,9 +81,9 @@ T dot(const T* a, const T* b, int64_t n) {
   return s;
 }
 
-// Tiles: kQ queries x kK keys, the block mask's tile: a tile lies in one
-// block-mask tile.
-inline constexpr int64_t kQ = BlockMask::kBlock, kK = BlockMask::kBlock;
+// Tiles: kQ queries x kK keys, the block mask's tile; the forward folds up to
+// kChunk keys (consecutive visible tiles) into the softmax at once.
+inline constexpr int64_t kQ = BlockMask::kBlock, kK = BlockMask::kBlock, kChunk = 4 * kK;
 
 // The state of tile (query block starting at i0, key block kb): Empty, Full
 // or Partial (mask_mod decides per element). Without a block mask, Full when
@@ -110,109 +94,109 @@ BlockMask::State tile_state(const BlockMask* bm, int64_t b, int64_t h, int64_t i
   return std::is_same_v<std::decay_t<MaskMod>, Full> ? BlockMask::Full : BlockMask::Partial;
 }
 
-// The modified scores of a tile, in place: s (nq x nk, leading dim kK) holds
-// the scaled q.k on entry and score_mod's value (or -inf where masked) on exit.
+// The modified scores of a tile, in place: s (nq x nk, leading dim ld) holds
+// the scaled q.k on entry and score_mod's value (or -inf where masked) on
+// exit; with fprime, fprime receives score_mod's derivative by the score.
 template <class T, class ScoreMod, class MaskMod>
-void modify_tile(T* s, int64_t nq, int64_t nk, BlockMask::State st, ScoreMod& score_mod, MaskMod& mask_mod, int64_t b,
-                 int64_t h, int64_t i0, int64_t j0) {
+void modify_tile(T* s, T* fprime, int64_t nq, int64_t nk, int64_t ld, BlockMask::State st, ScoreMod& score_mod,
+                 MaskMod& mask_mod, int64_t b, int64_t h, int64_t i0, int64_t j0) {
   constexpr T ninf = -std::numeric_limits<T>::infinity();
-  const bool identity = std::is_same_v<std::decay_t<ScoreMod>, Identity>;
+  constexpr bool identity = std::is_same_v<std::decay_t<ScoreMod>, Identity>;
+  if (identity && st == BlockMask::Full) return;
   for (int64_t r = 0; r < nq; ++r) {
-    T* sr = s + r * kK;
+    T* sr = s + r * ld;
+    T* fr = fprime ? fprime + r * ld : nullptr;
     for (int64_t c = 0; c < nk; ++c) {
-      if (st == BlockMask::Partial && !mask_mod(b, h, i0 + r, j0 + c))
+      if (st == BlockMask::Partial && !mask_mod(b, h, i0 + r, j0 + c)) {
         sr[c] = ninf;
-      else if (!identity)
-        sr[c] = static_cast<T>(to_dual(score_mod(sr[c], b, h, i0 + r, j0 + c)).v);
+      } else if constexpr (!identity) {
+        if (fr) {
+          const Dual<double> res =
+              to_dual(score_mod(Dual<double>(static_cast<double>(sr[c]), 1.0), b, h, i0 + r, j0 + c));
+          sr[c] = static_cast<T>(res.v);
+          fr[c] = static_cast<T>(res.d);
+        } else {
+          sr[c] = static_cast<T>(to_dual(score_mod(sr[c], b, h, i0 + r, j0 + c)).v);
+        }
+      }
     }
   }
 }
 
+// Outputs and LSEs; one task per (batch, query head, query tile), K^T packed
+// once per kv head. Returns whether a modifier read outside a Captured tensor.
 template <class T, class ScoreMod, class MaskMod>
-void forward(const Geometry& g, const T* q, const T* k, const T* v, T* out, T* lse, ScoreMod& score_mod,
-             MaskMod& mask_mod, const BlockMask* bm, std::vector<char>& bad) {
-  constexpr T ninf = -std::numeric_limits<T>::infinity();
-  run_tasks(g.B * g.Hk, [&](int64_t task) {
+bool forward(const Geometry& g, const T* q, const T* k, const T* v, T* out, T* lse, ScoreMod& score_mod,
+             MaskMod& mask_mod, const BlockMask* bm) {
+  const int64_t ktiles = (g.S + kK - 1) / kK, qtiles = (g.L + kQ - 1) / kQ;
+  std::vector<T> kt(static_cast<size_t>(g.B * g.Hk * ktiles * g.E * kK));
+  run_tasks(g.B * g.Hk, [&](int64_t t) { pack_kt(k + t * g.S * g.E, g.S, g.E, kK, kt.data() + t * ktiles * g.E * kK); });
+  const int64_t tasks = g.B * g.Hq * qtiles;
+  std::vector<char> bad(static_cast<size_t>(tasks), 0);
+  run_tasks_dynamic(tasks, [&](int64_t task) {
     take_bad_read();
-    const int64_t b = task / g.Hk, hk = task % g.Hk;
-    std::vector<T> kt(static_cast<size_t>(g.E * kK)), s(static_cast<size_t>(kQ * kK));
-    std::vector<T> acc(static_cast<size_t>(kQ * g.Ev)), m(kQ), l(kQ);
-    const T* kp = k + (b * g.Hk + hk) * g.S * g.E;
+    const int64_t bh = task / qtiles, b = bh / g.Hq, h = bh % g.Hq, hk = h / g.G;
+    const int64_t i0 = (task % qtiles) * kQ, nq = std::min(kQ, g.L - i0);
+    std::vector<T> s(static_cast<size_t>(kQ * kChunk)), acc(static_cast<size_t>(kQ * g.Ev), T(0));
+    std::vector<T> m(kQ, -std::numeric_limits<T>::infinity()), l(kQ, T(0));
+    const T* kth = kt.data() + (b * g.Hk + hk) * ktiles * g.E * kK;
     const T* vp = v + (b * g.Hk + hk) * g.S * g.Ev;
-    for (int64_t gq = 0; gq < g.G; ++gq) {
-      const int64_t h = hk * g.G + gq, bh = b * g.Hq + h;
-      for (int64_t i0 = 0; i0 < g.L; i0 += kQ) {
-        const int64_t nq = std::min(kQ, g.L - i0);
-        std::fill(acc.begin(), acc.end(), T(0));
-        std::fill(m.begin(), m.end(), ninf);
-        std::fill(l.begin(), l.end(), T(0));
-        for (int64_t kb = 0, j0 = 0; j0 < g.S; ++kb, j0 += kK) {
-          const auto st = tile_state<MaskMod>(bm, b, h, i0, kb);
-          if (st == BlockMask::Empty) continue;
-          const int64_t nk = std::min(kK, g.S - j0);
-          transpose(kp + j0 * g.E, nk, g.E, g.E, kt.data(), kK);  // K's block as (E, keys)
-          product<T>(nq, nk, g.E, static_cast<T>(g.scale), q + (bh * g.L + i0) * g.E, g.E, kt.data(), kK, false,
-                     s.data(), kK);
-          modify_tile(s.data(), nq, nk, st, score_mod, mask_mod, b, h, i0, j0);
-          // Online softmax: rescale what each row has, add this tile's exp(s - max).
-          for (int64_t r = 0; r < nq; ++r) {
-            T* sr = s.data() + r * kK;
-            T mx = m[static_cast<size_t>(r)];
-            for (int64_t c = 0; c < nk; ++c) mx = std::max(mx, sr[c]);
-            if (mx == ninf) {  // nothing visible in this row yet
-              std::fill(sr, sr + nk, T(0));
-              continue;
-            }
-            const T corr = std::exp(m[static_cast<size_t>(r)] - mx);  // 0 when nothing was seen before
-            if (corr != T(1)) {
-              T* ar = acc.data() + r * g.Ev;
-              for (int64_t e = 0; e < g.Ev; ++e) ar[e] *= corr;
-            }
-            l[static_cast<size_t>(r)] = l[static_cast<size_t>(r)] * corr + exp_sum(sr, nk, mx);
-            m[static_cast<size_t>(r)] = mx;
-          }
-          product<T>(nq, g.Ev, nk, T(1), s.data(), kK, vp + j0 * g.Ev, g.Ev, true, acc.data(), g.Ev);
-        }
-        for (int64_t r = 0; r < nq; ++r) {
-          T* oi = out + (bh * g.L + i0 + r) * g.Ev;
-          const T li = l[static_cast<size_t>(r)];
-          if (m[static_cast<size_t>(r)] == ninf || li == T(0)) {  // nothing visible: output 0, LSE -inf
-            std::fill(oi, oi + g.Ev, T(0));
-            lse[bh * g.L + i0 + r] = ninf;
-            continue;
-          }
-          const T* ar = acc.data() + r * g.Ev;
-          for (int64_t e = 0; e < g.Ev; ++e) oi[e] = ar[e] / li;
-          lse[bh * g.L + i0 + r] = m[static_cast<size_t>(r)] + std::log(li);
-        }
+    const T* qb = q + (bh * g.L + i0) * g.E;
+    for (int64_t kb = 0; kb < ktiles;) {
+      if (tile_state<MaskMod>(bm, b, h, i0, kb) == BlockMask::Empty) {
+        ++kb;
+        continue;
       }
+      // A chunk: up to kChunk / kK consecutive visible tiles.
+      int64_t ke = kb;
+      while (ke < ktiles && ke - kb < kChunk / kK && tile_state<MaskMod>(bm, b, h, i0, ke) != BlockMask::Empty) ++ke;
+      const int64_t j0 = kb * kK, nk = std::min(ke * kK, g.S) - j0;
+      for (int64_t t = kb; t < ke; ++t) {
+        const int64_t c0 = (t - kb) * kK, nc = std::min(kK, g.S - t * kK);
+        product(false, nq, nc, g.E, static_cast<T>(g.scale), qb, g.E, kth + t * g.E * kK, kK, false, s.data() + c0,
+                kChunk);
+        modify_tile<T>(s.data() + c0, nullptr, nq, nc, kChunk, tile_state<MaskMod>(bm, b, h, i0, t), score_mod,
+                       mask_mod, b, h, i0, t * kK);
+      }
+      online_softmax(s.data(), nq, nk, kChunk, m.data(), l.data(), acc.data(), g.Ev);
+      product(false, nq, g.Ev, nk, T(1), s.data(), kChunk, vp + j0 * g.Ev, g.Ev, true, acc.data(), g.Ev);
+      kb = ke;
     }
+    finish_rows(acc.data(), m.data(), l.data(), nq, g.Ev, out + (bh * g.L + i0) * g.Ev, lse + bh * g.L + i0);
     bad[static_cast<size_t>(task)] = take_bad_read();
   });
+  return std::any_of(bad.begin(), bad.end(), [](char c) { return c != 0; });
 }
 
-// Gradients; cap_grads[task][c] are the task's buffers for captured[c]
-// (float64, allocated on first use).
+// Gradients; one task per (batch, kv head), which owns that head's dK and dV,
+// the dQ of its query heads and its buffers for the Captured gradients,
+// cap_grads[task][c] for captured[c] (float64, allocated on first use).
+// Returns whether a modifier read outside a Captured tensor.
 template <class T, class ScoreMod, class MaskMod>
-void backward(const Geometry& g, const T* q, const T* k, const T* v, const T* out, const T* lse, const T* dout,
-              T* dq, T* dk, T* dv, ScoreMod& score_mod, MaskMod& mask_mod, const BlockMask* bm,
-              const std::vector<std::shared_ptr<CapturedState>>& caps, std::vector<std::vector<std::vector<double>>>& cap_grads,
-              std::vector<char>& bad) {
-  constexpr T ninf = -std::numeric_limits<T>::infinity();
+bool backward(const Geometry& g, const T* q, const T* k, const T* v, const T* out, const T* lse, const T* dout, T* dq,
+              T* dk, T* dv, ScoreMod& score_mod, MaskMod& mask_mod, const BlockMask* bm,
+              const std::vector<std::shared_ptr<CapturedState>>& caps,
+              std::vector<std::vector<std::vector<double>>>& cap_grads) {
   const bool want_caps = !caps.empty();
-  const bool identity = std::is_same_v<std::decay_t<ScoreMod>, Identity>;
+  constexpr bool identity = std::is_same_v<std::decay_t<ScoreMod>, Identity>;
+  const int64_t ktiles = (g.S + kK - 1) / kK;
+  std::vector<char> bad(static_cast<size_t>(g.B * g.Hk), 0);
   run_tasks(g.B * g.Hk, [&](int64_t task) {
     take_bad_read();
     const int64_t b = task / g.Hk, hk = task % g.Hk;
-    const T* kp = k + (b * g.Hk + hk) * g.S * g.E;
-    const T* vp = v + (b * g.Hk + hk) * g.S * g.Ev;
-    T* dkp = dk + (b * g.Hk + hk) * g.S * g.E;
-    T* dvp = dv + (b * g.Hk + hk) * g.S * g.Ev;
+    const T* kp = k + task * g.S * g.E;
+    const T* vp = v + task * g.S * g.Ev;
+    T* dkp = dk + task * g.S * g.E;
+    T* dvp = dv + task * g.S * g.Ev;
     std::fill(dkp, dkp + g.S * g.E, T(0));
     std::fill(dvp, dvp + g.S * g.Ev, T(0));
+    // K^T and V^T of this head, packed per key tile.
+    std::vector<T> kt(static_cast<size_t>(ktiles * g.E * kK)), vt(static_cast<size_t>(ktiles * g.Ev * kK));
+    pack_kt(kp, g.S, g.E, kK, kt.data());
+    pack_kt(vp, g.S, g.Ev, kK, vt.data());
     auto& mine = cap_grads[static_cast<size_t>(task)];
     const size_t tile = static_cast<size_t>(kQ * kK);
-    std::vector<T> kt(static_cast<size_t>(std::max(g.E, g.Ev) * kK)), s(tile), dp(tile), fs(tile), t(tile), D(kQ);
+    std::vector<T> s(tile), dp(tile), fs(identity ? 0 : tile), D(kQ);
     ReadLog log;
     for (int64_t gq = 0; gq < g.G; ++gq) {
       const int64_t h = hk * g.G + gq, bh = b * g.Hq + h;
@@ -220,86 +204,68 @@ void backward(const Geometry& g, const T* q, const T* k, const T* v, const T* ou
         const int64_t nq = std::min(kQ, g.L - i0);
         const T* qb = q + (bh * g.L + i0) * g.E;
         const T* dob = dout + (bh * g.L + i0) * g.Ev;
+        const T* lb = lse + bh * g.L + i0;
         T* dqb = dq + (bh * g.L + i0) * g.E;
         std::fill(dqb, dqb + nq * g.E, T(0));
         for (int64_t r = 0; r < nq; ++r) D[static_cast<size_t>(r)] = dot(dob + r * g.Ev, out + (bh * g.L + i0 + r) * g.Ev, g.Ev);
-        for (int64_t kb = 0, j0 = 0; j0 < g.S; ++kb, j0 += kK) {
+        for (int64_t kb = 0; kb < ktiles; ++kb) {
           const auto st = tile_state<MaskMod>(bm, b, h, i0, kb);
           if (st == BlockMask::Empty) continue;
-          const int64_t nk = std::min(kK, g.S - j0);
-          transpose(kp + j0 * g.E, nk, g.E, g.E, kt.data(), kK);
-          product<T>(nq, nk, g.E, static_cast<T>(g.scale), qb, g.E, kt.data(), kK, false, s.data(), kK);
-          transpose(vp + j0 * g.Ev, nk, g.Ev, g.Ev, kt.data(), kK);
-          product<T>(nq, nk, g.Ev, T(1), dob, g.Ev, kt.data(), kK, false, dp.data(), kK);  // dout . v
-          // s -> the modified score (or -inf), fs -> its derivative by the raw score.
-          for (int64_t r = 0; r < nq; ++r) {
-            T* sr = s.data() + r * kK;
-            T* fr = fs.data() + r * kK;
-            for (int64_t c = 0; c < nk; ++c) {
-              if (st == BlockMask::Partial && !mask_mod(b, h, i0 + r, j0 + c)) {
-                sr[c] = ninf;
-              } else if (identity) {
-                fr[c] = T(1);
-              } else {
-                const Dual<double> res = to_dual(score_mod(Dual<double>(static_cast<double>(sr[c]), 1.0), b, h, i0 + r, j0 + c));
-                sr[c] = static_cast<T>(res.v);
-                fr[c] = static_cast<T>(res.d);
-              }
-            }
-            const T li = lse[bh * g.L + i0 + r];
-            if (li == ninf) {
-              std::fill(sr, sr + nk, T(0));
-              continue;
-            }
-            exp_sum(sr, nk, li);  // p = exp(f - lse); 0 where masked
-          }
-          // dV += p^T dout;  g = p (dp - D) f' scale;  dQ += g K;  dK += g^T Q.
-          transpose(s.data(), nq, nk, kK, t.data(), kQ);
-          product<T>(nk, g.Ev, nq, T(1), t.data(), kQ, dob, g.Ev, true, dvp + j0 * g.Ev, g.Ev);
-          for (int64_t r = 0; r < nq; ++r) {
-            const T* pr = s.data() + r * kK;
-            T* gr = dp.data() + r * kK;
-            const T* fr = fs.data() + r * kK;
-            for (int64_t c = 0; c < nk; ++c) {
-              const T ds = pr[c] * (gr[c] - D[static_cast<size_t>(r)]);  // d loss / d modified score
-              gr[c] = pr[c] == T(0) ? T(0) : ds * fr[c] * static_cast<T>(g.scale);
-              if (!want_caps || pr[c] == T(0)) continue;
-              // The Captured reads of this call (the raw score recomputed), then one
-              // call per read that wants a gradient, seeding it.
-              const T sraw = static_cast<T>(g.scale) * dot(qb + r * g.E, kp + (j0 + c) * g.E, g.E);
-              log.seed = -1, log.count = 0;
-              g_read_log = &log;
-              (void)score_mod(Dual<double>(static_cast<double>(sraw), 0.0), b, h, i0 + r, j0 + c);
-              g_read_log = nullptr;
-              const int n = log.count;
-              if (n > ReadLog::kMax) {
-                mark_bad_read();
-                continue;
-              }
-              for (int rj = 0; rj < n; ++rj) {
-                const CapturedState* which = log.which[rj];
-                size_t ci = 0;
-                while (ci < caps.size() && caps[ci].get() != which) ++ci;
-                if (ci == caps.size()) continue;
-                ReadLog seeded;
-                seeded.seed = rj;
-                g_read_log = &seeded;
-                const Dual<double> rr = to_dual(score_mod(Dual<double>(static_cast<double>(sraw), 0.0), b, h, i0 + r, j0 + c));
+          const int64_t j0 = kb * kK, nk = std::min(kK, g.S - j0);
+          product(false, nq, nk, g.E, static_cast<T>(g.scale), qb, g.E, kt.data() + kb * g.E * kK, kK, false, s.data(),
+                  kK);
+          product(false, nq, nk, g.Ev, T(1), dob, g.Ev, vt.data() + kb * g.Ev * kK, kK, false, dp.data(), kK);  // dO V^T
+          // s -> the modified score (or -inf) -> P = exp(f - lse); fs -> f'.
+          modify_tile<T>(s.data(), identity ? nullptr : fs.data(), nq, nk, kK, st, score_mod, mask_mod, b, h, i0, j0);
+          probs_from_lse(s.data(), nq, nk, kK, lb);
+          // dV += P^T dO.
+          product(true, nk, g.Ev, nq, T(1), s.data(), kK, dob, g.Ev, true, dvp + j0 * g.Ev, g.Ev);
+          if (want_caps) {
+            // The Captured reads of each visible score's modifier call (the raw
+            // score recomputed), then one call per read that wants a gradient,
+            // seeding it: d loss / d read = P (dP - D) d f / d read.
+            for (int64_t r = 0; r < nq; ++r)
+              for (int64_t c = 0; c < nk; ++c) {
+                const T p = s[static_cast<size_t>(r * kK + c)];
+                if (p == T(0)) continue;
+                const T ds = p * (dp[static_cast<size_t>(r * kK + c)] - D[static_cast<size_t>(r)]);
+                const T sraw = static_cast<T>(g.scale) * dot(qb + r * g.E, kp + (j0 + c) * g.E, g.E);
+                log.seed = -1, log.count = 0;
+                g_read_log = &log;
+                (void)score_mod(Dual<double>(static_cast<double>(sraw), 0.0), b, h, i0 + r, j0 + c);
                 g_read_log = nullptr;
-                auto& buf = mine[ci];
-                if (buf.empty()) buf.assign(static_cast<size_t>(state_tensor(*which).numel()), 0.0);
-                buf[static_cast<size_t>(log.index[rj])] += static_cast<double>(ds) * rr.d;
+                const int n = log.count;
+                if (n > ReadLog::kMax) {
+                  mark_bad_read();
+                  continue;
+                }
+                for (int rj = 0; rj < n; ++rj) {
+                  const CapturedState* which = log.which[rj];
+                  size_t ci = 0;
+                  while (ci < caps.size() && caps[ci].get() != which) ++ci;
+                  if (ci == caps.size()) continue;
+                  ReadLog seeded;
+                  seeded.seed = rj;
+                  g_read_log = &seeded;
+                  const Dual<double> rr =
+                      to_dual(score_mod(Dual<double>(static_cast<double>(sraw), 0.0), b, h, i0 + r, j0 + c));
+                  g_read_log = nullptr;
+                  auto& buf = mine[ci];
+                  if (buf.empty()) buf.assign(static_cast<size_t>(state_tensor(*which).numel()), 0.0);
+                  buf[static_cast<size_t>(log.index[rj])] += static_cast<double>(ds) * rr.d;
+                }
               }
-            }
           }
-          product<T>(nq, g.E, nk, T(1), dp.data(), kK, kp + j0 * g.E, g.E, true, dqb, g.E);
-          transpose(dp.data(), nq, nk, kK, t.data(), kQ);
-          product<T>(nk, g.E, nq, T(1), t.data(), kQ, qb, g.E, true, dkp + j0 * g.E, g.E);
+          // dS = P (dP - D) f' scale;  dQ += dS K;  dK += dS^T Q.
+          score_grad(s.data(), dp.data(), identity ? nullptr : fs.data(), D.data(), nq, nk, kK, static_cast<T>(g.scale));
+          product(false, nq, g.E, nk, T(1), dp.data(), kK, kp + j0 * g.E, g.E, true, dqb, g.E);
+          product(true, nk, g.E, nq, T(1), dp.data(), kK, qb, g.E, true, dkp + j0 * g.E, g.E);
         }
       }
     }
     bad[static_cast<size_t>(task)] = take_bad_read();
   });
+  return std::any_of(bad.begin(), bad.end(), [](char c) { return c != 0; });
 }
 
 }  // namespace attn::nn::functional::flex::detail
@@ -339,15 +305,12 @@ std::tuple<Tensor, Tensor> flex_attention_with_lse(const Tensor& q, const Tensor
   const flex::BlockMask* bm = o.block_mask();
   Tensor q3 = q.detach().contiguous(), k3 = k.detach().contiguous(), v3 = v.detach().contiguous();
   Tensor out = Tensor::make(g.out_shape, q.dtype()), lse = Tensor::make(g.lse_shape, q.dtype());
-  std::vector<char> bad(static_cast<size_t>(g.B * g.Hk), 0);
   auto run_forward = [&](auto tag) {
     using T = decltype(tag);
-    d::forward<T>(g, q3.data<T>(), k3.data<T>(), v3.data<T>(), out.data<T>(), lse.data<T>(), score_mod, mask_mod, bm,
-                  bad);
+    return d::forward<T>(g, q3.data<T>(), k3.data<T>(), v3.data<T>(), out.data<T>(), lse.data<T>(), score_mod,
+                         mask_mod, bm);
   };
-  if (q.dtype() == kFloat32) run_forward(float{}); else run_forward(double{});
-  for (char c : bad)
-    if (c) d::bad_read();
+  if (q.dtype() == kFloat32 ? run_forward(float{}) : run_forward(double{})) d::bad_read();
   // Inputs of the node: q, k, v and the live Captured tensors that want a gradient.
   std::vector<std::shared_ptr<flex::detail::CapturedState>> caps;
   std::vector<Tensor> inputs = {q, k, v};
@@ -365,16 +328,13 @@ std::tuple<Tensor, Tensor> flex_attention_with_lse(const Tensor& q, const Tensor
       Tensor dv = Tensor::make(v3.shape(), v3.dtype());
       std::vector<std::vector<std::vector<double>>> cap_grads(static_cast<size_t>(g.B * g.Hk),
                                                               std::vector<std::vector<double>>(caps.size()));
-      std::vector<char> bad2(static_cast<size_t>(g.B * g.Hk), 0);
       auto run_backward = [&](auto tag) {
         using T = decltype(tag);
-        d::backward<T>(g, q3.data<T>(), k3.data<T>(), v3.data<T>(), os.data<T>(), ls.data<T>(), dout.data<T>(),
-                       dq.data<T>(), dk.data<T>(), dv.data<T>(), score_mod, mask_mod, mask_copy.get(), caps,
-                       cap_grads, bad2);
+        return d::backward<T>(g, q3.data<T>(), k3.data<T>(), v3.data<T>(), os.data<T>(), ls.data<T>(),
+                              dout.data<T>(), dq.data<T>(), dk.data<T>(), dv.data<T>(), score_mod, mask_mod,
+                              mask_copy.get(), caps, cap_grads);
       };
-      if (q3.dtype() == kFloat32) run_backward(float{}); else run_backward(double{});
-      for (char c : bad2)
-        if (c) d::bad_read();
+      if (q3.dtype() == kFloat32 ? run_backward(float{}) : run_backward(double{})) d::bad_read();
       std::vector<Tensor> grads = {dq, dk, dv};
       for (size_t c = 0; c < caps.size(); ++c) {
         const Tensor& t = d::state_tensor(*caps[c]);

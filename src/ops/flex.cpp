@@ -3,11 +3,14 @@
 // reads, bounds and the registry of live ones). The loops are templates in
 // include/attn/flex_impl.h.
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 #include "attn/flex.h"
 #include "autograd/node.h"
 #include "core/parallel.h"
-#include "kernels/cpu/attention.h"
+#include "kernels/cpu/attention/parts.h"
+#include "kernels/cpu/kernels.h"
 #include "ops/internal.h"
 
 namespace attn::nn::functional::flex {
@@ -83,12 +86,103 @@ void run_tasks(int64_t n, const std::function<void(int64_t)>& task) {
   });
 }
 
-void tile_product(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
-                  int64_t ldb, bool accumulate, float* C, int64_t ldc) {
-  kernels::cpu::attention_tile_gemm(M, N, K, alpha, A, lda, B, ldb, accumulate, C, ldc);
+void run_tasks_dynamic(int64_t n, const std::function<void(int64_t)>& task) {
+  if (n <= 0) return;
+#pragma omp parallel if (n > 1 && !omp_in_parallel())
+  {
+    ::attn::detail::DenormalGuard guard;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < n; ++t) task(t);
+  }
 }
 
-float exp_shift_sum(float* x, int64_t n, float m) { return kernels::cpu::attention_exp_sub_sum(x, n, m); }
+// float32: the fused kernel's parts; float64: BLAS and plain loops (the
+// float64 path is for gradient checks, not speed).
+void product(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+             int64_t ldb, bool accumulate, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (trans_a)
+    kernels::cpu::gemm(true, false, M, N, K, alpha, A, lda, B, ldb, accumulate ? 1.0 : 0.0, C, ldc);
+  else
+    kernels::cpu::parts::tile_gemm(M, N, K, alpha, A, lda, B, ldb, accumulate, C, ldc);
+}
+void product(bool trans_a, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
+             const double* B, int64_t ldb, bool accumulate, double* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  kernels::cpu::gemm(trans_a, false, M, N, K, alpha, A, lda, B, ldb, accumulate ? 1.0 : 0.0, C, ldc);
+}
+
+void pack_kt(const float* K, int64_t S, int64_t E, int64_t tile, float* dst) {
+  kernels::cpu::parts::pack_kt(K, S, E, tile, dst);
+}
+void pack_kt(const double* K, int64_t S, int64_t E, int64_t tile, double* dst) {
+  for (int64_t j = 0; j < S; ++j)
+    for (int64_t x = 0; x < E; ++x) dst[((j / tile) * E + x) * tile + j % tile] = K[j * E + x];
+}
+
+void online_softmax(float* s, int64_t rows, int64_t cols, int64_t lds, float* m, float* l, float* acc, int64_t Ev) {
+  kernels::cpu::parts::online_softmax(s, rows, cols, lds, m, l, acc, Ev);
+}
+void online_softmax(double* s, int64_t rows, int64_t cols, int64_t lds, double* m, double* l, double* acc,
+                    int64_t Ev) {
+  constexpr double ninf = -std::numeric_limits<double>::infinity();
+  for (int64_t r = 0; r < rows; ++r) {
+    double* sr = s + r * lds;
+    double mx = m[r];
+    for (int64_t c = 0; c < cols; ++c) mx = std::max(mx, sr[c]);
+    if (mx == ninf) {
+      std::fill(sr, sr + cols, 0.0);
+      continue;
+    }
+    const double corr = std::exp(m[r] - mx);  // 0 when nothing was seen before
+    for (int64_t e = 0; e < Ev; ++e) acc[r * Ev + e] *= corr;
+    double sum = 0;
+    for (int64_t c = 0; c < cols; ++c) sum += (sr[c] = std::exp(sr[c] - mx));
+    l[r] = l[r] * corr + sum;
+    m[r] = mx;
+  }
+}
+
+void finish_rows(const float* acc, const float* m, const float* l, int64_t rows, int64_t Ev, float* out, float* lse) {
+  kernels::cpu::parts::finish_rows(acc, m, l, rows, Ev, out, lse);
+}
+void finish_rows(const double* acc, const double* m, const double* l, int64_t rows, int64_t Ev, double* out,
+                 double* lse) {
+  for (int64_t r = 0; r < rows; ++r) {
+    double* o = out + r * Ev;
+    if (m[r] == -std::numeric_limits<double>::infinity() || l[r] == 0.0) {
+      std::fill(o, o + Ev, 0.0);
+      lse[r] = -std::numeric_limits<double>::infinity();
+      continue;
+    }
+    for (int64_t e = 0; e < Ev; ++e) o[e] = acc[r * Ev + e] / l[r];
+    lse[r] = m[r] + std::log(l[r]);
+  }
+}
+
+void probs_from_lse(float* s, int64_t rows, int64_t cols, int64_t lds, const float* lse) {
+  kernels::cpu::parts::probs_from_lse(s, rows, cols, lds, lse);
+}
+void probs_from_lse(double* s, int64_t rows, int64_t cols, int64_t lds, const double* lse) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      double& x = s[r * lds + c];
+      x = lse[r] == -std::numeric_limits<double>::infinity() ? 0.0 : std::exp(x - lse[r]);
+    }
+}
+
+void score_grad(const float* p, float* dp, const float* fprime, const float* D, int64_t rows, int64_t cols, int64_t ld,
+                float scale) {
+  kernels::cpu::parts::score_grad(p, dp, fprime, D, rows, cols, ld, scale);
+}
+void score_grad(const double* p, double* dp, const double* fprime, const double* D, int64_t rows, int64_t cols,
+                int64_t ld, double scale) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const int64_t x = r * ld + c;
+      dp[x] = p[x] == 0.0 ? 0.0 : p[x] * (dp[x] - D[r]) * (fprime ? fprime[x] : 1.0) * scale;
+    }
+}
 
 bool should_record(const std::vector<Tensor>& inputs) { return autograd::should_record(inputs); }
 

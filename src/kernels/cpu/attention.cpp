@@ -1,7 +1,8 @@
 // Fused scaled-dot-product attention on the CPU, float32.
 //
 // Forward: one task per (bh, query block), dynamically scheduled; per key
-// block S = Q K^T (single-threaded BLAS, fp32) then scale, softcap, ALiBi,
+// block S = Q K^T (the register-blocked tile product of the parts in
+// kernels/cpu/attention/, shared with flex_attention) then scale, softcap, ALiBi,
 // masks and the row max; key blocks wholly outside the causal/window/length
 // band are skipped; P = exp(S - m) (Highway), the accumulator is rescaled only
 // when a row max moves; O += P V. Epilogue O / l (l = 0 gives 0), LSE.
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include "core/parallel.h"
+#include "kernels/cpu/attention/parts.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/loop.h"
 
@@ -40,7 +42,9 @@ namespace attn::kernels::cpu {
 
 namespace {
 
-namespace hn = hwy::HWY_NAMESPACE;
+using parts::exp_sub_sum;
+using parts::row_max;
+using parts::tile_gemm;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // Tile sizes: measured on 2 Zen 4 cores at (1, 8, 1024, 64), forward, ratio
 // to SGEMM: 64x128 0.58, 128x128 0.62, 128x256 0.63, 128x512 0.64 (bigger
@@ -57,153 +61,6 @@ constexpr int64_t kDirectRows = 8;
 
 int64_t forward_rows(const SdpaParams& p) { return p.causal || p.win_left >= 0 || p.win_right >= 0 ? 48 : 96; }
 
-#if defined(__AVX2__) && defined(__FMA__)
-// exp(x) for the softmax, AVX2: 2^(x log2 e) with n = round(y), a degree-6
-// Taylor polynomial of 2^f on |f| <= 1/2 (relative error <= 1.2e-7), and 2^n
-// built in the exponent bits. x is clamped so 2^n stays a normal float; -inf
-// gives exactly 0.
-inline __m256 exp_ps(__m256 x) {
-  const __m256 finite = _mm256_cmp_ps(x, _mm256_set1_ps(-std::numeric_limits<float>::infinity()), _CMP_GT_OQ);
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-  const __m256 y = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f));
-  const __m256 n = _mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m256 f = _mm256_sub_ps(y, n);
-  __m256 p = _mm256_set1_ps(1.5403530393381609e-4f);
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3333558146428443e-3f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.6181291076284772e-3f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.5504108664821580e-2f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022650695910071e-1f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.9314718055994531e-1f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), finite);
-}
-#endif
-
-// x[i] = exp(x[i] - m) for i < n; returns the sum. -inf entries give 0.
-float exp_sub_sum(float* x, int64_t n, float m) {
-  int64_t i = 0;
-  float s = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-  const __m256 vm = _mm256_set1_ps(m);
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  for (; i + 16 <= n; i += 16) {  // two independent chains
-    const __m256 v0 = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
-    const __m256 v1 = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm));
-    _mm256_storeu_ps(x + i, v0);
-    _mm256_storeu_ps(x + i + 8, v1);
-    acc0 = _mm256_add_ps(acc0, v0);
-    acc1 = _mm256_add_ps(acc1, v1);
-  }
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, _mm256_add_ps(acc0, acc1));
-  for (float l : lanes) s += l;
-#else
-  const hn::ScalableTag<float> d;
-  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  const auto vm = hn::Set(d, m);
-  auto acc = hn::Zero(d);
-  for (; i + N <= n; i += N) {
-    auto v = hn::Exp(d, hn::Sub(hn::LoadU(d, x + i), vm));
-    hn::StoreU(v, d, x + i);
-    acc = hn::Add(acc, v);
-  }
-  s = hn::GetLane(hn::SumOfLanes(d, acc));
-#endif
-  for (; i < n; ++i) {
-    x[i] = std::exp(x[i] - m);
-    s += x[i];
-  }
-  return s;
-}
-
-// C (M, N) = alpha * A (M, K) @ B (K, N) (+ C when accumulate), row-major,
-// register-blocked: MR rows x NV vectors of accumulators, A broadcast, B
-// loaded. For the attention tiles (K = 64 or 256, N = 64 or 256) this runs
-// faster than the BLAS available here, whose kernel on this CPU is AVX2.
-constexpr int kNV = HWY_LANES(float) >= 16 ? 4 : 2;  // vectors per column chunk
-constexpr int kMR = 6;                              // rows per register block
-
-template <int MR>
-HWY_INLINE void micro_kernel(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                             int64_t K, float alpha, bool accumulate, int64_t ncols) {
-  const hn::ScalableTag<float> d;
-  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  using V = decltype(hn::Zero(d));
-  V acc[MR][kNV];
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < kNV; ++v) acc[r][v] = hn::Zero(d);
-  if (ncols == kNV * N) {
-    for (int64_t k = 0; k < K; ++k) {
-      V b[kNV];
-      for (int v = 0; v < kNV; ++v) b[v] = hn::LoadU(d, B + k * ldb + v * N);
-      for (int r = 0; r < MR; ++r) {
-        const V a = hn::Set(d, A[r * lda + k]);
-        for (int v = 0; v < kNV; ++v) acc[r][v] = hn::MulAdd(a, b[v], acc[r][v]);
-      }
-    }
-  } else {
-    for (int64_t k = 0; k < K; ++k) {
-      V b[kNV];
-      for (int v = 0; v < kNV; ++v) {
-        const int64_t n = std::clamp<int64_t>(ncols - v * N, 0, N);
-        b[v] = n == N ? hn::LoadU(d, B + k * ldb + v * N)
-                      : (n > 0 ? hn::MaskedLoad(hn::FirstN(d, static_cast<size_t>(n)), d, B + k * ldb + v * N)
-                               : hn::Zero(d));
-      }
-      for (int r = 0; r < MR; ++r) {
-        const V a = hn::Set(d, A[r * lda + k]);
-        for (int v = 0; v < kNV; ++v) acc[r][v] = hn::MulAdd(a, b[v], acc[r][v]);
-      }
-    }
-  }
-  const V va = hn::Set(d, alpha);
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < kNV; ++v) {
-      const int64_t n = std::clamp<int64_t>(ncols - v * N, 0, N);
-      if (n == 0) continue;
-      float* c = C + r * ldc + v * N;
-      V x = hn::Mul(acc[r][v], va);
-      if (n == N) {
-        if (accumulate) x = hn::Add(x, hn::LoadU(d, c));
-        hn::StoreU(x, d, c);
-      } else {
-        const auto m = hn::FirstN(d, static_cast<size_t>(n));
-        if (accumulate) x = hn::Add(x, hn::MaskedLoad(m, d, c));
-        hn::BlendedStore(x, m, d, c);
-      }
-    }
-}
-
-void tile_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
-               bool accumulate, float* C, int64_t ldc) {
-  const int64_t cw = kNV * static_cast<int64_t>(hn::Lanes(hn::ScalableTag<float>()));
-  for (int64_t c0 = 0; c0 < N; c0 += cw) {
-    const int64_t n = std::min(cw, N - c0);
-    int64_t r = 0;
-    for (; r + kMR <= M; r += kMR) micro_kernel<kMR>(A + r * lda, lda, B + c0, ldb, C + r * ldc + c0, ldc, K, alpha, accumulate, n);
-    switch (M - r) {
-      case 5: micro_kernel<5>(A + r * lda, lda, B + c0, ldb, C + r * ldc + c0, ldc, K, alpha, accumulate, n); break;
-      case 4: micro_kernel<4>(A + r * lda, lda, B + c0, ldb, C + r * ldc + c0, ldc, K, alpha, accumulate, n); break;
-      case 3: micro_kernel<3>(A + r * lda, lda, B + c0, ldb, C + r * ldc + c0, ldc, K, alpha, accumulate, n); break;
-      case 2: micro_kernel<2>(A + r * lda, lda, B + c0, ldb, C + r * ldc + c0, ldc, K, alpha, accumulate, n); break;
-      case 1: micro_kernel<1>(A + r * lda, lda, B + c0, ldb, C + r * ldc + c0, ldc, K, alpha, accumulate, n); break;
-      default: break;
-    }
-  }
-}
-
-// max(x[0..n)), -inf for n = 0.
-float row_max(const float* x, int64_t n) {
-  const hn::ScalableTag<float> d;
-  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  auto acc = hn::Set(d, kNegInf);
-  int64_t i = 0;
-  for (; i + N <= n; i += N) acc = hn::Max(acc, hn::LoadU(d, x + i));
-  float m = hn::GetLane(hn::MaxOfLanes(d, acc));
-  for (; i < n; ++i) m = std::max(m, x[i]);
-  return m;
-}
 // The keys query row i may attend to: the band [lo, hi) (empty when lo >=
 // hi), plus with a sparse pattern the global keys [0, glob_hi) and, with a
 // stride, every stride-th key below reach_hi (the causal / length limit).
@@ -410,13 +267,6 @@ void group_key_range(const SdpaParams& p, const Groups& gr, int64_t r, int64_t i
 
 }  // namespace
 
-void attention_tile_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
-                         int64_t ldb, bool accumulate, float* C, int64_t ldc) {
-  tile_gemm(M, N, K, alpha, A, lda, B, ldb, accumulate, C, ldc);
-}
-
-float attention_exp_sub_sum(float* x, int64_t n, float m) { return exp_sub_sum(x, n, m); }
-
 void sdpa_dropout_row(const Generator& gen, uint64_t offset, int64_t bh, int64_t i, int64_t j0, int64_t n,
                       int64_t L, int64_t S, double keep, float scale, float* out) {
   if (n <= 0) return;
@@ -462,11 +312,9 @@ std::vector<float> pack_kt(const float* K, const SdpaParams& p) {
   const int64_t ks = p.k_head_stride ? p.k_head_stride : S * E;
   std::vector<float> kt(static_cast<size_t>(BKV * ktiles * E * kBk));
   detail::parallel_for(BKV * ktiles, 1, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      const int64_t h = t / ktiles, j0 = (t % ktiles) * kBk, cols = std::min(kBk, S - j0);
-      float* dst = kt.data() + t * E * kBk;
-      for (int64_t c = 0; c < cols; ++c)
-        for (int64_t x = 0; x < E; ++x) dst[x * kBk + c] = K[h * ks + (j0 + c) * E + x];
+    for (int64_t t = b; t < e; ++t) {  // one key tile of one head
+      const int64_t h = t / ktiles, j0 = (t % ktiles) * kBk;
+      parts::pack_kt(K + h * ks + j0 * E, std::min(kBk, S - j0), E, kBk, kt.data() + t * E * kBk);
     }
   });
   return kt;
@@ -536,26 +384,13 @@ void forward_pass(const float* Q, const std::vector<float>& kt, const float* K, 
           else
             packed_scores(p, Qt, KTh, rows, j0, cols, tile.data(), kBk);
           transform_tile(p, part, bh, ri, rows, cj, cols, klen, tile.data(), kBk, nullptr);
-          for (int64_t r = 0; r < rows; ++r) {
-            float* s = tile.data() + r * kBk;
-            const float mnew = std::max(m[r], row_max(s, cols));
-            if (mnew == kNegInf) {  // nothing attended yet in this row
-              std::fill(s, s + cols, 0.0f);
-              continue;
-            }
-            if (mnew > m[r]) {
-              const float alpha = m[r] == kNegInf ? 0.0f : std::exp(m[r] - mnew);
-              l[r] *= alpha;
-              float* a = acc.data() + r * Ev;
-              for (int64_t e = 0; e < Ev; ++e) a[e] *= alpha;
-              m[r] = mnew;
-            }
-            l[r] += exp_sub_sum(s, cols, mnew);
-            if (dropout) {
+          parts::online_softmax(tile.data(), rows, cols, kBk, m.data(), l.data(), acc.data(), Ev);
+          if (dropout)
+            for (int64_t r = 0; r < rows; ++r) {
+              float* s = tile.data() + r * kBk;
               dropout_scales(gen, p, bh, ri.at(r), cj, cols, zs.data());
               for (int64_t c = 0; c < cols; ++c) s[c] *= zs[c];
             }
-          }
           tile_gemm(rows, Ev, cols, 1.0f, tile.data(), kBk, Vh + j0 * Ev, Ev, true, acc.data(), Ev);
         }
       for (int64_t r = 0; r < rows; ++r) {

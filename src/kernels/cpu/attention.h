@@ -81,12 +81,4 @@ void sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const T
 void sdpa_probs(const Tensor& q, const Tensor& k, const Tensor& lse, const SdpaParams& p, const Tensor& probs,
                 bool average_heads = false);
 
-// Parts of the fused kernels, for other attention loops (flex_attention):
-// C (M, N) = alpha * A (M, K) @ B (K, N) (+ C when accumulate), row-major with
-// leading dims, register-blocked for tiles of a few hundred; and
-// x[i] = exp(x[i] - m) for i < n with their sum (-inf entries give 0).
-void attention_tile_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
-                         int64_t ldb, bool accumulate, float* C, int64_t ldc);
-float attention_exp_sub_sum(float* x, int64_t n, float m);
-
 }  // namespace attn::kernels::cpu

@@ -1,0 +1,102 @@
+// The register-blocked tile product of the fused attention loops, and the
+// packing of K^T it reads.
+#include <hwy/highway.h>
+
+#include <algorithm>
+
+#include "kernels/cpu/attention/parts.h"
+
+namespace attn::kernels::cpu::parts {
+
+namespace {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// C (M, N) = alpha * A (M, K) @ B (K, N) (+ C when accumulate), row-major,
+// register-blocked: MR rows x NV vectors of accumulators, A broadcast, B
+// loaded. For the attention tiles (K = 64 or 256, N = 64 or 256) this runs
+// faster than the BLAS available here, whose kernel on this CPU is AVX2.
+constexpr int kNV = HWY_LANES(float) >= 16 ? 4 : 2;  // vectors per column chunk
+constexpr int kMR = 6;                              // rows per register block
+
+template <int MR>
+HWY_INLINE void micro_kernel(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                             int64_t K, float alpha, bool accumulate, int64_t ncols) {
+  const hn::ScalableTag<float> d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  using V = decltype(hn::Zero(d));
+  V acc[MR][kNV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < kNV; ++v) acc[r][v] = hn::Zero(d);
+  if (ncols == kNV * N) {
+    for (int64_t k = 0; k < K; ++k) {
+      V b[kNV];
+      for (int v = 0; v < kNV; ++v) b[v] = hn::LoadU(d, B + k * ldb + v * N);
+      for (int r = 0; r < MR; ++r) {
+        const V a = hn::Set(d, A[r * lda + k]);
+        for (int v = 0; v < kNV; ++v) acc[r][v] = hn::MulAdd(a, b[v], acc[r][v]);
+      }
+    }
+  } else {
+    for (int64_t k = 0; k < K; ++k) {
+      V b[kNV];
+      for (int v = 0; v < kNV; ++v) {
+        const int64_t n = std::clamp<int64_t>(ncols - v * N, 0, N);
+        b[v] = n == N ? hn::LoadU(d, B + k * ldb + v * N)
+                      : (n > 0 ? hn::MaskedLoad(hn::FirstN(d, static_cast<size_t>(n)), d, B + k * ldb + v * N)
+                               : hn::Zero(d));
+      }
+      for (int r = 0; r < MR; ++r) {
+        const V a = hn::Set(d, A[r * lda + k]);
+        for (int v = 0; v < kNV; ++v) acc[r][v] = hn::MulAdd(a, b[v], acc[r][v]);
+      }
+    }
+  }
+  const V va = hn::Set(d, alpha);
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < kNV; ++v) {
+      const int64_t n = std::clamp<int64_t>(ncols - v * N, 0, N);
+      if (n == 0) continue;
+      float* c = C + r * ldc + v * N;
+      V x = hn::Mul(acc[r][v], va);
+      if (n == N) {
+        if (accumulate) x = hn::Add(x, hn::LoadU(d, c));
+        hn::StoreU(x, d, c);
+      } else {
+        const auto m = hn::FirstN(d, static_cast<size_t>(n));
+        if (accumulate) x = hn::Add(x, hn::MaskedLoad(m, d, c));
+        hn::BlendedStore(x, m, d, c);
+      }
+    }
+}
+
+}  // namespace
+
+void tile_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+               bool accumulate, float* C, int64_t ldc) {
+  const int64_t cw = kNV * static_cast<int64_t>(hn::Lanes(hn::ScalableTag<float>()));
+  for (int64_t c0 = 0; c0 < N; c0 += cw) {
+    const int64_t n = std::min(cw, N - c0);
+    int64_t r = 0;
+    for (; r + kMR <= M; r += kMR) micro_kernel<kMR>(A + r * lda, lda, B + c0, ldb, C + r * ldc + c0, ldc, K, alpha, accumulate, n);
+    switch (M - r) {
+      case 5: micro_kernel<5>(A + r * lda, lda, B + c0, ldb, C + r * ldc + c0, ldc, K, alpha, accumulate, n); break;
+      case 4: micro_kernel<4>(A + r * lda, lda, B + c0, ldb, C + r * ldc + c0, ldc, K, alpha, accumulate, n); break;
+      case 3: micro_kernel<3>(A + r * lda, lda, B + c0, ldb, C + r * ldc + c0, ldc, K, alpha, accumulate, n); break;
+      case 2: micro_kernel<2>(A + r * lda, lda, B + c0, ldb, C + r * ldc + c0, ldc, K, alpha, accumulate, n); break;
+      case 1: micro_kernel<1>(A + r * lda, lda, B + c0, ldb, C + r * ldc + c0, ldc, K, alpha, accumulate, n); break;
+      default: break;
+    }
+  }
+}
+
+
+void pack_kt(const float* K, int64_t S, int64_t E, int64_t tile, float* dst) {
+  for (int64_t j0 = 0; j0 < S; j0 += tile) {
+    const int64_t cols = std::min(tile, S - j0);
+    float* d = dst + (j0 / tile) * E * tile;
+    for (int64_t c = 0; c < cols; ++c)
+      for (int64_t x = 0; x < E; ++x) d[x * tile + c] = K[(j0 + c) * E + x];
+  }
+}
+
+}  // namespace attn::kernels::cpu::parts
