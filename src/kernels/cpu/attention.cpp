@@ -53,7 +53,8 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // forward ratio to SGEMM, non-causal / causal: 48x256 0.67 / 0.59,
 // 64x256 0.62 / 0.56, 96x256 0.67 / 0.57, 128x256 0.66 / 0.55 (row counts
 // that are multiples of the kernel's 6-row block do best; small query tiles
-// waste less on the causal diagonal). The backward keeps 128 x 256.
+// waste less on the causal diagonal). The backward keeps 128 x 256 (64 x 64
+// for banded patterns: see backward_pass).
 constexpr int64_t kBk = 256;  // keys per tile
 constexpr int64_t kBq = 128;  // query rows per backward tile
 // Below this many queries the forward reads K's rows in place (decoding).
@@ -559,7 +560,14 @@ void backward_pass(const GradViews& w, const SdpaParams& p, Part part, float* dS
   };
 
   // Query and key tiles; a key tile meets only the query tiles of its group.
-  const Tiles qt = make_tiles(gr ? &gr->qoff : nullptr, L, kBq), kt = make_tiles(gr ? &gr->koff : nullptr, S, kBk);
+  // Banded patterns (causal, windows) take 64 x 64 tiles, which waste less
+  // on the diagonal. Measured on 2 AMD EPYC cores (AVX-512) at (1, 8, 1024,
+  // 64) and (1, 4, 2048, 64) causal, forward + backward ratio to SGEMM:
+  // 128 x 256 0.622 / 0.707, 128 x 128 0.654 / 0.708, 64 x 128 0.672 / 0.731,
+  // 64 x 64 0.685 / 0.752. The buffers stay kBq x kBk with leading dim kBk.
+  const bool banded = p.causal || p.win_left >= 0 || p.win_right >= 0;
+  const int64_t bq = banded ? 64 : kBq, bk = banded ? 64 : kBk;
+  const Tiles qt = make_tiles(gr ? &gr->qoff : nullptr, L, bq), kt = make_tiles(gr ? &gr->koff : nullptr, S, bk);
   const int64_t groups = static_cast<int64_t>(kt.off.size()) - 1;
   const int64_t nkt = static_cast<int64_t>(kt.start.size()), nqt = static_cast<int64_t>(qt.start.size());
   std::vector<int64_t> kgroup(static_cast<size_t>(nkt)), qgroup(static_cast<size_t>(nqt));
