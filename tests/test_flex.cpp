@@ -234,6 +234,101 @@ TEST(Flex, ShawKeyTermAndTemperatureFromCapturedTensors) {
   expect_close(run(in, flex_side, {rel, temp}), run(in, ref_side, {rel, temp}), 3e-5, "shaw + temperature");
 }
 
+// Lanes: each operation of 16 lanes equals the scalar operation per lane.
+TEST(Flex, LanesEqualScalarsLaneByLane) {
+  flex::Lanes<float> a;
+  flex::Lanes<int64_t> n;
+  flex::Lanes<flex::Dual<float>> s;
+  for (int l = 0; l < flex::kLanes; ++l) {
+    a[l] = 0.37f * static_cast<float>(l) - 2.1f;
+    n[l] = 3 * l - 20;
+    s[l] = flex::Dual<float>(0.25f * static_cast<float>(l) - 1.5f, 1.0f);
+  }
+  const flex::Dual<double> c(0.75, 0.0);  // as a Captured read gives
+  using std::abs;
+  const auto e1 = a * 2.0 - abs(n - 5) / 3.0f + c;   // float lanes
+  const auto e2 = abs(7 - n) * int64_t{2};            // integer lanes
+  const auto e3 = flex::where(n < 4 && !(a > 1.0), a, -a + 1);
+  const auto e4 = max(min(a, n), -3.0);
+  const auto e5 = 2.0 * tanh(s / 2.0) + exp(s * 0.1) - sqrt(s * s + 1.0) + log(s * s + 2.0);
+  const auto e6 = (n >= 0) || (a == a);
+  static_assert(std::is_same_v<decltype(e1), const flex::Lanes<float>>);
+  static_assert(std::is_same_v<decltype(e2), const flex::Lanes<int64_t>>);
+  static_assert(std::is_same_v<decltype(e5), const flex::Lanes<flex::Dual<float>>>);
+  for (int l = 0; l < flex::kLanes; ++l) {
+    const double x = a[l], m = static_cast<double>(n[l]), y = s[l].v;
+    EXPECT_NEAR(e1[l], x * 2.0 - std::abs(m - 5) / 3.0 + 0.75, 1e-5) << l;
+    EXPECT_EQ(e2[l], std::abs(7 - n[l]) * 2) << l;
+    EXPECT_NEAR(e3[l], (m < 4 && !(x > 1.0)) ? x : -x + 1, 1e-6) << l;
+    EXPECT_NEAR(e4[l], std::max(std::min(x, m), -3.0), 1e-6) << l;
+    const double f = 2.0 * std::tanh(y / 2.0) + std::exp(y * 0.1) - std::sqrt(y * y + 1.0) + std::log(y * y + 2.0);
+    const double df = 1.0 - std::pow(std::tanh(y / 2.0), 2) + 0.1 * std::exp(y * 0.1) - y / std::sqrt(y * y + 1.0) +
+                      2.0 * y / (y * y + 2.0);
+    EXPECT_NEAR(e5[l].v, f, 1e-5) << l;
+    EXPECT_NEAR(e5[l].d, df, 1e-5) << l;
+    EXPECT_TRUE(e6[l]) << l;
+  }
+  // A Captured read with a Lanes index gathers; out of range marks the call.
+  Tensor t = from_vector(std::vector<int64_t>{5, 6, 7, 8}, {2, 2});
+  flex::Captured ct(t);
+  flex::Lanes<int64_t> col;
+  for (int l = 0; l < flex::kLanes; ++l) col[l] = l % 2;
+  const auto g = ct(1, col);
+  for (int l = 0; l < flex::kLanes; ++l) EXPECT_EQ(g[l], static_cast<float>(7 + l % 2)) << l;
+}
+
+// flex::vectorized modifiers (16 keys per call) against the same modifiers
+// called per key, values and gradients (q, k, v and Captured tables), on
+// rows that are not a multiple of 16 keys, with and without block masks.
+TEST(Flex, VectorizedModifiersEqualScalarOnes) {
+  const int64_t H = 4, L = 70, S = 83, buckets = 8;
+  Inputs in = draw(2, H, 2, L, S, 8);
+  Generator g(4);
+  Tensor table = (randn({buckets, H}, {}, &g) * 0.5).requires_grad_();
+  Tensor slopes = F::alibi_slopes(H);
+  std::vector<int64_t> ids;
+  for (int64_t j = 0; j < S; ++j) ids.push_back(j < 30 ? 0 : j < 31 ? 1 : 2);
+  Tensor doc = from_vector(ids, {S});
+  auto both = [&](auto score_mod, auto mask_mod, const char* what, const flex::BlockMask* bm = nullptr) {
+    auto o = F::FlexOptions().enable_gqa(true).block_mask(bm);
+    auto got = run(in, [&](auto q, auto k, auto v) {
+      return F::flex_attention(q, k, v, flex::vectorized(score_mod), flex::vectorized(mask_mod), o);
+    }, {table});
+    auto want = run(in, [&](auto q, auto k, auto v) { return F::flex_attention(q, k, v, score_mod, mask_mod, o); }, {table});
+    for (size_t x = 0; x < got.size(); ++x)
+      if (!want[x].defined()) {  // a modifier that does not read the table gives it no gradient
+        EXPECT_FALSE(got[x].defined()) << what;
+        got[x] = want[x] = zeros({1});
+      }
+    expect_close(got, want, 2e-5, what);
+  };
+  flex::Captured sl(slopes), t(table), d(doc);
+  auto alibi = [sl](auto s, auto, auto h, auto i, auto j) {
+    using std::abs;
+    return s - sl(h) * abs(i - j);
+  };
+  auto t5 = [t, buckets](auto s, auto, auto h, auto i, auto j) {
+    using std::abs;
+    using std::min;
+    const auto dist = j - i;
+    const auto a = min(abs(dist), buckets / 2 - 1);
+    return s + t(flex::where(dist > 0, a + buckets / 2, a), h);
+  };
+  auto softcap = [](auto s, auto, auto, auto, auto) {
+    using std::tanh;
+    return 3.0 * tanh(s / 3.0);
+  };
+  auto causal = [](auto, auto, auto i, auto j) { return j <= i + 5; };
+  auto docs = [d](auto, auto, auto i, auto j) { return d(std::min<int64_t>(i, S - 1)) == d(j) || j < 3; };
+  auto all = [](auto, auto, auto, auto) { return true; };
+  both(alibi, causal, "alibi, causal");
+  both(t5, all, "t5");
+  both(softcap, docs, "softcap, documents");
+  const flex::BlockMask bc = flex::create_block_mask(causal, 1, 1, L, S);
+  both(t5, causal, "t5, causal, block mask", &bc);
+  both(flex::identity, docs, "documents");
+}
+
 // float64: every gradient, the captured table's included, against central
 // finite differences of the flex forward itself.
 TEST(Flex, Float64GradientsMatchFiniteDifferences) {

@@ -34,6 +34,7 @@
 // Memory O(S) per thread beyond the inputs and outputs: no (L, S) matrix.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -41,6 +42,7 @@
 #include <optional>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "attn/attention.h"
@@ -121,6 +123,253 @@ ATTN_FLEX_ARITH(U) Dual<T> max(Dual<T> a, U b) { return max(a, Dual<T>(b)); }
 ATTN_FLEX_ARITH(U) Dual<T> max(U a, Dual<T> b) { return max(Dual<T>(a), b); }
 #undef ATTN_FLEX_ARITH
 
+// ---- Lanes: a modifier evaluated on 16 keys per call ------------------------------------------
+
+// A modifier wrapped as flex::vectorized(f) is called by the forward (and for
+// the score derivative by the backward) with kv_idx as Lanes<int64_t> (16
+// consecutive keys) and the score as Lanes<float> (Lanes<Dual<float>> when
+// the derivative is wanted); b, h and q_idx stay int64_t. Written with auto
+// parameters and without branches on the indices, the same lambda serves
+// both forms:
+//
+//   auto alibi = flex::vectorized([sl](auto s, auto, auto h, auto q, auto kv) {
+//     using std::abs;
+//     return s - sl(h) * abs(q - kv);
+//   });
+//
+// Lanes have element-wise arithmetic with each other and with numbers,
+// Dual and Captured reads, comparisons (giving Lanes<bool>, combined with
+// &&, ||, !), where(mask, a, b), abs, min, max, exp, log, tanh, sqrt, sin and
+// cos. A Captured read with a Lanes index gathers 16 elements (as float32:
+// integers are exact below 2^24). Integer lanes keep integer arithmetic;
+// mixed with floating values they become float lanes. Captured gradients
+// still come from the scalar form.
+inline constexpr int kLanes = 16;
+
+template <class T>
+struct Lanes {
+  T x[kLanes];
+  constexpr T& operator[](int i) { return x[i]; }
+  constexpr const T& operator[](int i) const { return x[i]; }
+};
+template <class T> struct is_lanes : std::false_type {};
+template <class T> struct is_lanes<Lanes<T>> : std::true_type {};
+
+template <class F>
+struct Vectorized {
+  F f;
+  template <class... A>
+  auto operator()(A&&... a) const -> decltype(f(std::forward<A>(a)...)) {
+    return f(std::forward<A>(a)...);
+  }
+};
+template <class T> struct is_vectorized : std::false_type {};
+template <class F> struct is_vectorized<Vectorized<F>> : std::true_type {};
+// Marks a modifier as callable with Lanes (see above).
+template <class F>
+Vectorized<std::decay_t<F>> vectorized(F&& f) {
+  return {std::forward<F>(f)};
+}
+struct Identity;
+struct Full;
+inline Identity vectorized(Identity);  // the defaults need no lanes
+inline Full vectorized(Full);
+
+namespace lanes_detail {
+// Element types: bool < int64_t < float < Dual<float>.
+template <class T> constexpr int rank() {
+  if constexpr (std::is_same_v<T, Dual<float>>) return 3;
+  else if constexpr (std::is_floating_point_v<T>) return 2;
+  else if constexpr (std::is_same_v<T, bool>) return 0;
+  else return 1;
+}
+template <int R> struct type_of;
+template <> struct type_of<0> { using type = bool; };
+template <> struct type_of<1> { using type = int64_t; };
+template <> struct type_of<2> { using type = float; };
+template <> struct type_of<3> { using type = Dual<float>; };
+// The lane element type a number takes: integers and bool keep their kind,
+// floating values become float.
+template <class U> auto as_elem(const U& u) {
+  if constexpr (std::is_floating_point_v<U>) {
+    return static_cast<float>(u);
+  } else if constexpr (std::is_same_v<U, bool>) {
+    return u;
+  } else {
+    return static_cast<int64_t>(u);
+  }
+}
+template <class A, class B> using promote_t = typename type_of<std::max(rank<A>(), rank<B>())>::type;
+template <class R, class A> constexpr R conv(const A& a) {
+  if constexpr (std::is_same_v<R, A>) return a;
+  else if constexpr (std::is_same_v<R, Dual<float>>) {
+    if constexpr (is_dual<A>::value) return Dual<float>(static_cast<float>(a.v), static_cast<float>(a.d));
+    else return Dual<float>(static_cast<float>(a), 0.0f);
+  } else if constexpr (is_dual<A>::value) {
+    return static_cast<R>(a.v);
+  } else {
+    return static_cast<R>(a);
+  }
+}
+template <class T> constexpr auto value_of(const T& a) {
+  if constexpr (is_dual<T>::value) return a.v; else return a;
+}
+// Lanes of a scalar.
+template <class U> auto splat(const U& u) {
+  if constexpr (is_lanes<U>::value) {
+    return u;
+  } else if constexpr (is_dual<U>::value) {
+    Lanes<float> r;  // a Captured read: its derivative is only wanted by the scalar form
+    for (int i = 0; i < kLanes; ++i) r[i] = static_cast<float>(u.v);
+    return r;
+  } else {
+    using E = decltype(as_elem(u));
+    Lanes<E> r;
+    for (int i = 0; i < kLanes; ++i) r[i] = as_elem(u);
+    return r;
+  }
+}
+template <class X, class Y>
+constexpr bool any_lanes = is_lanes<X>::value || is_lanes<Y>::value;
+template <class X>
+constexpr bool lane_operand = is_lanes<X>::value || std::is_arithmetic_v<X> || is_dual<X>::value;
+}  // namespace lanes_detail
+
+#define ATTN_LANES_BINARY(op)                                                                              \
+  template <class X, class Y,                                                                              \
+            std::enable_if_t<lanes_detail::any_lanes<X, Y> && lanes_detail::lane_operand<X> &&             \
+                                 lanes_detail::lane_operand<Y>,                                            \
+                             int> = 0>                                                                     \
+  auto operator op(const X& x, const Y& y) {                                                               \
+    const auto a = lanes_detail::splat(x);                                                                 \
+    const auto b = lanes_detail::splat(y);                                                                 \
+    using A = std::decay_t<decltype(a.x[0])>;                                                              \
+    using B = std::decay_t<decltype(b.x[0])>;                                                              \
+    using R = lanes_detail::promote_t<A, B>;                                                               \
+    using E = std::conditional_t<std::is_same_v<R, bool>, int64_t, R>;                                     \
+    Lanes<E> r;                                                                                            \
+    for (int i = 0; i < kLanes; ++i) r[i] = lanes_detail::conv<E>(a[i]) op lanes_detail::conv<E>(b[i]);    \
+    return r;                                                                                              \
+  }
+ATTN_LANES_BINARY(+)
+ATTN_LANES_BINARY(-)
+ATTN_LANES_BINARY(*)
+ATTN_LANES_BINARY(/)
+#undef ATTN_LANES_BINARY
+
+#define ATTN_LANES_COMPARE(op)                                                                             \
+  template <class X, class Y,                                                                              \
+            std::enable_if_t<lanes_detail::any_lanes<X, Y> && lanes_detail::lane_operand<X> &&             \
+                                 lanes_detail::lane_operand<Y>,                                            \
+                             int> = 0>                                                                     \
+  Lanes<bool> operator op(const X& x, const Y& y) {                                                        \
+    const auto a = lanes_detail::splat(x);                                                                 \
+    const auto b = lanes_detail::splat(y);                                                                 \
+    using A = std::decay_t<decltype(a.x[0])>;                                                              \
+    using B = std::decay_t<decltype(b.x[0])>;                                                              \
+    using R = lanes_detail::promote_t<lanes_detail::promote_t<A, B>, int64_t>;                             \
+    Lanes<bool> r;                                                                                         \
+    for (int i = 0; i < kLanes; ++i)                                                                       \
+      r[i] = lanes_detail::value_of(lanes_detail::conv<R>(a[i])) op                                        \
+             lanes_detail::value_of(lanes_detail::conv<R>(b[i]));                                          \
+    return r;                                                                                              \
+  }
+ATTN_LANES_COMPARE(<)
+ATTN_LANES_COMPARE(>)
+ATTN_LANES_COMPARE(<=)
+ATTN_LANES_COMPARE(>=)
+ATTN_LANES_COMPARE(==)
+ATTN_LANES_COMPARE(!=)
+#undef ATTN_LANES_COMPARE
+
+#define ATTN_LANES_LOGIC(op)                                                                               \
+  inline Lanes<bool> operator op(const Lanes<bool>& a, const Lanes<bool>& b) {                             \
+    Lanes<bool> r;                                                                                         \
+    for (int i = 0; i < kLanes; ++i) r[i] = a[i] op b[i];                                                  \
+    return r;                                                                                              \
+  }                                                                                                        \
+  inline Lanes<bool> operator op(const Lanes<bool>& a, bool b) { return a op lanes_detail::splat(b); }     \
+  inline Lanes<bool> operator op(bool a, const Lanes<bool>& b) { return lanes_detail::splat(a) op b; }
+ATTN_LANES_LOGIC(&&)
+ATTN_LANES_LOGIC(||)
+ATTN_LANES_LOGIC(&)
+ATTN_LANES_LOGIC(|)
+#undef ATTN_LANES_LOGIC
+inline Lanes<bool> operator!(const Lanes<bool>& a) {
+  Lanes<bool> r;
+  for (int i = 0; i < kLanes; ++i) r[i] = !a[i];
+  return r;
+}
+template <class T>
+Lanes<T> operator-(const Lanes<T>& a) {
+  Lanes<T> r;
+  for (int i = 0; i < kLanes; ++i) r[i] = -a[i];
+  return r;
+}
+
+// where(mask, a, b): a where mask holds, else b (lanes or numbers).
+template <class X, class Y>
+auto where(const Lanes<bool>& m, const X& x, const Y& y) {
+  const auto a = lanes_detail::splat(x);
+  const auto b = lanes_detail::splat(y);
+  using R = lanes_detail::promote_t<std::decay_t<decltype(a.x[0])>, std::decay_t<decltype(b.x[0])>>;
+  Lanes<R> r;
+  for (int i = 0; i < kLanes; ++i) r[i] = m[i] ? lanes_detail::conv<R>(a[i]) : lanes_detail::conv<R>(b[i]);
+  return r;
+}
+// The scalar form of where, so that one modifier serves both forms.
+template <class X, class Y>
+auto where(bool m, const X& x, const Y& y) {
+  if constexpr (std::is_arithmetic_v<X> && std::is_arithmetic_v<Y>)
+    return m ? static_cast<std::common_type_t<X, Y>>(x) : static_cast<std::common_type_t<X, Y>>(y);
+  else
+    return m ? Dual<double>(x) : Dual<double>(y);
+}
+
+#define ATTN_LANES_MATH(fn)                                                                                \
+  template <class T>                                                                                       \
+  auto fn(const Lanes<T>& a) {                                                                             \
+    using R = lanes_detail::promote_t<T, float>;                                                           \
+    Lanes<R> r;                                                                                            \
+    for (int i = 0; i < kLanes; ++i) {                                                                     \
+      using std::fn;                                                                                       \
+      r[i] = fn(lanes_detail::conv<R>(a[i]));                                                              \
+    }                                                                                                      \
+    return r;                                                                                              \
+  }
+ATTN_LANES_MATH(exp)
+ATTN_LANES_MATH(log)
+ATTN_LANES_MATH(tanh)
+ATTN_LANES_MATH(sqrt)
+ATTN_LANES_MATH(sin)
+ATTN_LANES_MATH(cos)
+#undef ATTN_LANES_MATH
+template <class T>
+Lanes<T> abs(const Lanes<T>& a) {
+  Lanes<T> r;
+  for (int i = 0; i < kLanes; ++i) {
+    if constexpr (is_dual<T>::value) r[i] = a[i].v < 0 ? -a[i] : a[i];
+    else r[i] = a[i] < 0 ? -a[i] : a[i];
+  }
+  return r;
+}
+#define ATTN_LANES_MINMAX(fn, cmp)                                                                         \
+  template <class X, class Y, std::enable_if_t<lanes_detail::any_lanes<X, Y>, int> = 0>                    \
+  auto fn(const X& x, const Y& y) {                                                                        \
+    const auto a = lanes_detail::splat(x);                                                                 \
+    const auto b = lanes_detail::splat(y);                                                                 \
+    using R = lanes_detail::promote_t<std::decay_t<decltype(a.x[0])>, std::decay_t<decltype(b.x[0])>>;    \
+    Lanes<R> r;                                                                                            \
+    for (int i = 0; i < kLanes; ++i) {                                                                     \
+      const R p = lanes_detail::conv<R>(a[i]), q = lanes_detail::conv<R>(b[i]);                            \
+      r[i] = lanes_detail::value_of(q) cmp lanes_detail::value_of(p) ? q : p;                              \
+    }                                                                                                      \
+    return r;                                                                                              \
+  }
+ATTN_LANES_MINMAX(min, <)
+ATTN_LANES_MINMAX(max, >)
+#undef ATTN_LANES_MINMAX
+
 // ---- Captured tensors -----------------------------------------------------------------------
 
 namespace detail {
@@ -152,15 +401,29 @@ class Captured {
   Captured(const Captured&) = default;
   Captured& operator=(const Captured&) = default;
 
-  // The element at (i0, i1, ...), one index per dim, as a Dual<double>.
+  // The element at (i0, i1, ...), one index per dim, as a Dual<double>; with
+  // a Lanes<int64_t> index among them, the 16 elements as Lanes<float>.
   template <class... I>
-  Dual<double> operator()(I... idx) const {
-    const int64_t ix[] = {static_cast<int64_t>(idx)..., 0};
-    return read(ix, static_cast<int>(sizeof...(I)));
+  auto operator()(I... idx) const {
+    if constexpr ((is_lanes<I>::value || ...)) {
+      Lanes<float> r;
+      for (int l = 0; l < kLanes; ++l) {
+        const int64_t ix[] = {lane_index(idx, l)..., 0};
+        r[l] = static_cast<float>(read(ix, static_cast<int>(sizeof...(I))).v);
+      }
+      return r;
+    } else {
+      const int64_t ix[] = {static_cast<int64_t>(idx)..., 0};
+      return read(ix, static_cast<int>(sizeof...(I)));
+    }
   }
   const Tensor& tensor() const;
 
  private:
+  template <class I>
+  static int64_t lane_index(const I& i, int l) {
+    if constexpr (is_lanes<I>::value) return static_cast<int64_t>(i[l]); else return static_cast<int64_t>(i);
+  }
   Dual<double> read(const int64_t* idx, int n) const {
     const detail::CapturedState& s = *state_;
     if (n != s.dim) {
@@ -199,14 +462,17 @@ class Captured {
 // ---- Defaults and block masks -----------------------------------------------------------------
 
 struct Identity {
-  template <class S>
-  S operator()(S s, int64_t, int64_t, int64_t, int64_t) const { return s; }
+  template <class S, class... I>
+  S operator()(S s, I...) const { return s; }
 };
 inline constexpr Identity identity{};
 struct Full {
-  constexpr bool operator()(int64_t, int64_t, int64_t, int64_t) const { return true; }
+  template <class... I>
+  constexpr bool operator()(I...) const { return true; }
 };
 inline constexpr Full full{};
+inline Identity vectorized(Identity) { return {}; }
+inline Full vectorized(Full) { return {}; }
 
 // Tiles of (kBlock queries) x (kBlock keys), each empty (no visible key),
 // full (every key visible) or partial, per (b, h): empty tiles are skipped

@@ -94,15 +94,113 @@ BlockMask::State tile_state(const BlockMask* bm, int64_t b, int64_t h, int64_t i
   return std::is_same_v<std::decay_t<MaskMod>, Full> ? BlockMask::Full : BlockMask::Partial;
 }
 
+// One lane of a modifier's result (a number, Dual, or Lanes of them): its
+// value and its derivative as float, or as bool.
+template <class X>
+float lane_value(const X& x, int l) {
+  if constexpr (is_lanes<X>::value) return lane_value(x[l], 0);
+  else if constexpr (is_dual<X>::value) return static_cast<float>(x.v);
+  else return static_cast<float>(x);
+}
+template <class X>
+float lane_deriv(const X& x, int l) {
+  if constexpr (is_lanes<X>::value) return lane_deriv(x[l], 0);
+  else if constexpr (is_dual<X>::value) return static_cast<float>(x.d);
+  else return 0.0f;
+}
+template <class X>
+bool lane_bool(const X& x, int l) {
+  if constexpr (is_lanes<X>::value) return static_cast<bool>(x[l]); else return static_cast<bool>(x);
+}
+
+// kLanes keys [j0 + c0, j0 + c0 + n) of one score row sr (and fr) through
+// flex::vectorized modifiers (the other kind called per key). Whole: n is
+// kLanes, so every loop has a fixed trip count; otherwise the lanes past n
+// see the last key again and are neither masked nor written.
+#if defined(__GNUC__)
+#define ATTN_FLEX_INLINE [[gnu::always_inline]] inline
+#else
+#define ATTN_FLEX_INLINE inline
+#endif
+template <bool Whole, class ScoreMod, class MaskMod>
+ATTN_FLEX_INLINE void lanes_group(float* sr, float* fr, int64_t c0, int n, bool partial, ScoreMod& score_mod, MaskMod& mask_mod,
+                 int64_t b, int64_t h, int64_t i, int64_t j0) {
+  constexpr bool identity = std::is_same_v<std::decay_t<ScoreMod>, Identity>;
+  constexpr bool vscore = is_vectorized<std::decay_t<ScoreMod>>::value;
+  constexpr bool vmask = is_vectorized<std::decay_t<MaskMod>>::value;
+  const int m = Whole ? kLanes : n;
+  sr += c0;
+  if (fr) fr += c0;
+  Lanes<int64_t> kv;
+  for (int l = 0; l < kLanes; ++l) kv[l] = j0 + c0 + (Whole ? l : std::min(l, n - 1));
+  bool keep[kLanes];
+  if (partial) {
+    if constexpr (vmask) {
+      const auto mk = mask_mod(b, h, i, kv);
+      for (int l = 0; l < kLanes; ++l) keep[l] = lane_bool(mk, l);
+    } else {
+      for (int l = 0; l < m; ++l) keep[l] = mask_mod(b, h, i, kv[l]);
+    }
+  }
+  if constexpr (!identity) {
+    if constexpr (vscore) {
+      if (fr) {
+        Lanes<Dual<float>> sv;
+        for (int l = 0; l < kLanes; ++l) sv[l] = Dual<float>(sr[l], 1.0f);
+        const auto res = score_mod(sv, b, h, i, kv);
+        for (int l = 0; l < m; ++l) sr[l] = lane_value(res, l), fr[l] = lane_deriv(res, l);
+      } else {
+        Lanes<float> sv;
+        for (int l = 0; l < kLanes; ++l) sv[l] = sr[l];
+        const auto res = score_mod(sv, b, h, i, kv);
+        for (int l = 0; l < m; ++l) sr[l] = lane_value(res, l);
+      }
+    } else {
+      for (int l = 0; l < m; ++l) {
+        if (partial && !keep[l]) continue;
+        if (fr) {
+          const Dual<double> x = to_dual(score_mod(Dual<double>(static_cast<double>(sr[l]), 1.0), b, h, i, kv[l]));
+          sr[l] = static_cast<float>(x.v), fr[l] = static_cast<float>(x.d);
+        } else {
+          sr[l] = static_cast<float>(to_dual(score_mod(sr[l], b, h, i, kv[l])).v);
+        }
+      }
+    }
+  }
+  if (partial)
+    for (int l = 0; l < m; ++l) sr[l] = keep[l] ? sr[l] : -std::numeric_limits<float>::infinity();
+}
+
 // The modified scores of a tile, in place: s (nq x nk, leading dim ld) holds
 // the scaled q.k on entry and score_mod's value (or -inf where masked) on
 // exit; with fprime, fprime receives score_mod's derivative by the score.
+// float32 tiles call flex::vectorized modifiers on kLanes keys at a time
+// (rows are a multiple of kLanes wide, so the last group reads only the
+// row's own buffer).
 template <class T, class ScoreMod, class MaskMod>
 void modify_tile(T* s, T* fprime, int64_t nq, int64_t nk, int64_t ld, BlockMask::State st, ScoreMod& score_mod,
                  MaskMod& mask_mod, int64_t b, int64_t h, int64_t i0, int64_t j0) {
   constexpr T ninf = -std::numeric_limits<T>::infinity();
   constexpr bool identity = std::is_same_v<std::decay_t<ScoreMod>, Identity>;
+  constexpr bool vscore = is_vectorized<std::decay_t<ScoreMod>>::value;
+  constexpr bool vmask = is_vectorized<std::decay_t<MaskMod>>::value;
   if (identity && st == BlockMask::Full) return;
+  if constexpr (std::is_same_v<T, float> && (vscore || vmask)) {
+    static_assert(kK % kLanes == 0 && kChunk % kLanes == 0);
+    const bool partial = st == BlockMask::Partial;
+    for (int64_t r = 0; r < nq; ++r) {
+      T* sr = s + r * ld;
+      T* fr = fprime ? fprime + r * ld : nullptr;
+      for (int64_t c0 = 0; c0 < nk; c0 += kLanes) {
+        const int n = static_cast<int>(std::min<int64_t>(kLanes, nk - c0));
+        if (n == kLanes)
+          lanes_group<true>(sr, fr, c0, n, partial, score_mod, mask_mod, b, h, i0 + r, j0);
+        else
+          lanes_group<false>(sr, fr, c0, n, partial, score_mod, mask_mod, b, h, i0 + r, j0);
+      }
+    }
+    return;
+  }
   for (int64_t r = 0; r < nq; ++r) {
     T* sr = s + r * ld;
     T* fr = fprime ? fprime + r * ld : nullptr;

@@ -4,12 +4,14 @@
 // backward counted as 3.5 x forward), the ratio to a 2048^3 OpenBLAS SGEMM
 // timed before and after each row, and the row's peak RSS (each row runs in
 // its own child process). Every row names the CPU, attn's SIMD target and
-// OpenBLAS's kernel.
+// OpenBLAS's kernel. The flex_attention rows (--flex) time each modifier
+// beside the built-in path that computes the same attention.
 #include "bench_sdpa.h"
 
 #include "bench_common.h"
 
 #include <attn/attn.h>
+#include <attn/flex.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -33,12 +35,37 @@ Measured measure(const SdpaBenchRow& r, const SdpaBenchOptions& o) {
                            .global_tokens(r.global_tokens)
                            .stride(r.stride);
   Measured m;
+  // The flex rows: the modifiers (16 keys per call) and the built-in options.
+  namespace flex = F::flex;
+  Tensor slopes = F::alibi_slopes(r.H);
+  flex::Captured sl(slopes);
+  std::vector<int64_t> ids(static_cast<size_t>(r.S));
+  for (int64_t j = 0; j < r.S; ++j) ids[static_cast<size_t>(j)] = j * 8 / r.S;
+  flex::Captured doc(from_vector(ids, {r.S}));
+  auto causal = flex::vectorized([](auto, auto, auto i, auto j) { return j <= i; });
+  auto same_doc = flex::vectorized([doc](auto, auto, auto i, auto j) { return doc(i) == doc(j); });
+  auto alibi = flex::vectorized([sl](auto s, auto, auto h, auto i, auto j) {
+    using std::abs;
+    return s - sl(h) * abs(i - j);
+  });
+  flex::BlockMask bm;
+  if (r.flex == "causal") bm = flex::create_block_mask(causal, 1, 1, r.L, r.S);
+  if (r.flex == "documents") bm = flex::create_block_mask(same_doc, 1, 1, r.L, r.S);
+  if (r.flex_builtin && r.flex == "causal") opt = F::SdpaOptions().is_causal(true);
+  if (r.flex_builtin && r.flex == "alibi") opt = F::SdpaOptions().alibi_slopes(slopes);
+  if (r.flex_builtin && r.flex == "documents") opt = F::SdpaOptions();
+  auto attend = [&]() -> Tensor {
+    if (r.flex.empty() || r.flex_builtin) return F::scaled_dot_product_attention(q, k, v, opt);
+    if (r.flex == "causal") return F::flex_attention(q, k, v, flex::identity, causal, F::FlexOptions().block_mask(&bm));
+    if (r.flex == "alibi") return F::flex_attention(q, k, v, alibi);
+    return F::flex_attention(q, k, v, flex::identity, same_doc, F::FlexOptions().block_mask(&bm));
+  };
   if (r.backward) {
     q.requires_grad_(true), k.requires_grad_(true), v.requires_grad_(true);
     Tensor gout = randn({r.B, r.H, r.L, r.E}, kFloat32, &g);
     m.ms = median_ms(
         [&] {
-          Tensor out = F::scaled_dot_product_attention(q, k, v, opt);
+          Tensor out = attend();
           out.backward(gout);
           q.set_grad({}), k.set_grad({}), v.set_grad({});
         },
@@ -49,7 +76,7 @@ Measured measure(const SdpaBenchRow& r, const SdpaBenchOptions& o) {
       m.ms = median_ms([&] { F::linear_attention(q, k, v, F::LinearAttentionOptions().causal(r.causal)); },
                        o.min_reps, o.min_seconds);
     else
-      m.ms = median_ms([&] { F::scaled_dot_product_attention(q, k, v, opt); }, o.min_reps, o.min_seconds);
+      m.ms = median_ms([&] { attend(); }, o.min_reps, o.min_seconds);
   }
   m.peak_rss_mb = peak_rss_mb();
   return m;
@@ -58,6 +85,10 @@ Measured measure(const SdpaBenchRow& r, const SdpaBenchOptions& o) {
 // Number of (query, key) pairs the row's pattern keeps (L = S, no masks),
 // counted per query from the band, the global keys and the strided keys.
 double visible_pairs(const SdpaBenchRow& r) {
+  if (r.flex == "causal") return 0.5 * static_cast<double>(r.L) * (r.L + 1);
+  if (r.flex == "alibi") return static_cast<double>(r.L) * r.S;
+  if (r.flex == "documents")  // flex: the pairs inside the 8 documents; the built-in computes all L S
+    return static_cast<double>(r.L) * r.S / (r.flex_builtin ? 1.0 : 8.0);
   if (r.win_left < 0 && r.win_right < 0 && r.global_tokens == 0 && r.stride == 0)
     return r.causal ? 0.5 * static_cast<double>(r.L) * (r.L + 1) : static_cast<double>(r.L) * r.S;
   double n = 0;
@@ -109,6 +140,25 @@ std::vector<SdpaBenchRow> sparse_sdpa_rows() {
   return rows;
 }
 
+std::vector<SdpaBenchRow> flex_sdpa_rows() {
+  std::vector<SdpaBenchRow> rows;
+  for (bool bwd : {false, true}) {
+    for (const char* kind : {"causal", "alibi"})
+      for (int64_t N : {2048, 4096})
+        for (bool builtin : {true, false}) {
+          SdpaBenchRow r{1, 4, N, N, 64, std::string(kind) == "causal", bwd};
+          r.flex = kind, r.flex_builtin = builtin;
+          rows.push_back(r);
+        }
+    for (bool builtin : {true, false}) {
+      SdpaBenchRow r{1, 4, 8192, 8192, 64, false, bwd};
+      r.flex = "documents", r.flex_builtin = builtin;
+      rows.push_back(r);
+    }
+  }
+  return rows;
+}
+
 std::vector<SdpaBenchRow> standard_sdpa_rows() {
   std::vector<SdpaBenchRow> rows;
   const int64_t shapes[][3] = {{8, 512, 64}, {8, 1024, 64}, {8, 2048, 64}, {4, 4096, 64}, {2, 16384, 64}};
@@ -135,6 +185,7 @@ int run_sdpa_bench(const SdpaBenchOptions& o) {
                 "ms", "GFLOPS", "SGEMM", "ratio", "rss MB", "pattern");
   }
   int failures = 0;
+  double builtin_ms = 0;  // the last built-in row's time, for the flex row after it
   for (size_t i = 0; i < rows.size(); ++i) {
     const SdpaBenchRow& r = rows[i];
     Measured m;
@@ -163,6 +214,19 @@ int run_sdpa_bench(const SdpaBenchOptions& o) {
     if (r.global_tokens > 0) pattern += (pattern.empty() ? "" : " + ") + std::to_string(r.global_tokens) + " global";
     if (r.stride > 0) pattern += (pattern.empty() ? "" : " + ") + std::string("stride ") + std::to_string(r.stride);
     if (r.linear) pattern = "linear attention (elu+1)";
+    double vs_builtin = 0;  // flex rows: the built-in row's time over this one's
+    if (!r.flex.empty()) {
+      const char* what = r.flex == "causal" ? "causal" : r.flex == "alibi" ? "ALiBi" : "8 documents";
+      if (r.flex_builtin) {
+        pattern = std::string("built-in ") + (r.flex == "documents" ? "dense" : what);
+        builtin_ms = m.ms;
+      } else {
+        vs_builtin = builtin_ms > 0 ? builtin_ms / m.ms : 0;
+        char buf[64];
+        std::snprintf(buf, sizeof buf, " (%.3fx built-in)", vs_builtin);
+        pattern = std::string("flex ") + what + (r.flex == "alibi" ? " score_mod" : " mask_mod") + buf;
+      }
+    }
     if (o.json) {
       nlohmann::json j = {{"B", r.B}, {"H", r.H}, {"L", r.L}, {"S", r.S}, {"E", r.E}, {"causal", r.causal},
                           {"pass", pass}, {"ms", m.ms}, {"gflops", gf}, {"sgemm_before", ce.before},
@@ -171,6 +235,11 @@ int run_sdpa_bench(const SdpaBenchOptions& o) {
                           {"window", {r.win_left, r.win_right}}, {"global_tokens", r.global_tokens},
                           {"stride", r.stride}, {"linear", r.linear}, {"cpu", mc.cpu}, {"simd", mc.simd},
                           {"blas", mc.blas}};
+      if (!r.flex.empty()) {
+        j["flex"] = r.flex;
+        j["impl"] = r.flex_builtin ? "built-in" : "flex";
+        if (!r.flex_builtin) j["builtin_over_flex"] = vs_builtin;
+      }
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::printf("%3lld %3lld %6lld %6lld %4lld %-6s %-8s %10.2f %9.1f %7.1f %7.3f %8.1f  %s%s\n",

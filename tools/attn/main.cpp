@@ -316,6 +316,10 @@ int main(int argc, char** argv) {
   bool sparse_rows = false;
   sdpa->add_flag("--sparse", sparse_rows, "the local and sparse table instead: window (128, 128), window + 16 global "
                                           "tokens, causal window + stride 128, at L = 4k, 16k, 64k");
+  bool flex_rows = false;
+  sdpa->add_flag("--flex", flex_rows, "the flex_attention table instead: a causal mask_mod and an ALiBi score_mod "
+                                      "(N 2048, 4096) and 8 documents (N 8192), each beside the built-in path "
+                                      "(with shape flags: the three at that shape)");
   sdpa->add_option("--window-left", row.win_left, "sliding window, keys before the diagonal (-1: unbounded)");
   sdpa->add_option("--window-right", row.win_right, "sliding window, keys after the diagonal (-1: unbounded)");
   sdpa->add_option("--global-tokens", row.global_tokens, "global tokens (Longformer/BigBird)")->check(kNonNegative);
@@ -431,9 +435,20 @@ int main(int argc, char** argv) {
       for (const char* f : {"--batch", "--heads", "--seq", "--dim", "--causal", "--backward", "--window-left",
                             "--window-right", "--global-tokens", "--stride"})
         custom = custom || sdpa->count(f) > 0;
-      if (custom) {
+      if (custom && flex_rows) {  // the three flex pairs at this shape
+        row.S = row.L;
+        for (const char* kind : {"causal", "alibi", "documents"})
+          for (bool builtin : {true, false}) {
+            attn::tools::SdpaBenchRow r = row;
+            r.causal = std::string(kind) == "causal";
+            r.flex = kind, r.flex_builtin = builtin;
+            sdpa_opts.rows.push_back(r);
+          }
+      } else if (custom) {
         row.S = row.L;
         sdpa_opts.rows = {row};
+      } else if (flex_rows) {
+        sdpa_opts.rows = attn::tools::flex_sdpa_rows();
       } else if (sparse_rows) {
         sdpa_opts.rows = attn::tools::sparse_sdpa_rows();
       }
