@@ -1,7 +1,9 @@
 // flex_attention beside the built-in fused SDPA on the same attention:
 // a causal mask_mod against is_causal, an ALiBi score_mod against
-// alibi_slopes, and document masking (8 documents, with its block mask)
-// against dense attention; forward and forward + backward, median of reps.
+// alibi_slopes (16 keys per call, and per key), and document masking (8
+// documents, with its block mask) against dense attention; forward and
+// forward + backward, median of reps. `attn bench sdpa --flex` gives the
+// same comparisons with GFLOPS, the SGEMM ratio and peak memory.
 //
 //   build/bin/bench_flex [--seq N] [--heads H] [--dim E] [--reps R]
 #include <algorithm>
@@ -58,9 +60,16 @@ int main(int argc, char** argv) {
   std::vector<int64_t> ids;
   for (int64_t i = 0; i < N; ++i) ids.push_back(i * 8 / N);
   flex::Captured doc(from_vector(ids, {N}));
-  auto causal = [](int64_t, int64_t, int64_t i, int64_t j) { return j <= i; };
-  auto alibi = [sl](auto s, int64_t, int64_t h, int64_t i, int64_t j) { return s - sl(h) * static_cast<double>(i > j ? i - j : j - i); };
-  auto same_doc = [doc](int64_t, int64_t, int64_t i, int64_t j) { return doc(i) == doc(j); };
+  // Modifiers on 16 keys per call, and the ALiBi one called per key.
+  auto causal = flex::vectorized([](auto, auto, auto i, auto j) { return j <= i; });
+  auto alibi = flex::vectorized([sl](auto s, auto, auto h, auto i, auto j) {
+    using std::abs;
+    return s - sl(h) * abs(i - j);
+  });
+  auto alibi_per_key = [sl](auto s, int64_t, int64_t h, int64_t i, int64_t j) {
+    return s - sl(h) * static_cast<double>(i > j ? i - j : j - i);
+  };
+  auto same_doc = flex::vectorized([doc](auto, auto, auto i, auto j) { return doc(i) == doc(j); });
   const flex::BlockMask bc = flex::create_block_mask(causal, 1, 1, N, N);
   const flex::BlockMask bd = flex::create_block_mask(same_doc, 1, 1, N, N);
   std::printf("flex_attention beside the fused SDPA, (1, %lld, %lld, %lld) float32, %d threads; median of %d\n",
@@ -76,6 +85,9 @@ int main(int argc, char** argv) {
       time_it(reps, q, k, v, [&](auto a, auto b, auto c) { return F::scaled_dot_product_attention(a, b, c, F::SdpaOptions().is_causal(true)); }));
   row("alibi score_mod",
       time_it(reps, q, k, v, [&](auto a, auto b, auto c) { return F::flex_attention(a, b, c, alibi); }),
+      time_it(reps, q, k, v, [&](auto a, auto b, auto c) { return F::scaled_dot_product_attention(a, b, c, F::SdpaOptions().alibi_slopes(slopes)); }));
+  row("alibi score_mod, per key",
+      time_it(reps, q, k, v, [&](auto a, auto b, auto c) { return F::flex_attention(a, b, c, alibi_per_key); }),
       time_it(reps, q, k, v, [&](auto a, auto b, auto c) { return F::scaled_dot_product_attention(a, b, c, F::SdpaOptions().alibi_slopes(slopes)); }));
   row("8 documents (block mask) vs dense",
       time_it(reps, q, k, v, [&](auto a, auto b, auto c) { return F::flex_attention(a, b, c, flex::identity, same_doc, F::FlexOptions().block_mask(&bd)); }),

@@ -376,11 +376,11 @@ namespace detail {
 // A Captured tensor: the caller's tensor (the autograd input) and a
 // contiguous, detached view or copy of it that reads see.
 struct CapturedState {
-  Tensor source, data;
-  const void* ptr = nullptr;
-  DType dtype = kFloat32;
-  int64_t dim = 0;
-  std::vector<int64_t> sizes, strides;
+  static constexpr int kMaxDim = 8;
+  Tensor source, data;   // data: the values as a contiguous float64 copy
+  const double* values = nullptr;
+  int dim = 0;
+  int64_t sizes[kMaxDim] = {}, strides[kMaxDim] = {};
 };
 void mark_bad_read();
 // What the backward asks of the reads of one modifier call: count them,
@@ -432,19 +432,13 @@ class Captured {
     }
     int64_t off = 0;
     for (int d = 0; d < n; ++d) {
-      if (idx[d] < 0 || idx[d] >= s.sizes[static_cast<size_t>(d)]) {
+      if (static_cast<uint64_t>(idx[d]) >= static_cast<uint64_t>(s.sizes[d])) {  // also idx < 0
         detail::mark_bad_read();
         return {0.0, 0.0};
       }
-      off += idx[d] * s.strides[static_cast<size_t>(d)];
+      off += idx[d] * s.strides[d];
     }
-    double value;
-    switch (s.dtype) {
-      case kFloat32: value = static_cast<const float*>(s.ptr)[off]; break;
-      case kFloat64: value = static_cast<const double*>(s.ptr)[off]; break;
-      case kInt64: value = static_cast<double>(static_cast<const int64_t*>(s.ptr)[off]); break;
-      default: value = static_cast<const bool*>(s.ptr)[off] ? 1.0 : 0.0; break;
-    }
+    const double value = s.values[off];
     double deriv = 0;
     if (detail::ReadLog* log = detail::g_read_log) {
       const int r = log->count++;

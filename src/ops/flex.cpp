@@ -199,16 +199,19 @@ Captured::Captured(const Tensor& tensor) : state_(std::make_shared<detail::Captu
   const DType dt = tensor.dtype();
   ATTN_CHECK(dt == kFloat32 || dt == kFloat64 || dt == kInt64 || dt == kBool,
              "flex::Captured: float32, float64, int64 or bool tensors, got ", dtype_name(dt));
+  ATTN_CHECK(tensor.dim() <= detail::CapturedState::kMaxDim, "flex::Captured: at most ",
+             detail::CapturedState::kMaxDim, " dims, got ", tensor.dim());
   auto& s = *state_;
   s.source = tensor;
-  s.data = tensor.detach().contiguous();
-  s.ptr = s.data.raw_data();
-  s.dtype = dt;
-  s.dim = tensor.dim();
-  s.sizes = tensor.shape();
-  s.strides.assign(static_cast<size_t>(s.dim), 1);
-  for (int64_t d = s.dim - 2; d >= 0; --d)
-    s.strides[static_cast<size_t>(d)] = s.strides[static_cast<size_t>(d + 1)] * tensor.size(d + 1);
+  s.data = tensor.detach().to(kFloat64).contiguous();  // int64 ids are exact below 2^53
+  s.values = s.data.data<double>();
+  s.dim = static_cast<int>(tensor.dim());
+  int64_t stride = 1;
+  for (int d = s.dim - 1; d >= 0; --d) {
+    s.sizes[d] = tensor.size(d);
+    s.strides[d] = stride;
+    stride *= tensor.size(d);
+  }
   detail::g_live.push_back(state_);
 }
 
