@@ -144,6 +144,14 @@ ATTN_FLEX_ARITH(U) Dual<T> max(U a, Dual<T> b) { return max(Dual<T>(a), b); }
 // integers are exact below 2^24). Integer lanes keep integer arithmetic;
 // mixed with floating values they become float lanes. Captured gradients
 // still come from the scalar form.
+// Lane operations are forced inline: a call per operation on 16 lanes would
+// cost more than the operation, and -O2's inliner would leave some as calls.
+#if defined(__GNUC__)
+#define ATTN_FLEX_INLINE [[gnu::always_inline]] inline
+#else
+#define ATTN_FLEX_INLINE inline
+#endif
+
 inline constexpr int kLanes = 16;
 
 template <class T>
@@ -159,7 +167,7 @@ template <class F>
 struct Vectorized {
   F f;
   template <class... A>
-  auto operator()(A&&... a) const -> decltype(f(std::forward<A>(a)...)) {
+  ATTN_FLEX_INLINE auto operator()(A&&... a) const -> decltype(f(std::forward<A>(a)...)) {
     return f(std::forward<A>(a)...);
   }
 };
@@ -190,7 +198,7 @@ template <> struct type_of<2> { using type = float; };
 template <> struct type_of<3> { using type = Dual<float>; };
 // The lane element type a number takes: integers and bool keep their kind,
 // floating values become float.
-template <class U> auto as_elem(const U& u) {
+template <class U> ATTN_FLEX_INLINE auto as_elem(const U& u) {
   if constexpr (std::is_floating_point_v<U>) {
     return static_cast<float>(u);
   } else if constexpr (std::is_same_v<U, bool>) {
@@ -200,7 +208,7 @@ template <class U> auto as_elem(const U& u) {
   }
 }
 template <class A, class B> using promote_t = typename type_of<std::max(rank<A>(), rank<B>())>::type;
-template <class R, class A> constexpr R conv(const A& a) {
+template <class R, class A> ATTN_FLEX_INLINE constexpr R conv(const A& a) {
   if constexpr (std::is_same_v<R, A>) return a;
   else if constexpr (std::is_same_v<R, Dual<float>>) {
     if constexpr (is_dual<A>::value) return Dual<float>(static_cast<float>(a.v), static_cast<float>(a.d));
@@ -211,11 +219,11 @@ template <class R, class A> constexpr R conv(const A& a) {
     return static_cast<R>(a);
   }
 }
-template <class T> constexpr auto value_of(const T& a) {
+template <class T> ATTN_FLEX_INLINE constexpr auto value_of(const T& a) {
   if constexpr (is_dual<T>::value) return a.v; else return a;
 }
 // Lanes of a scalar.
-template <class U> auto splat(const U& u) {
+template <class U> ATTN_FLEX_INLINE auto splat(const U& u) {
   if constexpr (is_lanes<U>::value) {
     return u;
   } else if constexpr (is_dual<U>::value) {
@@ -240,7 +248,7 @@ constexpr bool lane_operand = is_lanes<X>::value || std::is_arithmetic_v<X> || i
             std::enable_if_t<lanes_detail::any_lanes<X, Y> && lanes_detail::lane_operand<X> &&             \
                                  lanes_detail::lane_operand<Y>,                                            \
                              int> = 0>                                                                     \
-  auto operator op(const X& x, const Y& y) {                                                               \
+  ATTN_FLEX_INLINE auto operator op(const X& x, const Y& y) {                                                               \
     const auto a = lanes_detail::splat(x);                                                                 \
     const auto b = lanes_detail::splat(y);                                                                 \
     using A = std::decay_t<decltype(a.x[0])>;                                                              \
@@ -262,7 +270,7 @@ ATTN_LANES_BINARY(/)
             std::enable_if_t<lanes_detail::any_lanes<X, Y> && lanes_detail::lane_operand<X> &&             \
                                  lanes_detail::lane_operand<Y>,                                            \
                              int> = 0>                                                                     \
-  Lanes<bool> operator op(const X& x, const Y& y) {                                                        \
+  ATTN_FLEX_INLINE Lanes<bool> operator op(const X& x, const Y& y) {                                                        \
     const auto a = lanes_detail::splat(x);                                                                 \
     const auto b = lanes_detail::splat(y);                                                                 \
     using A = std::decay_t<decltype(a.x[0])>;                                                              \
@@ -283,25 +291,25 @@ ATTN_LANES_COMPARE(!=)
 #undef ATTN_LANES_COMPARE
 
 #define ATTN_LANES_LOGIC(op)                                                                               \
-  inline Lanes<bool> operator op(const Lanes<bool>& a, const Lanes<bool>& b) {                             \
+  ATTN_FLEX_INLINE Lanes<bool> operator op(const Lanes<bool>& a, const Lanes<bool>& b) {                             \
     Lanes<bool> r;                                                                                         \
     for (int i = 0; i < kLanes; ++i) r[i] = a[i] op b[i];                                                  \
     return r;                                                                                              \
   }                                                                                                        \
-  inline Lanes<bool> operator op(const Lanes<bool>& a, bool b) { return a op lanes_detail::splat(b); }     \
-  inline Lanes<bool> operator op(bool a, const Lanes<bool>& b) { return lanes_detail::splat(a) op b; }
+  ATTN_FLEX_INLINE Lanes<bool> operator op(const Lanes<bool>& a, bool b) { return a op lanes_detail::splat(b); }     \
+  ATTN_FLEX_INLINE Lanes<bool> operator op(bool a, const Lanes<bool>& b) { return lanes_detail::splat(a) op b; }
 ATTN_LANES_LOGIC(&&)
 ATTN_LANES_LOGIC(||)
 ATTN_LANES_LOGIC(&)
 ATTN_LANES_LOGIC(|)
 #undef ATTN_LANES_LOGIC
-inline Lanes<bool> operator!(const Lanes<bool>& a) {
+ATTN_FLEX_INLINE Lanes<bool> operator!(const Lanes<bool>& a) {
   Lanes<bool> r;
   for (int i = 0; i < kLanes; ++i) r[i] = !a[i];
   return r;
 }
 template <class T>
-Lanes<T> operator-(const Lanes<T>& a) {
+ATTN_FLEX_INLINE Lanes<T> operator-(const Lanes<T>& a) {
   Lanes<T> r;
   for (int i = 0; i < kLanes; ++i) r[i] = -a[i];
   return r;
@@ -309,7 +317,7 @@ Lanes<T> operator-(const Lanes<T>& a) {
 
 // where(mask, a, b): a where mask holds, else b (lanes or numbers).
 template <class X, class Y>
-auto where(const Lanes<bool>& m, const X& x, const Y& y) {
+ATTN_FLEX_INLINE auto where(const Lanes<bool>& m, const X& x, const Y& y) {
   const auto a = lanes_detail::splat(x);
   const auto b = lanes_detail::splat(y);
   using R = lanes_detail::promote_t<std::decay_t<decltype(a.x[0])>, std::decay_t<decltype(b.x[0])>>;
@@ -328,7 +336,7 @@ auto where(bool m, const X& x, const Y& y) {
 
 #define ATTN_LANES_MATH(fn)                                                                                \
   template <class T>                                                                                       \
-  auto fn(const Lanes<T>& a) {                                                                             \
+  ATTN_FLEX_INLINE auto fn(const Lanes<T>& a) {                                                                             \
     using R = lanes_detail::promote_t<T, float>;                                                           \
     Lanes<R> r;                                                                                            \
     for (int i = 0; i < kLanes; ++i) {                                                                     \
@@ -345,7 +353,7 @@ ATTN_LANES_MATH(sin)
 ATTN_LANES_MATH(cos)
 #undef ATTN_LANES_MATH
 template <class T>
-Lanes<T> abs(const Lanes<T>& a) {
+ATTN_FLEX_INLINE Lanes<T> abs(const Lanes<T>& a) {
   Lanes<T> r;
   for (int i = 0; i < kLanes; ++i) {
     if constexpr (is_dual<T>::value) r[i] = a[i].v < 0 ? -a[i] : a[i];
@@ -355,7 +363,7 @@ Lanes<T> abs(const Lanes<T>& a) {
 }
 #define ATTN_LANES_MINMAX(fn, cmp)                                                                         \
   template <class X, class Y, std::enable_if_t<lanes_detail::any_lanes<X, Y>, int> = 0>                    \
-  auto fn(const X& x, const Y& y) {                                                                        \
+  ATTN_FLEX_INLINE auto fn(const X& x, const Y& y) {                                                                        \
     const auto a = lanes_detail::splat(x);                                                                 \
     const auto b = lanes_detail::splat(y);                                                                 \
     using R = lanes_detail::promote_t<std::decay_t<decltype(a.x[0])>, std::decay_t<decltype(b.x[0])>>;    \
@@ -404,7 +412,7 @@ class Captured {
   // The element at (i0, i1, ...), one index per dim, as a Dual<double>; with
   // a Lanes<int64_t> index among them, the 16 elements as Lanes<float>.
   template <class... I>
-  auto operator()(I... idx) const {
+  ATTN_FLEX_INLINE auto operator()(I... idx) const {
     if constexpr ((is_lanes<I>::value || ...)) {
       Lanes<float> r;
       for (int l = 0; l < kLanes; ++l) {

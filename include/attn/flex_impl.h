@@ -117,11 +117,6 @@ bool lane_bool(const X& x, int l) {
 // flex::vectorized modifiers (the other kind called per key). Whole: n is
 // kLanes, so every loop has a fixed trip count; otherwise the lanes past n
 // see the last key again and are neither masked nor written.
-#if defined(__GNUC__)
-#define ATTN_FLEX_INLINE [[gnu::always_inline]] inline
-#else
-#define ATTN_FLEX_INLINE inline
-#endif
 template <bool Whole, class ScoreMod, class MaskMod>
 ATTN_FLEX_INLINE void lanes_group(float* sr, float* fr, int64_t c0, int n, bool partial, ScoreMod& score_mod, MaskMod& mask_mod,
                  int64_t b, int64_t h, int64_t i, int64_t j0) {
