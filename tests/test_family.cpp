@@ -232,6 +232,30 @@ TEST(Relative, ShawAttention) {
   gradcheck("RelativeMultiheadAttention", m, {randn({2, 4, 4}), randn({2, 3, 4}), randn({2, 3, 4})}, [&](auto& x) {
     return std::vector<Tensor>{std::get<0>(m.forward(x[0], x[1], x[2], pad))};
   });
+  // Without masks and weights the fused path runs (flex_attention with the key
+  // term as a modifier and the value term summed per distance in the tiles):
+  // float64 gradients against finite differences, and the composed path's
+  // values and gradients in float32 at a length past the distances.
+  gradcheck("RelativeMultiheadAttention (fused)", m, {randn({2, 4, 4}), randn({2, 3, 4}), randn({2, 3, 4})},
+            [&](auto& x) { return std::vector<Tensor>{std::get<0>(m.forward(x[0], x[1], x[2], {}, false))}; });
+  {
+    RelativeMultiheadAttention f(RelativeMultiheadAttentionOptions(16, 4).max_relative_position(5).batch_first(true));
+    Tensor x = randn({2, 150, 16}).requires_grad_(), dout = randn({2, 150, 16});
+    auto grads = [&](bool weights) {
+      f.zero_grad();
+      x.set_grad({});
+      Tensor out = std::get<0>(f.forward(x, x, x, {}, weights));
+      out.backward(dout);
+      std::vector<Tensor> r = {out.detach(), x.grad()};
+      for (auto& [name, prm] : f.named_parameters()) r.push_back(prm.grad().clone());
+      return r;
+    };
+    auto fused = grads(false), composed = grads(true);
+    for (size_t i = 0; i < fused.size(); ++i) {
+      const double scale = std::max(1.0, max(abs(composed[i])).item<double>());
+      EXPECT_LT(max(abs(fused[i] - composed[i])).item<double>(), 2e-5 * scale) << "fused vs composed, tensor " << i;
+    }
+  }
   // With the distance tables at zero it is plain multi-head attention.
   RelativeMultiheadAttention r(RelativeMultiheadAttentionOptions(8, 2).max_relative_position(3));
   MultiheadAttention plain(MultiheadAttentionOptions(8, 2));

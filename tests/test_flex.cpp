@@ -368,6 +368,41 @@ TEST(Flex, Float64GradientsMatchFiniteDifferences) {
   }
 }
 
+// Shaw's relative values (FlexOptions::relative_values) with the key term as
+// a score_mod, against the composed ops: softmax of the scores plus the
+// expanded key term, P V + relative_position_sum(P) times the table; values
+// and gradients of q, k, v, the key-term tensor and the table, float32 and
+// float64, causal and not, K small and larger than the rows.
+TEST(Flex, RelativeValuesEqualTheComposedPath) {
+  for (DType dt : {kFloat32, kFloat64})
+    for (int64_t K : {2, 40})
+      for (bool causal : {false, true}) {
+        const int64_t B = 2, H = 2, L = 70, S = 70, E = 8;
+        Inputs in = draw(B, H, H, L, S, E, dt, 7);
+        Generator g(8);
+        Tensor table = (randn({2 * K + 1, E}, kFloat64, &g) * 0.5).to(dt).requires_grad_();
+        Tensor rel = (randn({B, H, L, 2 * K + 1}, kFloat64, &g) * 0.5).to(dt).requires_grad_();
+        auto fused = [&](const Tensor& q, const Tensor& k, const Tensor& v) {
+          flex::Captured c(rel);
+          auto key_term = [c, K](auto s, int64_t b, int64_t h, int64_t i, int64_t j) {
+            return s + c(b, h, i, std::clamp<int64_t>(j - i, -K, K) + K);
+          };
+          auto mask = [causal](int64_t, int64_t, int64_t i, int64_t j) { return !causal || j <= i; };
+          return F::flex_attention(q, k, v, key_term, mask, F::FlexOptions().relative_values(table));
+        };
+        auto composed = [&](const Tensor& q, const Tensor& k, const Tensor& v) {
+          Tensor scores = matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(E))) +
+                          F::relative_position_expand(rel, S, K);
+          if (causal) scores = masked_fill(scores, triu(ones({L, S}), 1).to(kBool), -INFINITY);
+          Tensor p = F::softmax(scores, -1);
+          return matmul(p, v) + matmul(F::relative_position_sum(p, K), table);
+        };
+        const std::string what = std::string(dtype_name(dt)) + " K " + std::to_string(K) + (causal ? " causal" : "");
+        expect_close(run(in, fused, {rel, table}), run(in, composed, {rel, table}), dt == kFloat64 ? 1e-12 : 2e-5,
+                     what.c_str());
+      }
+}
+
 TEST(Flex, SameBitsAtAnyThreadCount) {
   Inputs in = draw(2, 2, 2, 40, 40, 8);
   Tensor table = randn({2, 81}).requires_grad_();

@@ -141,7 +141,8 @@ ATTN_FLEX_ARITH(U) Dual<T> max(U a, Dual<T> b) { return max(Dual<T>(a), b); }
 // Dual and Captured reads, comparisons (giving Lanes<bool>, combined with
 // &&, ||, !), where(mask, a, b), abs, min, max, exp, log, tanh, sqrt, sin and
 // cos. A Captured read with a Lanes index gathers 16 elements (as float32:
-// integers are exact below 2^24). Integer lanes keep integer arithmetic;
+// integers are exact below 2^24; consecutive elements are one load, equal
+// ones a broadcast). Integer lanes keep integer arithmetic;
 // mixed with floating values they become float lanes. Captured gradients
 // still come from the scalar form.
 // Lane operations are forced inline: a call per operation on 16 lanes would
@@ -385,8 +386,9 @@ namespace detail {
 // contiguous, detached view or copy of it that reads see.
 struct CapturedState {
   static constexpr int kMaxDim = 8;
-  Tensor source, data;   // data: the values as a contiguous float64 copy
+  Tensor source, data, data32;  // the values as contiguous float64 and float32 copies
   const double* values = nullptr;
+  const float* values32 = nullptr;  // what reads with Lanes indices see
   int dim = 0;
   int64_t sizes[kMaxDim] = {}, strides[kMaxDim] = {};
 };
@@ -414,10 +416,32 @@ class Captured {
   template <class... I>
   ATTN_FLEX_INLINE auto operator()(I... idx) const {
     if constexpr ((is_lanes<I>::value || ...)) {
+      const detail::CapturedState& s = *state_;
       Lanes<float> r;
+      if (static_cast<int>(sizeof...(I)) != s.dim) {
+        detail::mark_bad_read();
+        for (int l = 0; l < kLanes; ++l) r[l] = 0.0f;
+        return r;
+      }
+      int64_t off[kLanes] = {};
+      bool bad = false;
+      int d = 0;
+      (add_offsets(s, d++, idx, off, bad), ...);
+      if (bad) detail::mark_bad_read();
+      // Consecutive or equal offsets (a band of keys, a clipped tail) are a
+      // load or a broadcast; anything else a gather.
+      bool consecutive = true, equal = true;
       for (int l = 0; l < kLanes; ++l) {
-        const int64_t ix[] = {lane_index(idx, l)..., 0};
-        r[l] = static_cast<float>(read(ix, static_cast<int>(sizeof...(I))).v);
+        consecutive &= off[l] == off[0] + l;
+        equal &= off[l] == off[0];
+      }
+      const float* v = s.values32;
+      if (consecutive) {
+        for (int l = 0; l < kLanes; ++l) r[l] = v[off[0] + l];
+      } else if (equal) {
+        for (int l = 0; l < kLanes; ++l) r[l] = v[off[0]];
+      } else {
+        for (int l = 0; l < kLanes; ++l) r[l] = v[off[l]];
       }
       return r;
     } else {
@@ -428,9 +452,27 @@ class Captured {
   const Tensor& tensor() const;
 
  private:
+  // Adds index `i` of dim d to the lanes' offsets; an index outside the dim
+  // sets bad and reads element 0 instead.
   template <class I>
-  static int64_t lane_index(const I& i, int l) {
-    if constexpr (is_lanes<I>::value) return static_cast<int64_t>(i[l]); else return static_cast<int64_t>(i);
+  ATTN_FLEX_INLINE static void add_offsets(const detail::CapturedState& s, int d, const I& i, int64_t* off, bool& bad) {
+    const uint64_t size = static_cast<uint64_t>(s.sizes[d]);
+    const int64_t stride = s.strides[d];
+    if constexpr (is_lanes<I>::value) {
+      bool out = false;
+      for (int l = 0; l < kLanes; ++l) {
+        const int64_t x = static_cast<int64_t>(i[l]);
+        const bool ok = static_cast<uint64_t>(x) < size;
+        out |= !ok;
+        off[l] += (ok ? x : 0) * stride;
+      }
+      bad |= out;
+    } else {
+      const int64_t x = static_cast<int64_t>(i);
+      const bool ok = static_cast<uint64_t>(x) < size;
+      bad |= !ok;
+      for (int l = 0; l < kLanes; ++l) off[l] += (ok ? x : 0) * stride;
+    }
   }
   Dual<double> read(const int64_t* idx, int n) const {
     const detail::CapturedState& s = *state_;
@@ -502,6 +544,11 @@ struct FlexOptions {
   ATTN_ARG(std::optional<double>, scale) = std::nullopt;  // 1/sqrt(E)
   ATTN_ARG(bool, enable_gqa) = false;
   ATTN_ARG(const flex::BlockMask*, block_mask) = nullptr;  // from create_block_mask on the same shape
+  // Shaw's relative values: a table (2K + 1, Ev) of the query's dtype; row i
+  // of the output gains sum_j p_ij table[clip(j - i, -K, K) + K]. The
+  // probabilities are summed per distance inside the tiles (no (L, S)
+  // matrix); the table gets its gradient when it requires one.
+  ATTN_ARG(Tensor, relative_values) = {};
 };
 
 // The output (B..., Hq, L, Ev) and the LSE (B..., Hq, L) of the modified scores.

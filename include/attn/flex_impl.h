@@ -18,6 +18,7 @@ namespace attn::nn::functional::flex::detail {
 
 struct Geometry {
   int64_t B = 1, Hq = 1, Hk = 1, G = 1, L = 0, S = 0, E = 0, Ev = 0;
+  int64_t R = 0;  // rows of the relative-values table (2K + 1), 0 without one
   double scale = 1.0;
   Shape out_shape, lse_shape;
 };
@@ -172,8 +173,13 @@ ATTN_FLEX_INLINE void lanes_group(float* sr, float* fr, int64_t c0, int n, bool 
 // float32 tiles call flex::vectorized modifiers on kLanes keys at a time
 // (rows are a multiple of kLanes wide, so the last group reads only the
 // row's own buffer).
+#if defined(__GNUC__) && !defined(__clang__)
+#define ATTN_FLEX_FLATTEN [[gnu::flatten]]
+#else
+#define ATTN_FLEX_FLATTEN
+#endif
 template <class T, class ScoreMod, class MaskMod>
-void modify_tile(T* s, T* fprime, int64_t nq, int64_t nk, int64_t ld, BlockMask::State st, ScoreMod& score_mod,
+ATTN_FLEX_FLATTEN void modify_tile(T* s, T* fprime, int64_t nq, int64_t nk, int64_t ld, BlockMask::State st, ScoreMod& score_mod,
                  MaskMod& mask_mod, int64_t b, int64_t h, int64_t i0, int64_t j0) {
   constexpr T ninf = -std::numeric_limits<T>::infinity();
   constexpr bool identity = std::is_same_v<std::decay_t<ScoreMod>, Identity>;
@@ -216,11 +222,60 @@ void modify_tile(T* s, T* fprime, int64_t nq, int64_t nk, int64_t ld, BlockMask:
   }
 }
 
+// sum(x[0..n)) with 16 partial sums (vectorizable).
+template <class T>
+T row_sum(const T* x, int64_t n) {
+  T part[16] = {};
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16)
+    for (int l = 0; l < 16; ++l) part[l] += x[c + l];
+  T s = 0;
+  for (int l = 0; l < 16; ++l) s += part[l];
+  for (; c < n; ++c) s += x[c];
+  return s;
+}
+
+// Relative values: the probabilities p (nq x nk, leading dim ld) of query
+// rows i0.. and keys j0.. summed per clipped distance clip(j - i, -K, K) + K
+// into w (nq x (2K + 1), leading dim ldw): the two tails as sums, the band
+// of |j - i| < K one by one.
+template <class T>
+void distance_sums(const T* p, int64_t nq, int64_t nk, int64_t ld, int64_t i0, int64_t j0, int64_t K, T* w,
+                   int64_t ldw) {
+  for (int64_t r = 0; r < nq; ++r) {
+    const int64_t i = i0 + r;
+    const T* pr = p + r * ld;
+    T* wr = w + r * ldw;
+    const int64_t cl = std::clamp<int64_t>(i - K - j0 + 1, 0, nk);   // c < cl: j - i <= -K
+    const int64_t cr = std::clamp<int64_t>(i + K - j0, cl, nk);      // c >= cr: j - i >= K
+    for (int64_t c = cl; c < cr; ++c) wr[j0 + c - i + K] += pr[c];
+    wr[0] += row_sum(pr, cl);
+    wr[2 * K] += row_sum(pr + cr, nk - cr);
+  }
+}
+
+// The adjoint for the backward: dp[r][c] += gd[r][clip(j - i, -K, K) + K].
+template <class T>
+void add_distance_grads(T* dp, int64_t nq, int64_t nk, int64_t ld, int64_t i0, int64_t j0, int64_t K, const T* gd,
+                        int64_t ldg) {
+  for (int64_t r = 0; r < nq; ++r) {
+    const int64_t i = i0 + r;
+    T* dr = dp + r * ld;
+    const T* gr = gd + r * ldg;
+    const int64_t cl = std::clamp<int64_t>(i - K - j0 + 1, 0, nk), cr = std::clamp<int64_t>(i + K - j0, cl, nk);
+    for (int64_t c = 0; c < cl; ++c) dr[c] += gr[0];
+    for (int64_t c = cl; c < cr; ++c) dr[c] += gr[j0 + c - i + K];
+    for (int64_t c = cr; c < nk; ++c) dr[c] += gr[2 * K];
+  }
+}
+
 // Outputs and LSEs; one task per (batch, query head, query tile), K^T packed
 // once per kv head. Returns whether a modifier read outside a Captured tensor.
+// With relative values (g.R > 0), rtable is the (R, Ev) table and W receives
+// each row's probabilities summed per distance (B Hq, L, R) for the backward.
 template <class T, class ScoreMod, class MaskMod>
 bool forward(const Geometry& g, const T* q, const T* k, const T* v, T* out, T* lse, ScoreMod& score_mod,
-             MaskMod& mask_mod, const BlockMask* bm) {
+             MaskMod& mask_mod, const BlockMask* bm, const T* rtable = nullptr, T* W = nullptr) {
   const int64_t ktiles = (g.S + kK - 1) / kK, qtiles = (g.L + kQ - 1) / kQ;
   std::vector<T> kt(static_cast<size_t>(g.B * g.Hk * ktiles * g.E * kK));
   run_tasks(g.B * g.Hk, [&](int64_t t) { pack_kt(k + t * g.S * g.E, g.S, g.E, kK, kt.data() + t * ktiles * g.E * kK); });
@@ -230,7 +285,10 @@ bool forward(const Geometry& g, const T* q, const T* k, const T* v, T* out, T* l
     take_bad_read();
     const int64_t bh = task / qtiles, b = bh / g.Hq, h = bh % g.Hq, hk = h / g.G;
     const int64_t i0 = (task % qtiles) * kQ, nq = std::min(kQ, g.L - i0);
-    std::vector<T> s(static_cast<size_t>(kQ * kChunk)), acc(static_cast<size_t>(kQ * g.Ev), T(0));
+    // acc: each row's output, then with relative values its R distance sums
+    // (rescaled with it by the online softmax).
+    const int64_t R = g.R, K = (R - 1) / 2, aw = g.Ev + R;
+    std::vector<T> s(static_cast<size_t>(kQ * kChunk)), acc(static_cast<size_t>(kQ * aw), T(0));
     std::vector<T> m(kQ, -std::numeric_limits<T>::infinity()), l(kQ, T(0));
     const T* kth = kt.data() + (b * g.Hk + hk) * ktiles * g.E * kK;
     const T* vp = v + (b * g.Hk + hk) * g.S * g.Ev;
@@ -251,11 +309,23 @@ bool forward(const Geometry& g, const T* q, const T* k, const T* v, T* out, T* l
         modify_tile<T>(s.data() + c0, nullptr, nq, nc, kChunk, tile_state<MaskMod>(bm, b, h, i0, t), score_mod,
                        mask_mod, b, h, i0, t * kK);
       }
-      online_softmax(s.data(), nq, nk, kChunk, m.data(), l.data(), acc.data(), g.Ev);
-      product(false, nq, g.Ev, nk, T(1), s.data(), kChunk, vp + j0 * g.Ev, g.Ev, true, acc.data(), g.Ev);
+      online_softmax(s.data(), nq, nk, kChunk, m.data(), l.data(), acc.data(), aw);
+      product(false, nq, g.Ev, nk, T(1), s.data(), kChunk, vp + j0 * g.Ev, g.Ev, true, acc.data(), aw);
+      if (R) distance_sums(s.data(), nq, nk, kChunk, i0, j0, K, acc.data() + g.Ev, aw);
       kb = ke;
     }
-    finish_rows(acc.data(), m.data(), l.data(), nq, g.Ev, out + (bh * g.L + i0) * g.Ev, lse + bh * g.L + i0);
+    T* ob = out + (bh * g.L + i0) * g.Ev;
+    if (!R) {
+      finish_rows(acc.data(), m.data(), l.data(), nq, g.Ev, ob, lse + bh * g.L + i0);
+    } else {
+      // Normalized in place; out = the values part + the distance sums times the table.
+      finish_rows(acc.data(), m.data(), l.data(), nq, aw, acc.data(), lse + bh * g.L + i0);
+      for (int64_t r = 0; r < nq; ++r) {
+        std::copy(acc.data() + r * aw, acc.data() + r * aw + g.Ev, ob + r * g.Ev);
+        std::copy(acc.data() + r * aw + g.Ev, acc.data() + (r + 1) * aw, W + (bh * g.L + i0 + r) * R);
+      }
+      product(false, nq, g.Ev, R, T(1), acc.data() + g.Ev, aw, rtable, g.Ev, true, ob, g.Ev);
+    }
     bad[static_cast<size_t>(task)] = take_bad_read();
   });
   return std::any_of(bad.begin(), bad.end(), [](char c) { return c != 0; });
@@ -265,11 +335,13 @@ bool forward(const Geometry& g, const T* q, const T* k, const T* v, T* out, T* l
 // the dQ of its query heads and its buffers for the Captured gradients,
 // cap_grads[task][c] for captured[c] (float64, allocated on first use).
 // Returns whether a modifier read outside a Captured tensor.
+// With relative values, rtable_t is the table transposed (Ev, R): the
+// probabilities' gradient gains dout_i . table[distance].
 template <class T, class ScoreMod, class MaskMod>
 bool backward(const Geometry& g, const T* q, const T* k, const T* v, const T* out, const T* lse, const T* dout, T* dq,
               T* dk, T* dv, ScoreMod& score_mod, MaskMod& mask_mod, const BlockMask* bm,
               const std::vector<std::shared_ptr<CapturedState>>& caps,
-              std::vector<std::vector<std::vector<double>>>& cap_grads) {
+              std::vector<std::vector<std::vector<double>>>& cap_grads, const T* rtable_t = nullptr) {
   const bool want_caps = !caps.empty();
   constexpr bool identity = std::is_same_v<std::decay_t<ScoreMod>, Identity>;
   const int64_t ktiles = (g.S + kK - 1) / kK;
@@ -289,7 +361,8 @@ bool backward(const Geometry& g, const T* q, const T* k, const T* v, const T* ou
     pack_kt(vp, g.S, g.Ev, kK, vt.data());
     auto& mine = cap_grads[static_cast<size_t>(task)];
     const size_t tile = static_cast<size_t>(kQ * kK);
-    std::vector<T> s(tile), dp(tile), fs(identity ? 0 : tile), D(kQ);
+    std::vector<T> s(tile), dp(tile), fs(identity ? 0 : tile), D(kQ), gd(static_cast<size_t>(kQ * g.R));
+    const int64_t K = (g.R - 1) / 2;
     ReadLog log;
     for (int64_t gq = 0; gq < g.G; ++gq) {
       const int64_t h = hk * g.G + gq, bh = b * g.Hq + h;
@@ -301,6 +374,7 @@ bool backward(const Geometry& g, const T* q, const T* k, const T* v, const T* ou
         T* dqb = dq + (bh * g.L + i0) * g.E;
         std::fill(dqb, dqb + nq * g.E, T(0));
         for (int64_t r = 0; r < nq; ++r) D[static_cast<size_t>(r)] = dot(dob + r * g.Ev, out + (bh * g.L + i0 + r) * g.Ev, g.Ev);
+        if (g.R) product(false, nq, g.R, g.Ev, T(1), dob, g.Ev, rtable_t, g.R, false, gd.data(), g.R);  // dout . table^T
         for (int64_t kb = 0; kb < ktiles; ++kb) {
           const auto st = tile_state<MaskMod>(bm, b, h, i0, kb);
           if (st == BlockMask::Empty) continue;
@@ -308,6 +382,7 @@ bool backward(const Geometry& g, const T* q, const T* k, const T* v, const T* ou
           product(false, nq, nk, g.E, static_cast<T>(g.scale), qb, g.E, kt.data() + kb * g.E * kK, kK, false, s.data(),
                   kK);
           product(false, nq, nk, g.Ev, T(1), dob, g.Ev, vt.data() + kb * g.Ev * kK, kK, false, dp.data(), kK);  // dO V^T
+          if (g.R) add_distance_grads(dp.data(), nq, nk, kK, i0, j0, K, gd.data(), g.R);
           // s -> the modified score (or -inf) -> P = exp(f - lse); fs -> f'.
           modify_tile<T>(s.data(), identity ? nullptr : fs.data(), nq, nk, kK, st, score_mod, mask_mod, b, h, i0, j0);
           probs_from_lse(s.data(), nq, nk, kK, lb);
@@ -398,10 +473,13 @@ std::tuple<Tensor, Tensor> flex_attention_with_lse(const Tensor& q, const Tensor
   const flex::BlockMask* bm = o.block_mask();
   Tensor q3 = q.detach().contiguous(), k3 = k.detach().contiguous(), v3 = v.detach().contiguous();
   Tensor out = Tensor::make(g.out_shape, q.dtype()), lse = Tensor::make(g.lse_shape, q.dtype());
+  const Tensor& table = o.relative_values();
+  Tensor rt3 = g.R ? table.detach().contiguous() : Tensor();
+  Tensor W = g.R ? Tensor::make({g.B * g.Hq, g.L, g.R}, q.dtype()) : Tensor();  // per-distance probability sums
   auto run_forward = [&](auto tag) {
     using T = decltype(tag);
     return d::forward<T>(g, q3.data<T>(), k3.data<T>(), v3.data<T>(), out.data<T>(), lse.data<T>(), score_mod,
-                         mask_mod, bm);
+                         mask_mod, bm, g.R ? rt3.data<T>() : nullptr, g.R ? W.data<T>() : nullptr);
   };
   if (q.dtype() == kFloat32 ? run_forward(float{}) : run_forward(double{})) d::bad_read();
   // Inputs of the node: q, k, v and the live Captured tensors that want a gradient.
@@ -412,11 +490,14 @@ std::tuple<Tensor, Tensor> flex_attention_with_lse(const Tensor& q, const Tensor
       caps.push_back(s);
       inputs.push_back(d::state_tensor(*s));
     }
+  const bool table_grad = g.R && table.requires_grad();
+  if (table_grad) inputs.push_back(table);
   if (d::should_record(inputs)) {
     std::shared_ptr<flex::BlockMask> mask_copy = bm ? std::make_shared<flex::BlockMask>(*bm) : nullptr;
     Tensor os = out.detach(), ls = lse.detach();  // aliases: the node must not hold its own output
     d::record(inputs, out, [=](const Tensor& grad) mutable {
       Tensor dout = grad.contiguous();
+      Tensor rt_t = g.R ? rt3.t().contiguous() : Tensor();
       Tensor dq = Tensor::make(q3.shape(), q3.dtype()), dk = Tensor::make(k3.shape(), k3.dtype());
       Tensor dv = Tensor::make(v3.shape(), v3.dtype());
       std::vector<std::vector<std::vector<double>>> cap_grads(static_cast<size_t>(g.B * g.Hk),
@@ -425,7 +506,7 @@ std::tuple<Tensor, Tensor> flex_attention_with_lse(const Tensor& q, const Tensor
         using T = decltype(tag);
         return d::backward<T>(g, q3.data<T>(), k3.data<T>(), v3.data<T>(), os.data<T>(), ls.data<T>(),
                               dout.data<T>(), dq.data<T>(), dk.data<T>(), dv.data<T>(), score_mod, mask_mod,
-                              mask_copy.get(), caps, cap_grads);
+                              mask_copy.get(), caps, cap_grads, g.R ? rt_t.data<T>() : nullptr);
       };
       if (q3.dtype() == kFloat32 ? run_backward(float{}) : run_backward(double{})) d::bad_read();
       std::vector<Tensor> grads = {dq, dk, dv};
@@ -440,6 +521,8 @@ std::tuple<Tensor, Tensor> flex_attention_with_lse(const Tensor& q, const Tensor
           }
         grads.push_back(any ? from_vector(sum, t.shape()).to(t.dtype()) : Tensor());
       }
+      if (table_grad)  // d table = W^T dout over every row of every head
+        grads.push_back(matmul(W.reshape({g.B * g.Hq * g.L, g.R}).t(), dout.reshape({g.B * g.Hq * g.L, g.Ev})));
       return grads;
     });
   }

@@ -4,6 +4,8 @@
 // dot-product forms run through the fused scaled-dot-product attention.
 #include "attn/nn/attention_layers.h"
 
+#include "attn/flex.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -239,6 +241,22 @@ std::tuple<Tensor, Tensor> RelativeMultiheadAttention::forward(const Tensor& que
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   Tensor qs = (q * scale).contiguous();
   Tensor rel = matmul(qs.reshape({B * H * L, D}), relative_key.t()).reshape({B, H, L, 2 * K + 1});
+  if (!kpm.defined() && !attn_mask.defined() && !need_weights && (options.dropout() == 0 || !is_training())) {
+    // The fused path: the key term read from `rel` by a score modifier (16
+    // keys per call), the value term as per-distance sums of the
+    // probabilities inside the tiles; no (L, S) matrix.
+    F::flex::Captured key_term(rel);
+    auto add_key_term = F::flex::vectorized([key_term, K](auto s, auto b, auto h, auto i, auto j) {
+      using std::max;
+      using std::min;
+      return s + key_term(b, h, i, min(max(j - i, -K), K) + K);
+    });
+    Tensor out = F::flex_attention(q, k, v, add_key_term, F::flex::full,
+                                   F::FlexOptions().relative_values(relative_value));
+    out = out_proj.forward(out.transpose(1, 2).reshape({B, L, E}));
+    if (!options.batch_first()) out = out.transpose(0, 1);
+    return {out, Tensor()};
+  }
   Tensor scores = matmul(qs, k.transpose(-2, -1)) + F::relative_position_expand(rel, S, K);
   // Masks: float ones added, bool ones (true = masked) removed.
   Tensor masked;

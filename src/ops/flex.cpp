@@ -72,6 +72,13 @@ Geometry check(const Tensor& q, const Tensor& k, const Tensor& v, const FlexOpti
   g.out_shape = q.shape();
   g.out_shape.back() = g.Ev;
   g.lse_shape.assign(q.shape().begin(), q.shape().end() - 1);
+  if (const Tensor& rv = o.relative_values(); rv.defined()) {
+    ATTN_CHECK(rv.dim() == 2 && rv.size(0) % 2 == 1 && rv.size(1) == g.Ev, op,
+               ": relative_values must be (2K + 1, Ev) = (odd, ", g.Ev, "), got ", shape_str(rv.shape()));
+    ATTN_CHECK(rv.dtype() == q.dtype(), op, ": relative_values must be ", dtype_name(q.dtype()), ", got ",
+               dtype_name(rv.dtype()));
+    g.R = rv.size(0);
+  }
   if (const BlockMask* m = o.block_mask()) {
     ATTN_CHECK((m->B == 1 || m->B == g.B) && (m->H == 1 || m->H == g.Hq) && m->L == g.L && m->S == g.S, op,
                ": the block mask was made for (B ", m->B, ", H ", m->H, ", L ", m->L, ", S ", m->S, "), this call is (B ",
@@ -205,6 +212,8 @@ Captured::Captured(const Tensor& tensor) : state_(std::make_shared<detail::Captu
   s.source = tensor;
   s.data = tensor.detach().to(kFloat64).contiguous();  // int64 ids are exact below 2^53
   s.values = s.data.data<double>();
+  s.data32 = s.data.to(kFloat32);
+  s.values32 = s.data32.data<float>();
   s.dim = static_cast<int>(tensor.dim());
   int64_t stride = 1;
   for (int d = s.dim - 1; d >= 0; --d) {
