@@ -129,7 +129,7 @@ ATTN_FLEX_INLINE void lanes_group(float* sr, float* fr, int64_t c0, int n, bool 
   if (fr) fr += c0;
   Lanes<int64_t> kv;
   for (int l = 0; l < kLanes; ++l) kv[l] = j0 + c0 + (Whole ? l : std::min(l, n - 1));
-  bool keep[kLanes];
+  bool keep[kLanes] = {};  // set below wherever it is read
   if (partial) {
     if constexpr (vmask) {
       const auto mk = mask_mod(b, h, i, kv);

@@ -7,6 +7,7 @@
 
 #include "kernels/cpu/attention.h"
 #include "ops/internal.h"
+#include "ops/sdpa_modifiers.h"
 
 namespace attn::nn::functional {
 
@@ -342,7 +343,8 @@ std::tuple<Tensor, Tensor> fused(const Tensor& q, const Tensor& k, const Tensor&
              Tensor dv = Tensor::make(v3.shape(), kFloat32);
              Tensor dscores = mask_grad ? zeros({g.B * g.Hq, g.L, g.S}) : Tensor();
              Tensor dout = grad.reshape({g.B * g.Hq, g.L, g.Ev}).contiguous();
-             kernels::cpu::sdpa_backward(dout, q3, k3, v3, os, ls, f.p, dq, dk, dv, dscores);
+             if (mask_grad || !sdpa_backward_by_modifiers(f.p, dout, q3, k3, v3, os, ls, dq, dk, dv))
+               kernels::cpu::sdpa_backward(dout, q3, k3, v3, os, ls, f.p, dq, dk, dv, dscores);
              Tensor dm;
              if (mask_grad) {
                Shape full = g.batch;

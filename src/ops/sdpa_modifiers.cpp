@@ -1,0 +1,63 @@
+// The fused SDPA's backward as flex_attention's backward loop with the SDPA
+// options written as modifiers (see sdpa_modifiers.h).
+#include "ops/sdpa_modifiers.h"
+
+#include <omp.h>
+
+namespace attn::ops {
+
+namespace flex = nn::functional::flex;
+
+flex::BlockMask SdpaBandMask::block_mask(int64_t L) const {
+  flex::BlockMask m;
+  constexpr int64_t T = flex::BlockMask::kBlock;
+  m.B = 1, m.H = 1, m.L = L, m.S = S, m.QB = (L + T - 1) / T, m.KB = (S + T - 1) / T;
+  m.states.assign(static_cast<size_t>(m.QB * m.KB), flex::BlockMask::Partial);
+  for (int64_t qb = 0; qb < m.QB; ++qb) {
+    const int64_t i0 = qb * T, i1 = std::min(L, i0 + T) - 1;
+    for (int64_t kb = 0; kb < m.KB; ++kb) {
+      const int64_t j0 = kb * T, j1 = std::min(S, j0 + T) - 1;
+      auto& st = m.states[static_cast<size_t>(qb * m.KB + kb)];
+      if (hi(i1) < j0 || lo(i0) > j1)
+        st = flex::BlockMask::Empty;
+      else if (lo(i1) <= j0 && hi(i0) >= j1)
+        st = flex::BlockMask::Full;
+    }
+  }
+  return m;
+}
+
+bool sdpa_backward_by_modifiers(const kernels::cpu::SdpaParams& p, const Tensor& dout, const Tensor& q,
+                                const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                                const Tensor& dq, const Tensor& dk, const Tensor& dv) {
+  const int64_t BKV = p.G > 0 ? p.BH / p.G : 0;
+  if (p.mask || p.key_lengths || p.keep < 1.0 || p.global_tokens > 0 || p.stride > 0 || p.L == 0 || p.S == 0 ||
+      BKV < omp_get_max_threads())
+    return false;
+  namespace d = flex::detail;
+  d::Geometry g;
+  g.B = p.BH / p.Hq, g.Hq = p.Hq, g.G = p.G, g.Hk = p.Hq / p.G, g.L = p.L, g.S = p.S, g.E = p.E, g.Ev = p.Ev;
+  g.scale = p.scale;
+  const SdpaScoreMod score{p.softcap, p.alibi, p.Hq, p.diag};
+  const SdpaBandMask band{p.causal, p.diag, p.win_left, p.win_right, p.S};
+  const bool banded = p.causal || p.win_left >= 0 || p.win_right >= 0;
+  const flex::BlockMask bm = banded ? band.block_mask(p.L) : flex::BlockMask();
+  std::vector<std::shared_ptr<d::CapturedState>> caps;
+  std::vector<std::vector<std::vector<double>>> cap_grads(static_cast<size_t>(BKV));
+  auto run = [&](auto score_mod, auto mask_mod, const flex::BlockMask* m) {
+    d::backward<float>(g, q.data<float>(), k.data<float>(), v.data<float>(), out.data<float>(), lse.data<float>(),
+                       dout.data<float>(), dq.data<float>(), dk.data<float>(), dv.data<float>(), score_mod, mask_mod,
+                       m, caps, cap_grads);
+  };
+  const bool scored = p.softcap > 0 || p.alibi;
+  if (banded) {
+    if (scored) run(flex::vectorized(score), flex::vectorized(band), &bm);
+    else run(flex::identity, flex::vectorized(band), &bm);
+  } else {
+    if (scored) run(flex::vectorized(score), flex::full, nullptr);
+    else run(flex::identity, flex::full, nullptr);
+  }
+  return true;
+}
+
+}  // namespace attn::ops
