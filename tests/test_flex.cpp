@@ -425,6 +425,18 @@ TEST(Flex, ClearErrors) {
   flex::Captured c(small);
   auto reads_out = [&](auto s, int64_t, int64_t, int64_t i, int64_t) { return s + c(i); };
   EXPECT_THROW(F::flex_attention(in.q, in.k, in.v, reads_out), Error);
+  // The same with 16 keys per call (a Lanes index past the end), and a mask reading past it.
+  EXPECT_THROW(F::flex_attention(in.q, in.k, in.v, flex::vectorized([c](auto s, auto, auto, auto, auto j) { return s + c(j); })),
+               Error);
+  EXPECT_THROW(F::flex_attention(in.q, in.k, in.v, flex::identity,
+                                 flex::vectorized([c](auto, auto, auto, auto j) { return c(j) == 0.0; })),
+               Error);
+  // Relative values of the wrong shape or dtype.
+  EXPECT_THROW(F::flex_attention(in.q, in.k, in.v, flex::identity, flex::full, F::FlexOptions().relative_values(zeros({4, 4}))),
+               Error);
+  EXPECT_THROW(F::flex_attention(in.q, in.k, in.v, flex::identity, flex::full,
+                                 F::FlexOptions().relative_values(zeros({5, 4}, kFloat64))),
+               Error);
   EXPECT_THROW(F::flex_attention(in.q, in.k.narrow(1, 0, 1), in.v.narrow(1, 0, 1)), Error);  // GQA not enabled
   EXPECT_THROW(F::flex_attention(in.q, in.k.to(kFloat64), in.v), Error);
   flex::BlockMask other = flex::create_block_mask(flex::full, 1, 1, 9, 8);
