@@ -131,6 +131,9 @@ struct RelativeMultiheadAttentionOptions {
 // distances, gathered into the scores; alpha summed per distance, times a^V;
 // no (L, S, D) tensor. Inputs and masks as MultiheadAttention (key_padding_mask
 // (B, S) and attn_mask (L, S), bool **true = masked** or float added).
+// Without masks and with need_weights false (and no dropout in training) it
+// runs fused: flex_attention with the key term as a score modifier and the
+// value term as FlexOptions::relative_values, no (L, S) matrix.
 // Parameters in_proj_weight (3E, E), in_proj_bias, out_proj, relative_key and
 // relative_value (2k + 1, D).
 class RelativeMultiheadAttention : public Module {
