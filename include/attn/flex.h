@@ -31,7 +31,8 @@
 //
 // Shapes as scaled_dot_product_attention: q (B..., Hq, L, E), k (B..., Hk, S,
 // E), v (B..., Hk, S, Ev) -> (B..., Hq, L, Ev); b is the flattened batch index.
-// Memory O(S) per thread beyond the inputs and outputs: no (L, S) matrix.
+// Memory beyond the inputs and outputs: K^T packed once (the size of K), per
+// thread a few 64 x 256 tiles; no (L, S) matrix.
 #pragma once
 
 #include <algorithm>
