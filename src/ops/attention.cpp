@@ -397,9 +397,11 @@ std::tuple<Tensor, Tensor, Tensor> scaled_dot_product_attention_backward(const T
   Tensor v3 = v.detach().reshape({g.B * g.Hk, g.S, g.Ev}).contiguous();
   Tensor dq = Tensor::make(q3.shape(), kFloat32), dk = Tensor::make(k3.shape(), kFloat32);
   Tensor dv = Tensor::make(v3.shape(), kFloat32);
-  kernels::cpu::sdpa_backward(grad_out.detach().reshape({g.B * g.Hq, g.L, g.Ev}).contiguous(), q3, k3, v3,
-                              out.detach().reshape({g.B * g.Hq, g.L, g.Ev}).contiguous(),
-                              lse.detach().reshape({g.B * g.Hq, g.L}).contiguous(), f.p, dq, dk, dv, Tensor());
+  Tensor go3 = grad_out.detach().reshape({g.B * g.Hq, g.L, g.Ev}).contiguous();
+  Tensor o3 = out.detach().reshape({g.B * g.Hq, g.L, g.Ev}).contiguous();
+  Tensor l3 = lse.detach().reshape({g.B * g.Hq, g.L}).contiguous();
+  if (!sdpa_backward_by_modifiers(f.p, go3, q3, k3, v3, o3, l3, dq, dk, dv))
+    kernels::cpu::sdpa_backward(go3, q3, k3, v3, o3, l3, f.p, dq, dk, dv, Tensor());
   return {dq.reshape(q.shape()), dk.reshape(k.shape()), dv.reshape(v.shape())};
 }
 
