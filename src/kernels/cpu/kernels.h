@@ -15,9 +15,14 @@
 namespace attn::kernels::cpu {
 
 // ---- the machine ---------------------------------------------------------------
-// The SIMD target these kernels were compiled for ("AVX-512 (Highway AVX3)",
-// "AVX2+FMA (Highway AVX2)", ...), and OpenBLAS's run-time kernel.
+// The SIMD target the attention parts run ("AVX-512 (Highway AVX3)", "AVX2+FMA
+// (Highway AVX2)", ...: the best compiled target this CPU supports, chosen at
+// run time), with the other kernels' compile-time target where it differs,
+// and OpenBLAS's run-time kernel.
 const char* simd_target();
+// Applies ATTN_SIMD (avx512, avx2 or sse4: the best target at or below it)
+// once, before the attention parts' first dispatch.
+void choose_simd_target();
 const char* blas_core();
 
 // ---- copies ------------------------------------------------------------------

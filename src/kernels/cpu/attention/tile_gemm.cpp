@@ -1,14 +1,20 @@
 // The register-blocked tile product of the fused attention loops, and the
-// packing of K^T it reads.
+// packing of K^T it reads. The product is compiled for every SIMD target
+// Highway can build here (SSE2 ... AVX-512) and the best one this CPU runs is
+// chosen at the first call (see simd.cpp for what is reported).
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/cpu/attention/tile_gemm.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
 #include <algorithm>
 
 #include "kernels/cpu/attention/parts.h"
+#include "kernels/cpu/kernels.h"
 
+HWY_BEFORE_NAMESPACE();
 namespace attn::kernels::cpu::parts {
-
-namespace {
+namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 // C (M, N) = alpha * A (M, K) @ B (K, N) (+ C when accumulate), row-major,
@@ -17,6 +23,30 @@ namespace hn = hwy::HWY_NAMESPACE;
 // faster than the BLAS available here, whose kernel on this CPU is AVX2.
 constexpr int kNV = HWY_LANES(float) >= 16 ? 4 : 2;  // vectors per column chunk
 constexpr int kMR = 6;                              // rows per register block
+
+// The first n lanes from p, the rest zero, and their store: AVX2 and AVX-512
+// mask the memory access itself; other targets go through a local buffer
+// (their masked forms may touch memory past p + n).
+template <class D>
+HWY_INLINE hn::Vec<D> load_first(D d, const float* p, int64_t n) {
+#if HWY_TARGET <= HWY_AVX2
+  return hn::MaskedLoad(hn::FirstN(d, static_cast<size_t>(n)), d, p);
+#else
+  HWY_ALIGN float buf[hn::MaxLanes(d)] = {};
+  std::copy(p, p + n, buf);
+  return hn::Load(d, buf);
+#endif
+}
+template <class D>
+HWY_INLINE void store_first(D d, hn::Vec<D> v, float* p, int64_t n) {
+#if HWY_TARGET <= HWY_AVX2
+  hn::BlendedStore(v, hn::FirstN(d, static_cast<size_t>(n)), d, p);
+#else
+  HWY_ALIGN float buf[hn::MaxLanes(d)];
+  hn::Store(v, d, buf);
+  std::copy(buf, buf + n, p);
+#endif
+}
 
 template <int MR>
 HWY_INLINE void micro_kernel(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
@@ -41,9 +71,7 @@ HWY_INLINE void micro_kernel(const float* A, int64_t lda, const float* B, int64_
       V b[kNV];
       for (int v = 0; v < kNV; ++v) {
         const int64_t n = std::clamp<int64_t>(ncols - v * N, 0, N);
-        b[v] = n == N ? hn::LoadU(d, B + k * ldb + v * N)
-                      : (n > 0 ? hn::MaskedLoad(hn::FirstN(d, static_cast<size_t>(n)), d, B + k * ldb + v * N)
-                               : hn::Zero(d));
+        b[v] = n == N ? hn::LoadU(d, B + k * ldb + v * N) : (n > 0 ? load_first(d, B + k * ldb + v * N, n) : hn::Zero(d));
       }
       for (int r = 0; r < MR; ++r) {
         const V a = hn::Set(d, A[r * lda + k]);
@@ -62,16 +90,13 @@ HWY_INLINE void micro_kernel(const float* A, int64_t lda, const float* B, int64_
         if (accumulate) x = hn::Add(x, hn::LoadU(d, c));
         hn::StoreU(x, d, c);
       } else {
-        const auto m = hn::FirstN(d, static_cast<size_t>(n));
-        if (accumulate) x = hn::Add(x, hn::MaskedLoad(m, d, c));
-        hn::BlendedStore(x, m, d, c);
+        if (accumulate) x = hn::Add(x, load_first(d, c, n));
+        store_first(d, x, c, n);
       }
     }
 }
 
-}  // namespace
-
-void tile_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+void TileGemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
                bool accumulate, float* C, int64_t ldc) {
   const int64_t cw = kNV * static_cast<int64_t>(hn::Lanes(hn::ScalableTag<float>()));
   for (int64_t c0 = 0; c0 < N; c0 += cw) {
@@ -89,6 +114,20 @@ void tile_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int
   }
 }
 
+}  // namespace HWY_NAMESPACE
+}  // namespace attn::kernels::cpu::parts
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace attn::kernels::cpu::parts {
+
+HWY_EXPORT(TileGemm);
+
+void tile_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+               bool accumulate, float* C, int64_t ldc) {
+  choose_simd_target();
+  HWY_DYNAMIC_DISPATCH(TileGemm)(M, N, K, alpha, A, lda, B, ldb, accumulate, C, ldc);
+}
 
 void pack_kt(const float* K, int64_t S, int64_t E, int64_t tile, float* dst) {
   for (int64_t j0 = 0; j0 < S; j0 += tile) {
@@ -100,3 +139,4 @@ void pack_kt(const float* K, int64_t S, int64_t E, int64_t tile, float* dst) {
 }
 
 }  // namespace attn::kernels::cpu::parts
+#endif  // HWY_ONCE
