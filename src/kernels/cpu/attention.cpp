@@ -23,9 +23,6 @@
 // backward runs both passes with the merged LSE and D.
 #include "kernels/cpu/attention.h"
 
-#include <hwy/highway.h>
-#include <hwy/contrib/math/math-inl.h>
-#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
