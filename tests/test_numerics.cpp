@@ -1,12 +1,15 @@
 // Numerics at the edges: attention with logits of magnitude 1e4, fully masked
 // rows and -inf additive masks (finite, and equal to the float64 reference);
 // the softmax family at ±1e4 and -inf against long-double loops; and anomaly
-// mode, which names the op whose backward first produced NaN or Inf.
+// mode, which names the op whose backward first produced NaN or Inf; GELU's
+// float32 kernel in ulps against float64, the negative tail included.
 #include <attn/attn.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <limits>
@@ -265,6 +268,61 @@ TEST(Numerics, SoftmaxFamilyAt1e4AndMinusInfMatchesLongDouble) {
     }
     EXPECT_TRUE(all_finite(xg.grad()));
   }
+}
+
+TEST(Numerics, GeluFloat32WithinEightUlpOfFloat64EverywhereIncludingTheNegativeTail) {
+  // Every 997th float32 bit pattern up to 20 in magnitude, both signs (about
+  // 2.2 million values, the negative tail down to where v Phi(v) leaves
+  // float32's normal range included), against v erfc(-v / sqrt 2) / 2 in
+  // float64. attn flushes subnormals, so a reference below FLT_MIN may come
+  // out as anything below 2 FLT_MIN.
+  std::vector<float> v;
+  for (uint32_t bits = 0; bits < 0x41a00000u; bits += 997) {
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    v.push_back(f);
+    v.push_back(-f);
+  }
+  Tensor x = empty({static_cast<int64_t>(v.size())}, kFloat32);
+  std::memcpy(x.data<float>(), v.data(), v.size() * sizeof(float));
+  Tensor y = F::gelu(x);
+  const float* py = y.data<float>();
+  const double fmin = std::numeric_limits<float>::min();
+  double worst = 0;
+  float worst_at = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const double ref = static_cast<double>(v[i]) * 0.5 * std::erfc(-static_cast<double>(v[i]) / std::sqrt(2.0));
+    double ulps;
+    if (std::abs(ref) < fmin) {
+      ulps = std::abs(py[i]) < 2 * fmin ? 0 : INFINITY;
+    } else {
+      const float r = static_cast<float>(std::abs(ref));
+      ulps = std::abs(py[i] - ref) / (std::nextafter(r, INFINITY) - r);
+    }
+    if (!(ulps <= worst)) {
+      worst = ulps;
+      worst_at = v[i];
+    }
+  }
+  std::printf("gelu float32: worst %.2f ulp at %.9g over %zu values\n", worst, worst_at, v.size());
+  EXPECT_LE(worst, 8.0) << "at " << worst_at;
+  // The edges: NaN stays NaN, +inf stays, -inf gives NaN (-inf * Phi(-inf) = -inf * 0, as PyTorch),
+  // large negative inputs -0, signed zeros kept.
+  const std::vector<float> edge = {NAN, INFINITY, -INFINITY, -100.0f, 100.0f, 0.0f, -0.0f, -1e30f};
+  Tensor e = empty({static_cast<int64_t>(edge.size())}, kFloat32);
+  std::memcpy(e.data<float>(), edge.data(), edge.size() * sizeof(float));
+  Tensor g = F::gelu(e);
+  const float* pg = g.data<float>();
+  EXPECT_TRUE(std::isnan(pg[0]));
+  EXPECT_EQ(pg[1], INFINITY);
+  EXPECT_TRUE(std::isnan(pg[2]));
+  EXPECT_EQ(pg[3], 0.0f);
+  EXPECT_TRUE(std::signbit(pg[3]));
+  EXPECT_EQ(pg[4], 100.0f);
+  EXPECT_EQ(pg[5], 0.0f);
+  EXPECT_FALSE(std::signbit(pg[5]));
+  EXPECT_TRUE(std::signbit(pg[6]));
+  EXPECT_EQ(pg[7], 0.0f);
 }
 
 TEST(Numerics, MultiheadAttentionWithFullyPaddedSequencesHasFiniteGradients) {
