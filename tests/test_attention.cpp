@@ -245,6 +245,28 @@ TEST(Attention, OddSizes) {
   }
 }
 
+TEST(Attention, VisionShapesAndNarrowColumnChunks) {
+  // Shapes of the vision models (Swin's 49-token windows with 32-wide heads,
+  // ViT-B's 197 tokens with 64-wide heads) and keys / head dims that leave a
+  // tile's last column chunk 1, 2 or 3 vectors wide (the product runs only
+  // the vectors a chunk needs); one key tile, packed narrower than a full one.
+  const std::vector<Config> cs = {
+      cfg(4, 3, 3, 49, 49, 32, 32), cfg(1, 2, 2, 197, 197, 64, 64), cfg(2, 2, 1, 40, 40, 24, 40),
+      cfg(1, 2, 2, 33, 20, 48, 17), cfg(1, 1, 1, 70, 100, 32, 48),
+  };
+  for (Config c : cs) {
+    check_fused_against_reference(c, 11);
+    c.mask = 3;  // an additive float mask, as Swin's bias and shift mask
+    check_fused_against_reference(c, 12);
+    c.mask = 0;
+    c.window = F::Window(10, 5);  // a band that starts inside the one key tile
+    check_fused_against_reference(c, 13);
+    c.window = F::Window();
+    c.causal = true;
+    check_fused_against_reference(c, 14);
+  }
+}
+
 TEST(Attention, ReferenceMatchesFiniteDifferences) {
   Config c1 = cfg(1, 2, 1, 3, 4, 2, 3);
   c1.causal = true, c1.softcap = 1.5, c1.alibi = true, c1.mask = 3;

@@ -48,42 +48,44 @@ HWY_INLINE void store_first(D d, hn::Vec<D> v, float* p, int64_t n) {
 #endif
 }
 
-template <int MR>
+// MR rows x NV vectors of C; ncols <= NV lanes-wide (a narrower chunk, the
+// last of a row, runs with only the vectors it needs: 5 keys cost one vector,
+// not kNV).
+template <int MR, int NV>
 HWY_INLINE void micro_kernel(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
                              int64_t K, float alpha, bool accumulate, int64_t ncols) {
   const hn::ScalableTag<float> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   using V = decltype(hn::Zero(d));
-  V acc[MR][kNV];
+  V acc[MR][NV];
   for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < kNV; ++v) acc[r][v] = hn::Zero(d);
-  if (ncols == kNV * N) {
+    for (int v = 0; v < NV; ++v) acc[r][v] = hn::Zero(d);
+  if (ncols == NV * N) {
     for (int64_t k = 0; k < K; ++k) {
-      V b[kNV];
-      for (int v = 0; v < kNV; ++v) b[v] = hn::LoadU(d, B + k * ldb + v * N);
+      V b[NV];
+      for (int v = 0; v < NV; ++v) b[v] = hn::LoadU(d, B + k * ldb + v * N);
       for (int r = 0; r < MR; ++r) {
         const V a = hn::Set(d, A[r * lda + k]);
-        for (int v = 0; v < kNV; ++v) acc[r][v] = hn::MulAdd(a, b[v], acc[r][v]);
+        for (int v = 0; v < NV; ++v) acc[r][v] = hn::MulAdd(a, b[v], acc[r][v]);
       }
     }
   } else {
+    // every vector but the last is full
+    const int64_t last = ncols - (NV - 1) * N;
     for (int64_t k = 0; k < K; ++k) {
-      V b[kNV];
-      for (int v = 0; v < kNV; ++v) {
-        const int64_t n = std::clamp<int64_t>(ncols - v * N, 0, N);
-        b[v] = n == N ? hn::LoadU(d, B + k * ldb + v * N) : (n > 0 ? load_first(d, B + k * ldb + v * N, n) : hn::Zero(d));
-      }
+      V b[NV];
+      for (int v = 0; v + 1 < NV; ++v) b[v] = hn::LoadU(d, B + k * ldb + v * N);
+      b[NV - 1] = load_first(d, B + k * ldb + (NV - 1) * N, last);
       for (int r = 0; r < MR; ++r) {
         const V a = hn::Set(d, A[r * lda + k]);
-        for (int v = 0; v < kNV; ++v) acc[r][v] = hn::MulAdd(a, b[v], acc[r][v]);
+        for (int v = 0; v < NV; ++v) acc[r][v] = hn::MulAdd(a, b[v], acc[r][v]);
       }
     }
   }
   const V va = hn::Set(d, alpha);
   for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < kNV; ++v) {
-      const int64_t n = std::clamp<int64_t>(ncols - v * N, 0, N);
-      if (n == 0) continue;
+    for (int v = 0; v < NV; ++v) {
+      const int64_t n = std::min<int64_t>(ncols - v * N, N);
       float* c = C + r * ldc + v * N;
       V x = hn::Mul(acc[r][v], va);
       if (n == N) {
@@ -96,21 +98,41 @@ HWY_INLINE void micro_kernel(const float* A, int64_t lda, const float* B, int64_
     }
 }
 
+// Rows [0, M) of one column chunk of width n (<= NV vectors): kMR rows at a
+// time, then the remainder.
+template <int NV>
+HWY_INLINE void column_chunk(int64_t M, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+                             int64_t ldb, bool accumulate, float* C, int64_t ldc, int64_t n) {
+  int64_t r = 0;
+  for (; r + kMR <= M; r += kMR)
+    micro_kernel<kMR, NV>(A + r * lda, lda, B, ldb, C + r * ldc, ldc, K, alpha, accumulate, n);
+  const float* Ar = A + r * lda;
+  float* Cr = C + r * ldc;
+  switch (M - r) {
+    case 5: micro_kernel<5, NV>(Ar, lda, B, ldb, Cr, ldc, K, alpha, accumulate, n); break;
+    case 4: micro_kernel<4, NV>(Ar, lda, B, ldb, Cr, ldc, K, alpha, accumulate, n); break;
+    case 3: micro_kernel<3, NV>(Ar, lda, B, ldb, Cr, ldc, K, alpha, accumulate, n); break;
+    case 2: micro_kernel<2, NV>(Ar, lda, B, ldb, Cr, ldc, K, alpha, accumulate, n); break;
+    case 1: micro_kernel<1, NV>(Ar, lda, B, ldb, Cr, ldc, K, alpha, accumulate, n); break;
+    default: break;
+  }
+}
+
 void TileGemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
                bool accumulate, float* C, int64_t ldc) {
-  const int64_t cw = kNV * static_cast<int64_t>(hn::Lanes(hn::ScalableTag<float>()));
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(hn::ScalableTag<float>()));
+  const int64_t cw = kNV * lanes;
   for (int64_t c0 = 0; c0 < N; c0 += cw) {
     const int64_t n = std::min(cw, N - c0);
-    int64_t r = 0;
-    for (; r + kMR <= M; r += kMR) micro_kernel<kMR>(A + r * lda, lda, B + c0, ldb, C + r * ldc + c0, ldc, K, alpha, accumulate, n);
-    switch (M - r) {
-      case 5: micro_kernel<5>(A + r * lda, lda, B + c0, ldb, C + r * ldc + c0, ldc, K, alpha, accumulate, n); break;
-      case 4: micro_kernel<4>(A + r * lda, lda, B + c0, ldb, C + r * ldc + c0, ldc, K, alpha, accumulate, n); break;
-      case 3: micro_kernel<3>(A + r * lda, lda, B + c0, ldb, C + r * ldc + c0, ldc, K, alpha, accumulate, n); break;
-      case 2: micro_kernel<2>(A + r * lda, lda, B + c0, ldb, C + r * ldc + c0, ldc, K, alpha, accumulate, n); break;
-      case 1: micro_kernel<1>(A + r * lda, lda, B + c0, ldb, C + r * ldc + c0, ldc, K, alpha, accumulate, n); break;
-      default: break;
-    }
+    const int64_t nv = (n + lanes - 1) / lanes;
+    if (nv >= kNV)
+      column_chunk<kNV>(M, K, alpha, A, lda, B + c0, ldb, accumulate, C + c0, ldc, n);
+    else if (nv == 3)
+      column_chunk<3>(M, K, alpha, A, lda, B + c0, ldb, accumulate, C + c0, ldc, n);
+    else if (nv == 2)
+      column_chunk<2>(M, K, alpha, A, lda, B + c0, ldb, accumulate, C + c0, ldc, n);
+    else
+      column_chunk<1>(M, K, alpha, A, lda, B + c0, ldb, accumulate, C + c0, ldc, n);
   }
 }
 
