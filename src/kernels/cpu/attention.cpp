@@ -357,7 +357,7 @@ void forward_pass(const float* Q, const std::vector<float>& kt, const float* K, 
 #pragma omp parallel if (tasks > 1 && !omp_in_parallel())
   {
     detail::DenormalGuard dg;
-    std::vector<float> tile(bq * kBk), acc(bq * Ev), m(bq), l(bq), zs(kBk);
+    std::vector<float> tile(bq * kw), acc(bq * Ev), m(bq), l(bq), zs(kw);  // a tile's keys: <= kw
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t bh = t / ntiles, ti = t % ntiles, i0 = qt.start[ti], rows = qt.len[ti];
@@ -385,18 +385,18 @@ void forward_pass(const float* Q, const std::vector<float>& kt, const float* K, 
           const int64_t cols = std::min(kBk, jhi - j0);
           const Axis cj = col_axis(j0);
           if (direct)
-            gemm(false, true, rows, cols, E, p.scale, Qt, E, Kh + j0 * E, E, 0.0, tile.data(), kBk);
+            gemm(false, true, rows, cols, E, p.scale, Qt, E, Kh + j0 * E, E, 0.0, tile.data(), kw);
           else
-            packed_scores(p, Qt, KTh, rows, j0, cols, tile.data(), kBk);
-          transform_tile(p, part, bh, ri, rows, cj, cols, klen, tile.data(), kBk, nullptr);
-          parts::online_softmax(tile.data(), rows, cols, kBk, m.data(), l.data(), acc.data(), Ev);
+            packed_scores(p, Qt, KTh, rows, j0, cols, tile.data(), kw);
+          transform_tile(p, part, bh, ri, rows, cj, cols, klen, tile.data(), kw, nullptr);
+          parts::online_softmax(tile.data(), rows, cols, kw, m.data(), l.data(), acc.data(), Ev);
           if (dropout)
             for (int64_t r = 0; r < rows; ++r) {
-              float* s = tile.data() + r * kBk;
+              float* s = tile.data() + r * kw;
               dropout_scales(gen, p, bh, ri.at(r), cj, cols, zs.data());
               for (int64_t c = 0; c < cols; ++c) s[c] *= zs[c];
             }
-          tile_gemm(rows, Ev, cols, 1.0f, tile.data(), kBk, Vh + j0 * Ev, Ev, true, acc.data(), Ev);
+          tile_gemm(rows, Ev, cols, 1.0f, tile.data(), kw, Vh + j0 * Ev, Ev, true, acc.data(), Ev);
         }
       for (int64_t r = 0; r < rows; ++r) {
         float* o = O + (bh * L + i0 + r) * Ev;

@@ -50,72 +50,85 @@ HWY_INLINE void store_first(D d, hn::Vec<D> v, float* p, int64_t n) {
 
 // MR rows x NV vectors of C; ncols <= NV lanes-wide (a narrower chunk, the
 // last of a row, runs with only the vectors it needs: 5 keys cost one vector,
-// not kNV).
-template <int MR, int NV>
+// not kNV). kPartial: the last vector has fewer than all lanes. One k loop
+// per instantiation, and every index in it and in the epilogue a constant:
+// with two loops, or a runtime column count per vector, GCC stored every
+// accumulator to the stack on each k step.
+template <int MR, int NV, bool kPartial>
 HWY_INLINE void micro_kernel(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
                              int64_t K, float alpha, bool accumulate, int64_t ncols) {
   const hn::ScalableTag<float> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   using V = decltype(hn::Zero(d));
+  const int64_t last = ncols - (NV - 1) * N;  // 1 .. N columns in the last vector
+#if HWY_TARGET <= HWY_AVX2
+  const auto first = hn::FirstN(d, static_cast<size_t>(last));
+#endif
   V acc[MR][NV];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = hn::Zero(d);
-  if (ncols == NV * N) {
-    for (int64_t k = 0; k < K; ++k) {
-      V b[NV];
-      for (int v = 0; v < NV; ++v) b[v] = hn::LoadU(d, B + k * ldb + v * N);
-      for (int r = 0; r < MR; ++r) {
-        const V a = hn::Set(d, A[r * lda + k]);
-        for (int v = 0; v < NV; ++v) acc[r][v] = hn::MulAdd(a, b[v], acc[r][v]);
-      }
+  for (int64_t k = 0; k < K; ++k) {
+    V b[NV];
+    for (int v = 0; v < NV; ++v) {
+      const float* p = B + k * ldb + v * N;
+      if (!kPartial || v + 1 < NV)
+        b[v] = hn::LoadU(d, p);
+      else
+#if HWY_TARGET <= HWY_AVX2
+        b[v] = hn::MaskedLoad(first, d, p);
+#else
+        b[v] = load_first(d, p, last);
+#endif
     }
-  } else {
-    // every vector but the last is full
-    const int64_t last = ncols - (NV - 1) * N;
-    for (int64_t k = 0; k < K; ++k) {
-      V b[NV];
-      for (int v = 0; v + 1 < NV; ++v) b[v] = hn::LoadU(d, B + k * ldb + v * N);
-      b[NV - 1] = load_first(d, B + k * ldb + (NV - 1) * N, last);
-      for (int r = 0; r < MR; ++r) {
-        const V a = hn::Set(d, A[r * lda + k]);
-        for (int v = 0; v < NV; ++v) acc[r][v] = hn::MulAdd(a, b[v], acc[r][v]);
-      }
+    for (int r = 0; r < MR; ++r) {
+      const V a = hn::Set(d, A[r * lda + k]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = hn::MulAdd(a, b[v], acc[r][v]);
     }
   }
   const V va = hn::Set(d, alpha);
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) {
-      const int64_t n = std::min<int64_t>(ncols - v * N, N);
       float* c = C + r * ldc + v * N;
       V x = hn::Mul(acc[r][v], va);
-      if (n == N) {
+      if (!kPartial || v + 1 < NV) {
         if (accumulate) x = hn::Add(x, hn::LoadU(d, c));
         hn::StoreU(x, d, c);
       } else {
-        if (accumulate) x = hn::Add(x, load_first(d, c, n));
-        store_first(d, x, c, n);
+        if (accumulate) x = hn::Add(x, load_first(d, c, last));
+        store_first(d, x, c, last);
       }
     }
 }
 
 // Rows [0, M) of one column chunk of width n (<= NV vectors): kMR rows at a
 // time, then the remainder.
-template <int NV>
-HWY_INLINE void column_chunk(int64_t M, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
-                             int64_t ldb, bool accumulate, float* C, int64_t ldc, int64_t n) {
+template <int NV, bool kPartial>
+HWY_INLINE void column_chunk_rows(int64_t M, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+                                  int64_t ldb, bool accumulate, float* C, int64_t ldc, int64_t n) {
   int64_t r = 0;
   for (; r + kMR <= M; r += kMR)
-    micro_kernel<kMR, NV>(A + r * lda, lda, B, ldb, C + r * ldc, ldc, K, alpha, accumulate, n);
+    micro_kernel<kMR, NV, kPartial>(A + r * lda, lda, B, ldb, C + r * ldc, ldc, K, alpha, accumulate, n);
   const float* Ar = A + r * lda;
   float* Cr = C + r * ldc;
   switch (M - r) {
-    case 5: micro_kernel<5, NV>(Ar, lda, B, ldb, Cr, ldc, K, alpha, accumulate, n); break;
-    case 4: micro_kernel<4, NV>(Ar, lda, B, ldb, Cr, ldc, K, alpha, accumulate, n); break;
-    case 3: micro_kernel<3, NV>(Ar, lda, B, ldb, Cr, ldc, K, alpha, accumulate, n); break;
-    case 2: micro_kernel<2, NV>(Ar, lda, B, ldb, Cr, ldc, K, alpha, accumulate, n); break;
-    case 1: micro_kernel<1, NV>(Ar, lda, B, ldb, Cr, ldc, K, alpha, accumulate, n); break;
+    case 5: micro_kernel<5, NV, kPartial>(Ar, lda, B, ldb, Cr, ldc, K, alpha, accumulate, n); break;
+    case 4: micro_kernel<4, NV, kPartial>(Ar, lda, B, ldb, Cr, ldc, K, alpha, accumulate, n); break;
+    case 3: micro_kernel<3, NV, kPartial>(Ar, lda, B, ldb, Cr, ldc, K, alpha, accumulate, n); break;
+    case 2: micro_kernel<2, NV, kPartial>(Ar, lda, B, ldb, Cr, ldc, K, alpha, accumulate, n); break;
+    case 1: micro_kernel<1, NV, kPartial>(Ar, lda, B, ldb, Cr, ldc, K, alpha, accumulate, n); break;
     default: break;
   }
+}
+
+// Rows [0, M) of one column chunk of width n (NV vectors, the last one full
+// or not).
+template <int NV>
+HWY_INLINE void column_chunk(int64_t M, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+                             int64_t ldb, bool accumulate, float* C, int64_t ldc, int64_t n) {
+  if (n == NV * static_cast<int64_t>(hn::Lanes(hn::ScalableTag<float>())))
+    column_chunk_rows<NV, false>(M, K, alpha, A, lda, B, ldb, accumulate, C, ldc, n);
+  else
+    column_chunk_rows<NV, true>(M, K, alpha, A, lda, B, ldb, accumulate, C, ldc, n);
 }
 
 void TileGemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
