@@ -168,8 +168,13 @@ void pack_kt(const float* K, int64_t S, int64_t E, int64_t tile, float* dst) {
   for (int64_t j0 = 0; j0 < S; j0 += tile) {
     const int64_t cols = std::min(tile, S - j0);
     float* d = dst + (j0 / tile) * E * tile;
-    for (int64_t c = 0; c < cols; ++c)
-      for (int64_t x = 0; x < E; ++x) d[x * tile + c] = K[(j0 + c) * E + x];
+    // 16 keys at a time: their rows (16 x E) stay in L1 while each of the E
+    // rows of the tile gets 16 consecutive floats
+    for (int64_t c0 = 0; c0 < cols; c0 += 16) {
+      const int64_t c1 = std::min(cols, c0 + 16);
+      for (int64_t x = 0; x < E; ++x)
+        for (int64_t c = c0; c < c1; ++c) d[x * tile + c] = K[(j0 + c) * E + x];
+    }
   }
 }
 
