@@ -267,6 +267,69 @@ TEST(Attention, VisionShapesAndNarrowColumnChunks) {
   }
 }
 
+TEST(Attention, InferenceReadsStridedHeadsInPlace) {
+  // Without a gradient to record, the forward reads q, k and v where they
+  // are: the head views of one projection buffer, Swin's window views (5-d,
+  // heads between windows and tokens), broadcast heads, a cache narrowed to
+  // its length, a single query (the direct path). Same arithmetic as on dense
+  // copies (the path that records a gradient): equal bit for bit.
+  Generator g(41);
+  auto dense_out = [](const Tensor& q, const Tensor& k, const Tensor& v, const F::SdpaOptions& o) {
+    Tensor qc = q.contiguous().requires_grad_(true), kc = k.contiguous().requires_grad_(true);
+    Tensor vc = v.contiguous().requires_grad_(true);
+    return F::scaled_dot_product_attention(qc, kc, vc, o).detach();
+  };
+  struct Case {
+    std::string what;
+    Tensor q, k, v;
+    F::SdpaOptions o;
+  };
+  std::vector<Case> cases;
+  {  // (B, L, 3, H, D) projection: rows 3 H D apart, heads D apart
+    Tensor buf = randn({2, 37, 3, 4, 16}, kFloat32, &g);
+    auto part = [&](int64_t i) { return buf.select(2, i).transpose(1, 2); };
+    cases.push_back({"projection heads", part(0), part(1), part(2), F::SdpaOptions()});
+    cases.push_back({"projection heads, causal + window", part(0), part(1), part(2),
+                     F::SdpaOptions().is_causal(true).window(F::Window(9, 0))});
+  }
+  {  // Swin: (B, nW, N, 3, heads, hd) -> (B, nW, heads, N, hd), a float mask per window and head
+    Tensor t = randn({2, 4, 49, 3, 3, 32}, kFloat32, &g).permute({3, 0, 1, 4, 2, 5});
+    Tensor mask = randn({4, 3, 49, 49}, kFloat32, &g);
+    cases.push_back({"swin windows", t.select(0, 0), t.select(0, 1), t.select(0, 2), F::SdpaOptions().attn_mask(mask)});
+  }
+  {  // grouped query heads from one buffer: 4 query heads, 2 kv heads
+    Tensor buf = randn({1, 70, 8, 16}, kFloat32, &g);
+    Tensor q = buf.narrow(2, 0, 4).transpose(1, 2), k = buf.narrow(2, 4, 2).transpose(1, 2);
+    Tensor v = buf.narrow(2, 6, 2).transpose(1, 2);
+    cases.push_back({"gqa", q, k, v, F::SdpaOptions().enable_gqa(true)});
+  }
+  {  // broadcast heads (stride 0) and a cache's storage narrowed to its length
+    Tensor q = randn({2, 3, 20, 8}, kFloat32, &g);
+    Tensor k = randn({2, 1, 50, 8}, kFloat32, &g).expand({2, 3, 50, 8});
+    Tensor cache = randn({2, 3, 64, 8}, kFloat32, &g);
+    cases.push_back({"broadcast k, cached v", q, k, cache.narrow(2, 0, 50), F::SdpaOptions()});
+    cases.push_back({"one query (direct)", q.narrow(2, 5, 1), cache.narrow(2, 0, 33), cache.narrow(2, 0, 33),
+                     F::SdpaOptions()});
+  }
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    EXPECT_FALSE(c.q.is_contiguous() && c.k.is_contiguous() && c.v.is_contiguous());
+    Tensor got;
+    {
+      NoGradGuard ng;
+      got = F::scaled_dot_product_attention(c.q, c.k, c.v, c.o);
+    }
+    Tensor want = dense_out(c.q, c.k, c.v, c.o);
+    ASSERT_EQ(got.shape(), want.shape());
+    EXPECT_TRUE(equal(got, want)) << "max |diff| " << amax(abs(got - want).reshape({-1}), {0}).item<double>();
+    // and both near the float64 reference
+    F::SdpaOptions o64 = c.o;
+    if (c.o.attn_mask().defined()) o64.attn_mask(c.o.attn_mask().to(kFloat64));
+    Tensor ref = F::scaled_dot_product_attention(c.q.to(kFloat64), c.k.to(kFloat64), c.v.to(kFloat64), o64);
+    EXPECT_LT(amax(abs(got.to(kFloat64) - ref).reshape({-1}), {0}).item<double>(), 1e-5);
+  }
+}
+
 TEST(Attention, ReferenceMatchesFiniteDifferences) {
   Config c1 = cfg(1, 2, 1, 3, 4, 2, 3);
   c1.causal = true, c1.softcap = 1.5, c1.alibi = true, c1.mask = 3;

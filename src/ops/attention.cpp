@@ -284,25 +284,33 @@ Shape out_shape(const Geometry& g, int64_t last) {
   return s;
 }
 
-// The element stride between consecutive heads of t (..., S, E) when its
-// rows are contiguous (stride E, unit stride within a row) and its leading
-// dims collapse to one evenly spaced index; -1 otherwise. Never 0 (a
-// broadcast head) and never for fewer than 3 dims.
-int64_t head_stride(const Tensor& t) {
+// Where the heads of t (lead..., rows, cols) start, as element offsets from
+// its data in the row-major order of its leading dims, and its row stride,
+// when each row is contiguous; empty otherwise (the caller copies t).
+std::vector<int64_t> head_offsets(const Tensor& t, int64_t& row) {
   const int64_t d = t.dim();
-  if (d < 3 || t.stride(-1) != 1 || (t.size(-2) > 1 && t.stride(-2) != t.size(-1))) return -1;
-  int64_t inner = -1, span = 0;  // the innermost non-unit leading dim's stride; the span it must continue
-  for (int64_t i = d - 3; i >= 0; --i) {
-    if (t.size(i) == 1) continue;
-    if (inner < 0) {
-      inner = t.stride(i);
-    } else if (t.stride(i) != span) {
-      return -1;
+  if (d < 2 || t.numel() == 0 || (t.size(-1) > 1 && t.stride(-1) != 1)) return {};
+  for (int64_t i = 0; i < d; ++i)
+    if (t.stride(i) < 0) return {};
+  row = t.stride(-2);
+  const int64_t lead = d - 2;
+  int64_t n = 1;
+  for (int64_t i = 0; i < lead; ++i) n *= t.size(i);
+  std::vector<int64_t> off(static_cast<size_t>(n));
+  std::vector<int64_t> idx(static_cast<size_t>(lead), 0);
+  int64_t cur = 0;
+  for (int64_t h = 0; h < n; ++h) {
+    off[static_cast<size_t>(h)] = cur;
+    for (int64_t i = lead - 1; i >= 0; --i) {  // the next index, odometer style
+      if (++idx[static_cast<size_t>(i)] < t.size(i)) {
+        cur += t.stride(i);
+        break;
+      }
+      cur -= t.stride(i) * (t.size(i) - 1);
+      idx[static_cast<size_t>(i)] = 0;
     }
-    span = t.stride(i) * t.size(i);
   }
-  if (inner < 0) return t.size(-2) * t.size(-1);  // one head
-  return inner > 0 ? inner : -1;
+  return off;
 }
 
 std::tuple<Tensor, Tensor> fused(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaOptions& o,
@@ -317,18 +325,25 @@ std::tuple<Tensor, Tensor> fused(const Tensor& q, const Tensor& k, const Tensor&
   const Tensor& mask = o.attn_mask();
   const bool mask_grad = mask.defined() && mask.dtype() != kBool && mask.requires_grad();
   const bool grad = should_record({&q, &k, &v}) || (mask_grad && is_grad_enabled());
-  Tensor q3 = q.detach().reshape({g.B * g.Hq, g.L, g.E}).contiguous();
   Tensor out = Tensor::make({g.B * g.Hq, g.L, g.Ev}, kFloat32);
   Tensor lse = Tensor::make({g.B * g.Hq, g.L}, kFloat32);
-  // Without a gradient to record, K and V whose heads are evenly spaced rows
-  // (a KV cache's storage, narrowed to its length) are read in place.
-  const int64_t ks = grad || o.stride() > 0 ? -1 : head_stride(k), vs = ks < 0 ? -1 : head_stride(v);
-  Tensor k3, v3;
-  if (ks >= 0 && vs >= 0) {
+  Tensor q3, k3, v3;
+  // Without a gradient to record, q, k and v whose rows are contiguous are
+  // read in place, wherever their heads are: the head views of a projection
+  // (q, k and v interleaved in one (L, 3, H, D) buffer, Swin's windows), a KV
+  // cache's storage narrowed to its length. Otherwise dense copies, which the
+  // backward keeps.
+  std::vector<int64_t> qo, ko, vo;
+  int64_t qrow = 0, krow = 0, vrow = 0;
+  if (!grad && o.stride() <= 0) {
+    qo = head_offsets(q, qrow), ko = head_offsets(k, krow), vo = head_offsets(v, vrow);
+  }
+  if (!qo.empty() && !ko.empty() && !vo.empty()) {
     kernels::cpu::SdpaParams p = f.p;
-    p.k_head_stride = ks, p.v_head_stride = vs;
-    kernels::cpu::sdpa_forward(q3, k.detach(), v.detach(), p, out, lse);
+    p.q_rows = {qo.data(), qrow}, p.k_rows = {ko.data(), krow}, p.v_rows = {vo.data(), vrow};
+    kernels::cpu::sdpa_forward(q.detach(), k.detach(), v.detach(), p, out, lse);
   } else {
+    q3 = q.detach().reshape({g.B * g.Hq, g.L, g.E}).contiguous();
     k3 = k.detach().reshape({g.B * g.Hk, g.S, g.E}).contiguous();
     v3 = v.detach().reshape({g.B * g.Hk, g.S, g.Ev}).contiguous();
     kernels::cpu::sdpa_forward(q3, k3, v3, f.p, out, lse);

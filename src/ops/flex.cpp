@@ -120,7 +120,7 @@ void product(bool trans_a, int64_t M, int64_t N, int64_t K, double alpha, const 
 }
 
 void pack_kt(const float* K, int64_t S, int64_t E, int64_t tile, float* dst) {
-  kernels::cpu::parts::pack_kt(K, S, E, tile, dst);
+  kernels::cpu::parts::pack_kt(K, S, E, E, tile, dst);
 }
 void pack_kt(const double* K, int64_t S, int64_t E, int64_t tile, double* dst) {
   for (int64_t j = 0; j < S; ++j)

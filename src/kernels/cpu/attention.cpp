@@ -302,6 +302,16 @@ void sdpa_dropout_mask(const Tensor& out, double keep, uint64_t seed, uint64_t o
 
 namespace {
 
+// Element offsets of (head, row) in a tensor laid out as SdpaParams::Rows
+// says, or densely as (heads, rows, cols).
+struct RowsAt {
+  const int64_t* heads;
+  int64_t row, head;
+  RowsAt(const SdpaParams::Rows& r, int64_t rows, int64_t cols)
+      : heads(r.heads), row(r.heads ? r.row : cols), head(rows * cols) {}
+  int64_t at(int64_t h, int64_t i) const { return (heads ? heads[h] : h * head) + i * row; }
+};
+
 // The width of a packed K^T tile: kBk, or the keys rounded up to 64 when they
 // all fit in one tile (Swin's 49-key windows pack 64 columns, not 256).
 // Widths off a multiple of 64 measured slower (ViT-B's 197 keys packed 208
@@ -309,17 +319,17 @@ namespace {
 int64_t kt_width(const SdpaParams& p) { return std::clamp<int64_t>((p.S + 63) / 64 * 64, 64, kBk); }
 
 // K^T packed once per kv head, one contiguous (E, kt_width) block per key
-// tile: (BH / G, tiles, E, kt_width). A plain (E, S) layout would walk a
+// tile: (BH / G, tiles, E, kt_width), from K laid out as `layout` says. A plain (E, S) layout would walk a
 // tile's rows at a stride of S floats, a power of two that maps them onto the
 // same cache sets.
-std::vector<float> pack_kt(const float* K, const SdpaParams& p) {
+std::vector<float> pack_kt(const float* K, const SdpaParams& p, const SdpaParams::Rows& layout = {}) {
   const int64_t S = p.S, E = p.E, BKV = p.BH / p.G, kw = kt_width(p), ktiles = (S + kw - 1) / kw;
-  const int64_t ks = p.k_head_stride ? p.k_head_stride : S * E;
+  const RowsAt kr(layout, S, E);
   std::vector<float> kt(static_cast<size_t>(BKV * ktiles * E * kw));
   detail::parallel_for(BKV * ktiles, 1, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {  // one key tile of one head
       const int64_t h = t / ktiles, j0 = (t % ktiles) * kw;
-      parts::pack_kt(K + h * ks + j0 * E, std::min(kw, S - j0), E, kw, kt.data() + t * E * kw);
+      parts::pack_kt(K + kr.at(h, j0), std::min(kw, S - j0), E, kr.row, kw, kt.data() + t * E * kw);
     }
   });
   return kt;
@@ -328,22 +338,24 @@ std::vector<float> pack_kt(const float* K, const SdpaParams& p) {
 // Scores of query rows [i0, i0 + rows) against keys [j0, j0 + cols) from the
 // packed K^T of one kv head, into tile (leading dimension ldt): a key range
 // that starts mid-tile spans two packed tiles.
-void packed_scores(const SdpaParams& p, const float* Qt, const float* KTh, int64_t rows, int64_t j0, int64_t cols,
-                   float* tile, int64_t ldt) {
+void packed_scores(const SdpaParams& p, const float* Qt, int64_t ldq, const float* KTh, int64_t rows, int64_t j0,
+                   int64_t cols, float* tile, int64_t ldt) {
   const int64_t E = p.E, kw = kt_width(p), tt = j0 / kw, off = j0 - tt * kw, c1 = std::min(cols, kw - off);
-  tile_gemm(rows, c1, E, p.scale, Qt, E, KTh + tt * E * kw + off, kw, false, tile, ldt);
-  if (cols > c1) tile_gemm(rows, cols - c1, E, p.scale, Qt, E, KTh + (tt + 1) * E * kw, kw, false, tile + c1, ldt);
+  tile_gemm(rows, c1, E, p.scale, Qt, ldq, KTh + tt * E * kw + off, kw, false, tile, ldt);
+  if (cols > c1) tile_gemm(rows, cols - c1, E, p.scale, Qt, ldq, KTh + (tt + 1) * E * kw, kw, false, tile + c1, ldt);
 }
 
-// One forward pass of `part` in the natural layout (gr null) or the grouped
-// one: Q (BH, L, E), packed K^T, V (BH / G, S, Ev) and the outputs O, LSE in
-// that layout. With kt empty, the scores come from the rows of K itself
-// (direct: a few queries, as in decoding, where packing K^T would copy all
-// of it for one row of scores).
+// One forward pass of `part` in the natural layout (gr null: Q, K and V
+// where p's row layouts say) or the grouped one (dense copies): Q (BH, L, E),
+// packed K^T, V (BH / G, S, Ev) and the outputs O, LSE in that layout. With
+// kt empty, the scores come from the rows of K itself (direct: a few
+// queries, as in decoding, where packing K^T would copy all of it for one
+// row of scores).
 void forward_pass(const float* Q, const std::vector<float>& kt, const float* K, const float* V, const SdpaParams& p,
                   Part part, const Groups* gr, float* O, float* LSE) {
   const int64_t L = p.L, S = p.S, E = p.E, Ev = p.Ev;
-  const int64_t ks = p.k_head_stride ? p.k_head_stride : S * E, vs = p.v_head_stride ? p.v_head_stride : S * Ev;
+  const SdpaParams::Rows dense;
+  const RowsAt qr(gr ? dense : p.q_rows, L, E), kr(gr ? dense : p.k_rows, S, E), vr(gr ? dense : p.v_rows, S, Ev);
   const bool direct = kt.empty();
   const int64_t bq = forward_rows(p);
   const Tiles qt = make_tiles(gr ? &gr->qoff : nullptr, L, bq);
@@ -362,10 +374,10 @@ void forward_pass(const float* Q, const std::vector<float>& kt, const float* K, 
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t bh = t / ntiles, ti = t % ntiles, i0 = qt.start[ti], rows = qt.len[ti];
       const int64_t kvh = bh / p.G;  // the kv head this query head reads
-      const float* Qt = Q + (bh * L + i0) * E;
+      const float* Qt = Q + qr.at(bh, i0);
       const float* KTh = direct ? nullptr : kt.data() + kvh * ktiles * E * kw;
-      const float* Kh = K + kvh * ks;
-      const float* Vh = V + kvh * vs;
+      const float* Kh = K + kr.at(kvh, 0);
+      const float* Vh = V + vr.at(kvh, 0);
       const int64_t klen = key_length(p, bh);
       const Axis ri = row_axis(i0);
       std::fill(acc.begin(), acc.begin() + rows * Ev, 0.0f);
@@ -385,9 +397,9 @@ void forward_pass(const float* Q, const std::vector<float>& kt, const float* K, 
           const int64_t cols = std::min(kBk, jhi - j0);
           const Axis cj = col_axis(j0);
           if (direct)
-            gemm(false, true, rows, cols, E, p.scale, Qt, E, Kh + j0 * E, E, 0.0, tile.data(), kw);
+            gemm(false, true, rows, cols, E, p.scale, Qt, qr.row, Kh + j0 * kr.row, kr.row, 0.0, tile.data(), kw);
           else
-            packed_scores(p, Qt, KTh, rows, j0, cols, tile.data(), kw);
+            packed_scores(p, Qt, qr.row, KTh, rows, j0, cols, tile.data(), kw);
           transform_tile(p, part, bh, ri, rows, cj, cols, klen, tile.data(), kw, nullptr);
           parts::online_softmax(tile.data(), rows, cols, kw, m.data(), l.data(), acc.data(), Ev);
           if (dropout)
@@ -396,7 +408,7 @@ void forward_pass(const float* Q, const std::vector<float>& kt, const float* K, 
               dropout_scales(gen, p, bh, ri.at(r), cj, cols, zs.data());
               for (int64_t c = 0; c < cols; ++c) s[c] *= zs[c];
             }
-          tile_gemm(rows, Ev, cols, 1.0f, tile.data(), kw, Vh + j0 * Ev, Ev, true, acc.data(), Ev);
+          tile_gemm(rows, Ev, cols, 1.0f, tile.data(), kw, Vh + j0 * vr.row, vr.row, true, acc.data(), Ev);
         }
       for (int64_t r = 0; r < rows; ++r) {
         float* o = O + (bh * L + i0 + r) * Ev;
@@ -436,9 +448,9 @@ void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaP
   float* LSE = lse.data<float>();
   // Few queries read K directly; more share one packed copy of K^T.
   const bool direct = p.L < kDirectRows;
-  ATTN_CHECK(p.stride <= 0 || (p.k_head_stride == 0 && p.v_head_stride == 0),
-             "sdpa_forward: strided patterns need dense K and V");
-  forward_pass(Q, direct ? std::vector<float>() : pack_kt(K, p), K, V, p, Part::Local, nullptr, O, LSE);
+  ATTN_CHECK(p.stride <= 0 || (!p.q_rows.heads && !p.k_rows.heads && !p.v_rows.heads),
+             "sdpa_forward: strided patterns need dense q, k and v");
+  forward_pass(Q, direct ? std::vector<float>() : pack_kt(K, p, p.k_rows), K, V, p, Part::Local, nullptr, O, LSE);
   if (p.stride <= 0 || p.L == 0 || p.S == 0) return;
   // The strided keys outside the band, in the grouped layout, then merged
   // row by row: O = (O_a e^(lse_a) + O_b e^(lse_b)) / (e^(lse_a) + e^(lse_b)).
@@ -707,7 +719,7 @@ void sdpa_probs(const Tensor& q, const Tensor& k, const Tensor& lse, const SdpaP
           const int64_t cols = std::min(kBk, jhi - j0);
           float* s = heads == 1 ? out + j0 : tile.data();  // averaging sums through a tile
           const int64_t lds = heads == 1 ? S : kBk;
-          packed_scores(p, Q + (bh * L + i0) * p.E, KTh, rows, j0, cols, s, lds);
+          packed_scores(p, Q + (bh * L + i0) * p.E, p.E, KTh, rows, j0, cols, s, lds);
           transform_tile(p, Part::All, bh, Axis{i0, 1}, rows, Axis{j0, 1}, cols, klen, s, lds, nullptr);
           for (int64_t r = 0; r < rows; ++r) {
             float* sr = s + r * lds;

@@ -4,7 +4,7 @@
 // Legend: BH = batch * query heads (flattened), L = queries, S = keys,
 // E = q/k head dim, Ev = v head dim, G = Hq / Hk (query heads per kv head).
 //   q: (BH, L, E)  k, v: (B * Hk, S, E / Ev)  out: (BH, L, Ev)  lse: (BH, L)
-// All contiguous. The score transforms and masks are those of
+// All contiguous, except where SdpaParams' row layouts say otherwise. The score transforms and masks are those of
 // include/attn/attention.h.
 #pragma once
 
@@ -32,10 +32,17 @@ struct SdpaParams {
   bool mask_is_bool = false;
   int64_t mask_sb = 0, mask_sh = 0, mask_si = 0, mask_sj = 0;
   const int64_t* key_lengths = nullptr;   // (BH / Hq) per batch, or null
-  // Elements between consecutive kv heads of K and V in sdpa_forward (rows
-  // within a head stay contiguous); 0: dense, S * E and S * Ev. Lets the
-  // forward read a KV cache's (B, H, capacity, D) storage in place.
-  int64_t k_head_stride = 0, v_head_stride = 0;
+  // sdpa_forward only: where each head's rows of q, k and v are. heads[i] is
+  // the element offset of head i's first row from the tensor's data (q: BH
+  // heads, k and v: BH / G), rows `row` elements apart, unit stride within a
+  // row; null: dense, the legend's layout. Lets the forward read the head
+  // views of a projection (q, k and v interleaved in one (L, 3, H, D) buffer)
+  // and a KV cache's (B, H, capacity, D) storage in place.
+  struct Rows {
+    const int64_t* heads = nullptr;
+    int64_t row = 0;
+  };
+  Rows q_rows, k_rows, v_rows;
   // dropout: keep probability < 1 turns it on
   double keep = 1.0;
   uint64_t seed = 0, offset = 0;

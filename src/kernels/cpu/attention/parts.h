@@ -23,9 +23,9 @@ namespace attn::kernels::cpu::parts {
 void tile_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
                bool accumulate, float* C, int64_t ldc);
 
-// dst (ceil(S / tile), E, tile) = K (S, E) of one head transposed per key
-// tile (the last tile's missing columns are left as they are).
-void pack_kt(const float* K, int64_t S, int64_t E, int64_t tile, float* dst);
+// dst (ceil(S / tile), E, tile) = K (S, E; rows ldk apart) of one head
+// transposed per key tile (the last tile's missing columns are left as they are).
+void pack_kt(const float* K, int64_t S, int64_t E, int64_t ldk, int64_t tile, float* dst);
 
 // max(x[0..n)), -inf for n = 0.
 float row_max(const float* x, int64_t n);

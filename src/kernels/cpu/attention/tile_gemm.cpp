@@ -164,7 +164,7 @@ void tile_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int
   HWY_DYNAMIC_DISPATCH(TileGemm)(M, N, K, alpha, A, lda, B, ldb, accumulate, C, ldc);
 }
 
-void pack_kt(const float* K, int64_t S, int64_t E, int64_t tile, float* dst) {
+void pack_kt(const float* K, int64_t S, int64_t E, int64_t ldk, int64_t tile, float* dst) {
   for (int64_t j0 = 0; j0 < S; j0 += tile) {
     const int64_t cols = std::min(tile, S - j0);
     float* d = dst + (j0 / tile) * E * tile;
@@ -173,7 +173,7 @@ void pack_kt(const float* K, int64_t S, int64_t E, int64_t tile, float* dst) {
     for (int64_t c0 = 0; c0 < cols; c0 += 16) {
       const int64_t c1 = std::min(cols, c0 + 16);
       for (int64_t x = 0; x < E; ++x)
-        for (int64_t c = c0; c < c1; ++c) d[x * tile + c] = K[(j0 + c) * E + x];
+        for (int64_t c = c0; c < c1; ++c) d[x * tile + c] = K[(j0 + c) * ldk + x];
     }
   }
 }
