@@ -322,17 +322,21 @@ int64_t kt_width(const SdpaParams& p) { return std::clamp<int64_t>((p.S + 63) / 
 // tile: (BH / G, tiles, E, kt_width), from K laid out as `layout` says. A plain (E, S) layout would walk a
 // tile's rows at a stride of S floats, a power of two that maps them onto the
 // same cache sets.
-std::vector<float> pack_kt(const float* K, const SdpaParams& p, const SdpaParams::Rows& layout = {}) {
+Tensor pack_kt(const float* K, const SdpaParams& p, const SdpaParams::Rows& layout = {}) {
   const int64_t S = p.S, E = p.E, BKV = p.BH / p.G, kw = kt_width(p), ktiles = (S + kw - 1) / kw;
   const RowsAt kr(layout, S, E);
-  std::vector<float> kt(static_cast<size_t>(BKV * ktiles * E * kw));
+  // a tensor's storage, not a vector: large blocks come from the allocator's
+  // cache of freed blocks, not freshly mapped and zeroed pages (Swin-T's
+  // first stage at batch 8 packs 12 MB per call)
+  Tensor buf = Tensor::make({BKV * ktiles * E * kw}, kFloat32);
+  float* kt = buf.data<float>();
   detail::parallel_for(BKV * ktiles, 1, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {  // one key tile of one head
       const int64_t h = t / ktiles, j0 = (t % ktiles) * kw;
-      parts::pack_kt(K + kr.at(h, j0), std::min(kw, S - j0), E, kr.row, kw, kt.data() + t * E * kw);
+      parts::pack_kt(K + kr.at(h, j0), std::min(kw, S - j0), E, kr.row, kw, kt + t * E * kw);
     }
   });
-  return kt;
+  return buf;
 }
 
 // Scores of query rows [i0, i0 + rows) against keys [j0, j0 + cols) from the
@@ -348,15 +352,15 @@ void packed_scores(const SdpaParams& p, const float* Qt, int64_t ldq, const floa
 // One forward pass of `part` in the natural layout (gr null: Q, K and V
 // where p's row layouts say) or the grouped one (dense copies): Q (BH, L, E),
 // packed K^T, V (BH / G, S, Ev) and the outputs O, LSE in that layout. With
-// kt empty, the scores come from the rows of K itself (direct: a few
+// kt undefined, the scores come from the rows of K itself (direct: a few
 // queries, as in decoding, where packing K^T would copy all of it for one
 // row of scores).
-void forward_pass(const float* Q, const std::vector<float>& kt, const float* K, const float* V, const SdpaParams& p,
+void forward_pass(const float* Q, const Tensor& kt, const float* K, const float* V, const SdpaParams& p,
                   Part part, const Groups* gr, float* O, float* LSE) {
   const int64_t L = p.L, S = p.S, E = p.E, Ev = p.Ev;
   const SdpaParams::Rows dense;
   const RowsAt qr(gr ? dense : p.q_rows, L, E), kr(gr ? dense : p.k_rows, S, E), vr(gr ? dense : p.v_rows, S, Ev);
-  const bool direct = kt.empty();
+  const bool direct = !kt.defined();
   const int64_t bq = forward_rows(p);
   const Tiles qt = make_tiles(gr ? &gr->qoff : nullptr, L, bq);
   const int64_t ntiles = static_cast<int64_t>(qt.start.size());
@@ -375,7 +379,7 @@ void forward_pass(const float* Q, const std::vector<float>& kt, const float* K, 
       const int64_t bh = t / ntiles, ti = t % ntiles, i0 = qt.start[ti], rows = qt.len[ti];
       const int64_t kvh = bh / p.G;  // the kv head this query head reads
       const float* Qt = Q + qr.at(bh, i0);
-      const float* KTh = direct ? nullptr : kt.data() + kvh * ktiles * E * kw;
+      const float* KTh = direct ? nullptr : kt.data<float>() + kvh * ktiles * E * kw;
       const float* Kh = K + kr.at(kvh, 0);
       const float* Vh = V + vr.at(kvh, 0);
       const int64_t klen = key_length(p, bh);
@@ -450,7 +454,7 @@ void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaP
   const bool direct = p.L < kDirectRows;
   ATTN_CHECK(p.stride <= 0 || (!p.q_rows.heads && !p.k_rows.heads && !p.v_rows.heads),
              "sdpa_forward: strided patterns need dense q, k and v");
-  forward_pass(Q, direct ? std::vector<float>() : pack_kt(K, p, p.k_rows), K, V, p, Part::Local, nullptr, O, LSE);
+  forward_pass(Q, direct ? Tensor() : pack_kt(K, p, p.k_rows), K, V, p, Part::Local, nullptr, O, LSE);
   if (p.stride <= 0 || p.L == 0 || p.S == 0) return;
   // The strided keys outside the band, in the grouped layout, then merged
   // row by row: O = (O_a e^(lse_a) + O_b e^(lse_b)) / (e^(lse_a) + e^(lse_b)).
@@ -697,7 +701,7 @@ void sdpa_probs(const Tensor& q, const Tensor& k, const Tensor& lse, const SdpaP
   // block) looping over the batch's heads when averaging.
   const int64_t heads = average_heads ? p.Hq : 1, tasks = p.BH / heads * qblocks;
   const float inv_heads = 1.0f / static_cast<float>(heads);
-  const std::vector<float> kt = pack_kt(K, p);
+  const Tensor kt = pack_kt(K, p);
   const int64_t kw = kt_width(p), ktiles = (S + kw - 1) / kw;
 #pragma omp parallel if (tasks > 1 && !omp_in_parallel())
   {
@@ -710,7 +714,7 @@ void sdpa_probs(const Tensor& q, const Tensor& k, const Tensor& lse, const SdpaP
       std::fill(out, out + rows * S, 0.0f);
       for (int64_t hh = 0; hh < heads; ++hh) {
         const int64_t bh = ob * heads + hh;
-        const float* KTh = kt.data() + (bh / p.G) * ktiles * p.E * kw;
+        const float* KTh = kt.data<float>() + (bh / p.G) * ktiles * p.E * kw;
         const int64_t klen = key_length(p, bh);
         int64_t seg[2][2];
         const int64_t nseg = key_segments(p, Part::All, i0, i0 + rows, klen, seg);
