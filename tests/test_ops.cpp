@@ -3,7 +3,10 @@
 #include <attn/attn.h>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
+#include <limits>
+#include <string>
 
 namespace attn {
 namespace {
@@ -109,6 +112,33 @@ TEST(Ops, MatmulMatchesNaiveLoops) {
   EXPECT_EQ(vals(matmul(zeros({2, 0}), zeros({0, 3}))), std::vector<double>(6, 0.0));
   EXPECT_EQ(matmul(zeros({0, 4}), zeros({4, 3})).shape(), (Shape{0, 3}));
   EXPECT_EQ(vals(mm(from_vector(std::vector<float>{1, 2, 3, 4}, {2, 2}), eye(2))), (std::vector<double>{1, 2, 3, 4}));
+}
+
+TEST(Ops, Float32MatmulOnTheTileProductMatchesFloat64) {
+  // Many rows against a small B run on the attention kernel's tile product
+  // (M >= 4096, K <= 1024): B as rows, B transposed (a Linear's weight,
+  // copied once), with and without bias, shared and per-batch B, row counts
+  // off the row block and column counts off the 64-column chunks.
+  Generator g(8);
+  auto close = [](const Tensor& got, const Tensor& ref, int64_t K) {
+    const double err = amax(abs(got.to(kFloat64) - ref).reshape({-1}), {0}).item<double>();
+    // float32 sums of K products of N(0, 1) values: K roundings of terms whose
+    // magnitudes sum to about K
+    EXPECT_LT(err, 4.0 * K * K * std::numeric_limits<float>::epsilon()) << "K = " << K;
+  };
+  for (auto [M, K, N] : std::vector<std::array<int64_t, 3>>{{4100, 40, 70}, {4099, 96, 288}, {5000, 17, 16}}) {
+    SCOPED_TRACE(std::to_string(M) + " x " + std::to_string(K) + " x " + std::to_string(N));
+    Tensor a = randn({M, K}, kFloat32, &g), b = randn({K, N}, kFloat32, &g), w = randn({N, K}, kFloat32, &g);
+    Tensor bias = randn({N}, kFloat32, &g);
+    const Tensor a64 = a.to(kFloat64), b64 = b.to(kFloat64), w64 = w.to(kFloat64), bias64 = bias.to(kFloat64);
+    close(matmul(a, b), matmul(a64, b64), K);
+    close(F::linear(a, w, bias), F::linear(a64, w64, bias64), K);
+    close(F::linear(a, w), F::linear(a64, w64), K);
+  }
+  Tensor a = randn({2, 4100, 24}, kFloat32, &g), b = randn({2, 24, 33}, kFloat32, &g), s = randn({24, 33}, kFloat32, &g);
+  close(bmm(a, b), bmm(a.to(kFloat64), b.to(kFloat64)), 24);
+  close(matmul(a, s), matmul(a.to(kFloat64), s.to(kFloat64)), 24);
+  close(bmm(a, b.transpose(1, 2).contiguous().transpose(1, 2)), bmm(a.to(kFloat64), b.to(kFloat64)), 24);
 }
 
 // Direct convolution in float64, the definition.

@@ -73,9 +73,14 @@ TEST(Threads, MatmulTilesBitIdentical) {
     Tensor c = matmul(a, b);
     Tensor bb = randn({5, 70, 90}, kFloat32, &g).requires_grad_(true);
     Tensor d = matmul(bb, randn({90, 40}, kFloat32, &g));
-    ((c * c).sum() + d.sum()).backward();
+    // many rows against a small weight: the tile product's path
+    Tensor x = randn({4100, 96}, kFloat32, &g).requires_grad_(true);
+    Tensor w = randn({200, 96}, kFloat32, &g).requires_grad_(true);
+    Tensor y = F::linear(x, w, randn({200}, kFloat32, &g));
+    ((c * c).sum() + d.sum() + (y * y).sum()).backward();
     return std::vector<std::pair<std::string, Tensor>>{
-        {"matmul", c}, {"batched", d}, {"grad a", a.grad()}, {"grad b", b.grad()}, {"grad batched", bb.grad()}};
+        {"matmul", c}, {"batched", d}, {"grad a", a.grad()}, {"grad b", b.grad()}, {"grad batched", bb.grad()},
+        {"linear", y}, {"grad x", x.grad()}, {"grad w", w.grad()}};
   });
 }
 
