@@ -126,7 +126,10 @@ TEST(Ops, Float32MatmulOnTheTileProductMatchesFloat64) {
     // magnitudes sum to about K
     EXPECT_LT(err, 4.0 * K * K * std::numeric_limits<float>::epsilon()) << "K = " << K;
   };
-  for (auto [M, K, N] : std::vector<std::array<int64_t, 3>>{{4100, 40, 70}, {4099, 96, 288}, {5000, 17, 16}}) {
+  // and fewer rows against a transposed B with 256 <= K <= 1024, N >= 256:
+  // the tile product over packed column panels of B (the last one partial)
+  for (auto [M, K, N] : std::vector<std::array<int64_t, 3>>{
+           {4100, 40, 70}, {4099, 96, 288}, {5000, 17, 16}, {197, 300, 270}, {64, 1024, 256}, {1000, 256, 390}}) {
     SCOPED_TRACE(std::to_string(M) + " x " + std::to_string(K) + " x " + std::to_string(N));
     Tensor a = randn({M, K}, kFloat32, &g), b = randn({K, N}, kFloat32, &g), w = randn({N, K}, kFloat32, &g);
     Tensor bias = randn({N}, kFloat32, &g);
@@ -139,6 +142,8 @@ TEST(Ops, Float32MatmulOnTheTileProductMatchesFloat64) {
   close(bmm(a, b), bmm(a.to(kFloat64), b.to(kFloat64)), 24);
   close(matmul(a, s), matmul(a.to(kFloat64), s.to(kFloat64)), 24);
   close(bmm(a, b.transpose(1, 2).contiguous().transpose(1, 2)), bmm(a.to(kFloat64), b.to(kFloat64)), 24);
+  Tensor p = randn({2, 197, 300}, kFloat32, &g), q = randn({2, 270, 300}, kFloat32, &g);  // per-batch B^T
+  close(bmm(p, q.transpose(1, 2)), bmm(p.to(kFloat64), q.to(kFloat64).transpose(1, 2)), 300);
 }
 
 // Direct convolution in float64, the definition.

@@ -77,10 +77,15 @@ TEST(Threads, MatmulTilesBitIdentical) {
     Tensor x = randn({4100, 96}, kFloat32, &g).requires_grad_(true);
     Tensor w = randn({200, 96}, kFloat32, &g).requires_grad_(true);
     Tensor y = F::linear(x, w, randn({200}, kFloat32, &g));
-    ((c * c).sum() + d.sum() + (y * y).sum()).backward();
+    // fewer rows against a wider weight: the tile product over packed panels
+    Tensor x2 = randn({300, 512}, kFloat32, &g).requires_grad_(true);
+    Tensor w2 = randn({300, 512}, kFloat32, &g).requires_grad_(true);
+    Tensor y2 = F::linear(x2, w2);
+    ((c * c).sum() + d.sum() + (y * y).sum() + (y2 * y2).sum()).backward();
     return std::vector<std::pair<std::string, Tensor>>{
         {"matmul", c}, {"batched", d}, {"grad a", a.grad()}, {"grad b", b.grad()}, {"grad batched", bb.grad()},
-        {"linear", y}, {"grad x", x.grad()}, {"grad w", w.grad()}};
+        {"linear", y}, {"grad x", x.grad()}, {"grad w", w.grad()}, {"linear panels", y2}, {"grad x2", x2.grad()},
+        {"grad w2", w2.grad()}};
   });
 }
 
