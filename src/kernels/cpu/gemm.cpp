@@ -1,4 +1,6 @@
-// GEMM through OpenBLAS, always single-threaded: attn splits products into
+// GEMM through OpenBLAS, always single-threaded, or through the attention
+// kernel's register-blocked tile product for the float32 shapes where that
+// is faster (use_tile_product, use_panel_product): attn splits products into
 // tiles fixed by the shape and spreads the tiles over its own pool, so a
 // product is bit-identical at any thread count and BLAS never nests threads
 // inside the pool.
