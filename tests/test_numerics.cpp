@@ -185,6 +185,66 @@ TEST(Numerics, AttentionWithLogitsOf1e4MatchesFloat64Reference) {
               "within tolerances derived from eps32 (at most %.2f of a tolerance used)\n", tried, worst_used);
 }
 
+TEST(Numerics, AttentionProbabilitiesMatchFloat64SoftmaxAcrossTheExpRange) {
+  // The fused forward's exp over its whole range: with q = 1, k_j = s_j
+  // (E = 1, scale 1) every score is exactly the float32 s_j, and with V the
+  // identity the output row is the row's probabilities. Scores lie on a
+  // 1/64 grid down to 110 below the row's max, so s - m is exact in float32,
+  // and each probability is compared with the row's largest one (which
+  // cancels the row sum): p_j / p_max = exp(s_j - m) up to the rounding of
+  // y = (s - m) log2 e (u |y| absolute, u = 2^-24, so 1.1 u d relative at
+  // d = m - s), the polynomial (1.2e-7) and a few roundings of the division
+  // and the chunks' rescaling (4 u). Probabilities under 1e-36 may flush to
+  // 0; masked keys give exactly 0.
+  const int64_t L = 4, S = 700;
+  const double u = std::ldexp(1.0, -24);
+  std::mt19937 rng(11);
+  std::vector<float> ks(static_cast<size_t>(L * S));
+  std::vector<uint8_t> keep(static_cast<size_t>(L * S), 1);
+  for (int64_t i = 0; i < L; ++i)
+    for (int64_t j = 0; j < S; ++j) {
+      const int64_t lo = i % 2 ? -20 * 64 : -110 * 64, hi = i % 2 ? 5 * 64 : 0;
+      ks[i * S + j] = static_cast<float>(lo + static_cast<int64_t>(rng() % (hi - lo + 1))) / 64.0f;
+      if (i >= 2 && rng() % 10 < 3) keep[i * S + j] = 0;  // rows 2 and 3: 30% masked
+    }
+  // One query per row, each its own batch, so that k differs per row.
+  Tensor k = from_vector(ks, {L, 1, S, 1});
+  Tensor q = ones({L, 1, 1, 1}, kFloat32);
+  Tensor v = eye(S).reshape({1, 1, S, S}).expand({L, 1, S, S});
+  std::vector<bool> kb(keep.begin(), keep.end());
+  Tensor mask = from_vector(kb, {L, 1, 1, S});
+  Tensor out = F::scaled_dot_product_attention(q, k, v, F::SdpaOptions().attn_mask(mask).scale(1.0)).contiguous();
+  const float* p = out.data<float>();
+  double worst = 0;
+  int64_t tiny = 0;
+  for (int64_t i = 0; i < L; ++i) {
+    int64_t top = -1;
+    for (int64_t j = 0; j < S; ++j)
+      if (keep[i * S + j] && (top < 0 || ks[i * S + j] > ks[i * S + top])) top = j;
+    const double m = ks[i * S + top], pmax = p[i * S + top];
+    for (int64_t j = 0; j < S; ++j) {
+      const double got = p[i * S + j];
+      if (!keep[i * S + j]) {
+        ASSERT_EQ(got, 0.0) << "masked key " << j << " of row " << i;
+        continue;
+      }
+      const double d = m - ks[i * S + j], want = std::exp(-d);
+      if (want * pmax < 1e-36) {  // near or under FLT_MIN: 0 or a denormal
+        EXPECT_LE(got, 2e-36) << "row " << i << " key " << j;
+        ++tiny;
+        continue;
+      }
+      const double rel = std::abs(got / pmax - want) / want, tol = 1.2e-7 + 4 * u + 1.1 * u * d * 1.4427;
+      worst = std::max(worst, rel / tol);
+      ASSERT_LE(rel, tol) << "row " << i << " key " << j << ": score " << d << " below the max, ratio " << got / pmax
+                          << " vs " << want;
+    }
+  }
+  EXPECT_GT(tiny, 0);  // the range reached the bottom
+  std::printf("softmax in the fused forward vs float64: at most %.2f of the tolerance used, %lld probabilities "
+              "below 1e-36\n", worst, static_cast<long long>(tiny));
+}
+
 TEST(Numerics, AttentionWithRandomLogitsOf1e4StaysFinite) {
   // Random scores ~1e4: finite outputs and gradients, weights that sum to 1.
   Generator g(5);
