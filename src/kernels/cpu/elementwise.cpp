@@ -43,7 +43,17 @@ HWY_INLINE hn::Vec<D> gelu_erf_lanes(D d, hn::Vec<D> v) {
     p = hn::MulAdd(p, t, hn::Set(d, c));
   // -z^2 = hi + lo exactly: hi = -a^2 / 2 rounded, lo its error
   const auto sq = hn::Mul(a, a);
+#if HWY_NATIVE_FMA
   const auto sq_err = hn::MulSub(a, a, sq);  // a^2 - sq, exact
+#else
+  // Without a fused multiply-add (a build for any x86-64), the same error by
+  // Dekker's product: a = ah + al with 12-bit halves, whose products are exact.
+  const auto big_a = hn::Mul(a, hn::Set(d, 4097.0f));
+  const auto ah = hn::Sub(big_a, hn::Sub(big_a, a));
+  const auto al = hn::Sub(a, ah);
+  const auto sq_err =
+      hn::Add(hn::Add(hn::Sub(hn::Mul(ah, ah), sq), hn::Mul(hn::Add(ah, ah), al)), hn::Mul(al, al));
+#endif
   const auto hi = hn::Mul(hn::Set(d, -0.5f), sq);
   const auto rest = hn::NegMulAdd(hn::Set(d, 0.5f), sq_err, p);  // p - sq_err / 2
   const auto kf = hn::Round(hn::Mul(hn::Add(hi, rest), hn::Set(d, 1.44269504088896340736f)));
