@@ -18,6 +18,21 @@ cmake --build build -j"$jobs"
 echo "== tests: unit, gradient checks, PyTorch parity, package"
 (cd build && ctest --output-on-failure -j"$jobs")
 
+echo "== portable build (-DATTN_NATIVE=OFF) into build-portable/: the kernel tests at every SIMD target this CPU runs"
+# What runs on another x86-64 machine: the library built without -march=native
+# (elementwise kernels at the baseline, without FMA; the attention kernels
+# chosen at run time), each kernel test under ATTN_SIMD = avx512, avx2, sse4.
+cmake -S . -B build-portable -DCMAKE_BUILD_TYPE=Release -DATTN_NATIVE=OFF -DATTN_WERROR=ON \
+  -DATTN_BUILD_BENCHMARKS=OFF -DATTN_BUILD_TOOLS=OFF -DATTN_BUILD_EXAMPLES=OFF -DATTN_BUILD_PYTHON=OFF >/dev/null
+portable_tests=(test_numerics test_attention test_flex test_ops test_threads)
+cmake --build build-portable -j"$jobs" --target "${portable_tests[@]}"
+for simd in avx512 avx2 sse4; do
+  for t in "${portable_tests[@]}"; do
+    echo "-- ATTN_SIMD=$simd $t"
+    ATTN_SIMD=$simd build-portable/bin/$t --gtest_brief=1
+  done
+done
+
 echo "== AddressSanitizer + UndefinedBehaviorSanitizer build of everything into build-asan/"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTN_SANITIZE=address,undefined \
   -DATTN_BUILD_BENCHMARKS=OFF -DATTN_BUILD_TOOLS=ON -DATTN_BUILD_EXAMPLES=OFF -DATTN_BUILD_PYTHON=OFF >/dev/null
