@@ -128,12 +128,12 @@ ATTN_FLEX_INLINE void lanes_group(float* sr, float* fr, int64_t c0, int n, bool 
   sr += c0;
   if (fr) fr += c0;
   Lanes<int64_t> kv;
-  for (int l = 0; l < kLanes; ++l) kv[l] = j0 + c0 + (Whole ? l : std::min(l, n - 1));
+  ATTN_LANES_FOR(l) kv[l] = j0 + c0 + (Whole ? l : std::min(l, n - 1));
   bool keep[kLanes] = {};  // set below wherever it is read
   if (partial) {
     if constexpr (vmask) {
       const auto mk = mask_mod(b, h, i, kv);
-      for (int l = 0; l < kLanes; ++l) keep[l] = lane_bool(mk, l);
+      ATTN_LANES_FOR(l) keep[l] = lane_bool(mk, l);
     } else {
       for (int l = 0; l < m; ++l) keep[l] = mask_mod(b, h, i, kv[l]);
     }
@@ -142,12 +142,12 @@ ATTN_FLEX_INLINE void lanes_group(float* sr, float* fr, int64_t c0, int n, bool 
     if constexpr (vscore) {
       if (fr) {
         Lanes<Dual<float>> sv;
-        for (int l = 0; l < kLanes; ++l) sv[l] = Dual<float>(sr[l], 1.0f);
+        ATTN_LANES_FOR(l) sv[l] = Dual<float>(sr[l], 1.0f);
         const auto res = score_mod(sv, b, h, i, kv);
         for (int l = 0; l < m; ++l) sr[l] = lane_value(res, l), fr[l] = lane_deriv(res, l);
       } else {
         Lanes<float> sv;
-        for (int l = 0; l < kLanes; ++l) sv[l] = sr[l];
+        ATTN_LANES_FOR(l) sv[l] = sr[l];
         const auto res = score_mod(sv, b, h, i, kv);
         for (int l = 0; l < m; ++l) sr[l] = lane_value(res, l);
       }
