@@ -245,6 +245,25 @@ TEST(Attention, OddSizes) {
   }
 }
 
+TEST(Attention, WideKeyChunksWithEveryUnbandedOption) {
+  // Without a band the forward folds two packed key tiles (512 keys) into
+  // the softmax at once; keys past one tile (300, 513: a last chunk of one
+  // key, 777), with each option that is not a band.
+  int checked = 0;
+  for (int64_t S : {300, 513, 777}) {
+    for (int variant = 0; variant < 8; ++variant) {
+      Config c = cfg(2, 2, variant == 7 ? 1 : 2, 37, S, 16, 8);
+      if (variant <= 3) c.mask = variant + 1;
+      if (variant == 4) c.key_lengths = true;
+      if (variant == 5) c.alibi = true;
+      if (variant == 6) c.softcap = 2.5;
+      check_fused_against_reference(c, 40 + S + variant);
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 24);
+}
+
 TEST(Attention, VisionShapesAndNarrowColumnChunks) {
   // Shapes of the vision models (Swin's 49-token windows with 32-wide heads,
   // ViT-B's 197 tokens with 64-wide heads) and keys / head dims that leave a
