@@ -418,6 +418,14 @@ expect_error "viz an empty sentence" -- viz translate --checkpoint tr.safetensor
 expect_error "viz a sentence too long" -- viz translate --checkpoint tr.safetensors --sentence "one one one one one one one one one one"
 expect_error "viz into a missing folder" -- viz translate --checkpoint tr.safetensors --out /nonexistent/dir/x
 
+echo "== a bad memory-cache bound is named, and the run goes on"
+tried=$((tried + 1))
+if ! ATTN_MEMORY_CACHE_MB=12x "$attn" inspect tag.safetensors >out.txt 2>err.txt </dev/null; then
+  echo "FAIL: ATTN_MEMORY_CACHE_MB=12x stopped the run" && failed=$((failed + 1))
+elif ! grep -q "^attn: ATTN_MEMORY_CACHE_MB=12x is not a number of MiB" err.txt; then
+  echo "FAIL: ATTN_MEMORY_CACHE_MB=12x not reported" && sed 's/^/  stderr: /' err.txt | head -5 && failed=$((failed + 1))
+fi
+
 leftovers=$(find . -name '*.tmp*' -o -name '*.probe*' | wc -l)
 if ((leftovers != 0)); then
   echo "FAIL: temporary files left behind:" && find . -name '*.tmp*' -o -name '*.probe*'

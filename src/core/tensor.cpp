@@ -3,6 +3,7 @@
 #include "attn/tensor.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iomanip>
@@ -48,13 +49,16 @@ namespace {
 // freed, kept for the next request of their class instead of going back to
 // the system: every fresh large block is mapped, faulted in and zeroed page
 // by page by the kernel, which cost a BERT-base forward 13% of its time. The
-// cache holds at most kCacheCap bytes, 256 MiB (the largest blocks leave
-// first: a cap of 1 GiB held 400 MB more after a GPT-2 forward, for the
-// same BERT and GPT-2 times), and is off in sanitizer builds (so every
-// allocation stays visible to them) and when ATTN_NO_MEMORY_CACHE is set.
+// cache holds at most 512 MiB (ATTN_MEMORY_CACHE_MB changes it; the largest
+// blocks leave first). Swin-T at batch 8 allocates 38 MB blocks in its first
+// stage: with 256 MiB they left the cache every forward, and 522 ms became
+// 460 ms at 512 MiB (peak RSS 497 -> 549 MB); 1 GiB gained nothing more (a
+// GPT-2 forward then held 400 MB more). The cache is off in sanitizer builds
+// (so every allocation stays visible to them) and when ATTN_NO_MEMORY_CACHE
+// is set.
 class BlockCache {
  public:
-  static constexpr size_t kMin = size_t{1} << 20, kCacheCap = size_t{256} << 20;
+  static constexpr size_t kMin = size_t{1} << 20, kDefaultCap = size_t{512} << 20;
   static BlockCache& get() {
     static BlockCache* c = new BlockCache();  // never destroyed: storages may outlive static destruction
     return *c;
@@ -81,7 +85,7 @@ class BlockCache {
       std::lock_guard<std::mutex> lock(mu_);
       free_[bytes].push_back(p);
       held_ += bytes;
-      while (held_ > kCacheCap) {
+      while (held_ > cap_) {
         auto last = std::prev(free_.end());
         if (last->second.empty()) {
           free_.erase(last);
@@ -105,8 +109,17 @@ class BlockCache {
 #endif
 #endif
     if (std::getenv("ATTN_NO_MEMORY_CACHE")) enabled_ = false;
+    if (const char* mb = std::getenv("ATTN_MEMORY_CACHE_MB")) {
+      char* end = nullptr;
+      const long long v = std::strtoll(mb, &end, 10);
+      if (end != mb && *end == '\0' && v >= 0 && v <= (1LL << 30))
+        cap_ = static_cast<size_t>(v) << 20;
+      else
+        std::fprintf(stderr, "attn: ATTN_MEMORY_CACHE_MB=%s is not a number of MiB; the cache holds 512\n", mb);
+    }
   }
   bool enabled_ = true;
+  size_t cap_ = kDefaultCap;
   std::mutex mu_;
   std::map<size_t, std::vector<void*>> free_;
   size_t held_ = 0;
