@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <memory>
 
 namespace attn::nn::functional::flex::detail {
 
@@ -277,8 +278,12 @@ template <class T, class ScoreMod, class MaskMod>
 bool forward(const Geometry& g, const T* q, const T* k, const T* v, T* out, T* lse, ScoreMod& score_mod,
              MaskMod& mask_mod, const BlockMask* bm, const T* rtable = nullptr, T* W = nullptr) {
   const int64_t ktiles = (g.S + kK - 1) / kK, qtiles = (g.L + kQ - 1) / kQ;
-  std::vector<T> kt(static_cast<size_t>(g.B * g.Hk * ktiles * g.E * kK));
-  run_tasks(g.B * g.Hk, [&](int64_t t) { pack_kt(k + t * g.S * g.E, g.S, g.E, kK, kt.data() + t * ktiles * g.E * kK); });
+  // A tensor's storage, not a vector: no zero fill, and large blocks come
+  // from the allocator's cache instead of fresh pages (the products read
+  // only the packed columns of real keys).
+  Tensor kt_buf = Tensor::make({g.B * g.Hk * ktiles * g.E * kK}, std::is_same_v<T, float> ? kFloat32 : kFloat64);
+  T* kt = kt_buf.data<T>();
+  run_tasks(g.B * g.Hk, [&](int64_t t) { pack_kt(k + t * g.S * g.E, g.S, g.E, kK, kt + t * ktiles * g.E * kK); });
   const int64_t tasks = g.B * g.Hq * qtiles;
   std::vector<char> bad(static_cast<size_t>(tasks), 0);
   run_tasks_dynamic(tasks, [&](int64_t task) {
@@ -288,9 +293,12 @@ bool forward(const Geometry& g, const T* q, const T* k, const T* v, T* out, T* l
     // acc: each row's output, then with relative values its R distance sums
     // (rescaled with it by the online softmax).
     const int64_t R = g.R, K = (R - 1) / 2, aw = g.Ev + R;
-    std::vector<T> s(static_cast<size_t>(kQ * kChunk)), acc(static_cast<size_t>(kQ * aw), T(0));
+    // The score chunk is written before it is read: left uninitialised.
+    std::unique_ptr<T[]> s_buf(new T[static_cast<size_t>(kQ * kChunk)]);
+    T* s = s_buf.get();
+    std::vector<T> acc(static_cast<size_t>(kQ * aw), T(0));
     std::vector<T> m(kQ, -std::numeric_limits<T>::infinity()), l(kQ, T(0));
-    const T* kth = kt.data() + (b * g.Hk + hk) * ktiles * g.E * kK;
+    const T* kth = kt + (b * g.Hk + hk) * ktiles * g.E * kK;
     const T* vp = v + (b * g.Hk + hk) * g.S * g.Ev;
     const T* qb = q + (bh * g.L + i0) * g.E;
     for (int64_t kb = 0; kb < ktiles;) {
@@ -304,14 +312,14 @@ bool forward(const Geometry& g, const T* q, const T* k, const T* v, T* out, T* l
       const int64_t j0 = kb * kK, nk = std::min(ke * kK, g.S) - j0;
       for (int64_t t = kb; t < ke; ++t) {
         const int64_t c0 = (t - kb) * kK, nc = std::min(kK, g.S - t * kK);
-        product(false, nq, nc, g.E, static_cast<T>(g.scale), qb, g.E, kth + t * g.E * kK, kK, false, s.data() + c0,
+        product(false, nq, nc, g.E, static_cast<T>(g.scale), qb, g.E, kth + t * g.E * kK, kK, false, s + c0,
                 kChunk);
-        modify_tile<T>(s.data() + c0, nullptr, nq, nc, kChunk, tile_state<MaskMod>(bm, b, h, i0, t), score_mod,
+        modify_tile<T>(s + c0, nullptr, nq, nc, kChunk, tile_state<MaskMod>(bm, b, h, i0, t), score_mod,
                        mask_mod, b, h, i0, t * kK);
       }
-      online_softmax(s.data(), nq, nk, kChunk, m.data(), l.data(), acc.data(), aw);
-      product(false, nq, g.Ev, nk, T(1), s.data(), kChunk, vp + j0 * g.Ev, g.Ev, true, acc.data(), aw);
-      if (R) distance_sums(s.data(), nq, nk, kChunk, i0, j0, K, acc.data() + g.Ev, aw);
+      online_softmax(s, nq, nk, kChunk, m.data(), l.data(), acc.data(), aw);
+      product(false, nq, g.Ev, nk, T(1), s, kChunk, vp + j0 * g.Ev, g.Ev, true, acc.data(), aw);
+      if (R) distance_sums(s, nq, nk, kChunk, i0, j0, K, acc.data() + g.Ev, aw);
       kb = ke;
     }
     T* ob = out + (bh * g.L + i0) * g.Ev;
