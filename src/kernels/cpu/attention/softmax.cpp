@@ -24,10 +24,11 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // exp(x) for the softmax: 2^y with y = x log2 e, n = round(y), a degree-6
 // Taylor polynomial of 2^f on |f| <= 1/2 (relative error <= 1.2e-7) and the
 // power 2^n applied by vscalefps (AVX-512) or built in the exponent bits. y
-// is clamped below so that -inf, and anything under the smallest normal
-// float, gives exactly 0: at -160 scalef rounds p 2^-160 to 0, at -127 the
-// exponent field is 0. 12 operations a vector (a compare, a blend and the
-// integer conversion fewer than before: 1.5x the throughput).
+// is clamped below so that -inf (and NaN) gives exactly 0: at -160 scalef
+// rounds p 2^-160 to 0, at -127 the exponent field is 0; results under
+// FLT_MIN are flushed by the kernels' flush-to-zero mode. 12 operations a
+// vector where a compare, a blend and the integer conversion made 18
+// (ExpSubSum's share of a (1, 4, 4096, 64) forward: 9.6% -> 7.1%).
 template <class D, class V>
 HWY_INLINE V ExpPs(D d, V x) {
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
