@@ -28,12 +28,13 @@ struct Config {
   bool alibi = false;
   int mask = 0;  // 0 none, 1 bool (L, S), 2 bool padding (B, 1, 1, S), 3 float (B, 1, L, S) with grad, 4 float with -inf
   bool key_lengths = false;
+  int64_t length_base = 3;  // key lengths (b * 7 + length_base) % (S + 1)
   int64_t global_tokens = 0, stride = 0;
   std::string label() const {
     return detail::str("B", B, " Hq", Hq, " Hk", Hk, " L", L, " S", S, " E", E, " Ev", Ev, causal ? " causal" : "",
                        align == F::CausalAlign::BottomRight ? " bottom-right" : "", " window(", window.left, ",",
                        window.right, ") softcap ", softcap, alibi ? " alibi" : "", " mask ", mask,
-                       key_lengths ? " key_lengths" : "", " global ", global_tokens, " stride ", stride);
+                       key_lengths ? detail::str(" key_lengths from ", length_base) : "", " global ", global_tokens, " stride ", stride);
   }
 };
 
@@ -64,7 +65,7 @@ Results run(const Config& c, DType dt, uint64_t seed, bool reference = false) {
   if (mask.defined()) o.attn_mask(mask);
   if (c.key_lengths) {
     std::vector<int64_t> kl;
-    for (int64_t b = 0; b < c.B; ++b) kl.push_back((b * 7 + 3) % (c.S + 1));
+    for (int64_t b = 0; b < c.B; ++b) kl.push_back((b * 7 + c.length_base) % (c.S + 1));
     o.key_lengths(from_vector(kl));
   }
   Results r;
@@ -262,6 +263,34 @@ TEST(Attention, WideKeyChunksWithEveryUnbandedOption) {
     }
   }
   EXPECT_EQ(checked, 24);
+}
+
+TEST(Attention, BackwardOnModifiersAtTileEdges) {
+  // With a (batch, kv head) task per thread the backward runs flex's loop with
+  // the SDPA options as modifiers, skipping the 64-key tiles no row sees and
+  // the mask calls of tiles every row sees whole. Global tokens and key
+  // lengths just below, at and past a tile edge, with windows, causal and
+  // masks, and windows wide enough to make whole tiles visible, at one and
+  // two threads.
+  const int before = get_num_threads();
+  int checked = 0;
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (int64_t edge : {63, 64, 65}) {
+      for (int variant = 0; variant < 5; ++variant) {
+        Config c = cfg(2, variant % 2 ? 4 : 2, 2, 200, 260, 16, 8);
+        if (variant == 0) c.global_tokens = edge, c.causal = true, c.window = F::Window(8, 0);
+        if (variant == 1) c.global_tokens = edge, c.window = F::Window(4, 4), c.mask = 1;
+        if (variant == 2) c.key_lengths = true, c.length_base = edge, c.causal = true, c.align = F::CausalAlign::BottomRight;
+        if (variant == 3) c.global_tokens = edge, c.key_lengths = true, c.length_base = edge, c.mask = 4, c.alibi = true;
+        if (variant == 4) c.window = F::Window(edge + 63, edge + 64);  // at 63: bands that end on a tile's edge
+        check_fused_against_reference(c, 70 + edge + variant);
+        ++checked;
+      }
+    }
+  }
+  set_num_threads(before);
+  EXPECT_EQ(checked, 30);
 }
 
 TEST(Attention, VisionShapesAndNarrowColumnChunks) {

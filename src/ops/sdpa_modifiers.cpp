@@ -8,22 +8,32 @@ namespace attn::ops {
 
 namespace flex = nn::functional::flex;
 
-flex::BlockMask SdpaBandMask::block_mask(int64_t L) const {
+flex::BlockMask SdpaMaskMod::block_mask(int64_t B, int64_t L) const {
   flex::BlockMask m;
   constexpr int64_t T = flex::BlockMask::kBlock;
-  m.B = 1, m.H = 1, m.L = L, m.S = S, m.QB = (L + T - 1) / T, m.KB = (S + T - 1) / T;
-  m.states.assign(static_cast<size_t>(m.QB * m.KB), flex::BlockMask::Partial);
-  for (int64_t qb = 0; qb < m.QB; ++qb) {
-    const int64_t i0 = qb * T, i1 = std::min(L, i0 + T) - 1;
-    for (int64_t kb = 0; kb < m.KB; ++kb) {
-      const int64_t j0 = kb * T, j1 = std::min(S, j0 + T) - 1;
-      auto& st = m.states[static_cast<size_t>(qb * m.KB + kb)];
-      if (hi(i1) < j0 || lo(i0) > j1)
-        st = flex::BlockMask::Empty;
-      else if (lo(i1) <= j0 && hi(i0) >= j1)
-        st = flex::BlockMask::Full;
+  m.B = lengths ? B : 1, m.H = 1, m.L = L, m.S = S, m.QB = (L + T - 1) / T, m.KB = (S + T - 1) / T;
+  m.states.assign(static_cast<size_t>(m.B * m.QB * m.KB), flex::BlockMask::Partial);
+  for (int64_t b = 0; b < m.B; ++b)
+    for (int64_t qb = 0; qb < m.QB; ++qb) {
+      const int64_t i0 = qb * T, i1 = std::min(L, i0 + T);
+      for (int64_t kb = 0; kb < m.KB; ++kb) {
+        const int64_t j0 = kb * T, j1 = std::min(S, j0 + T) - 1;  // keys [j0, j1]
+        bool none = true, all = true;
+        for (int64_t i = i0; i < i1 && (none || all); ++i) {
+          const Row r = row(b, i);
+          const bool band = r.lo < r.hi;
+          none = none && j0 >= r.gk && (!band || r.hi <= j0 || r.lo > j1);
+          // the row's keys: [0, gk) and [lo, hi), one interval when they touch
+          const bool joined = band && r.lo <= r.gk;
+          all = all && (j1 < r.gk || (band && (joined ? 0 : r.lo) <= j0 && j1 < std::max(r.hi, r.gk)));
+        }
+        auto& st = m.states[static_cast<size_t>((b * m.QB + qb) * m.KB + kb)];
+        if (none)
+          st = flex::BlockMask::Empty;
+        else if (all && !mask)
+          st = flex::BlockMask::Full;
+      }
     }
-  }
   return m;
 }
 
@@ -31,17 +41,23 @@ bool sdpa_backward_by_modifiers(const kernels::cpu::SdpaParams& p, const Tensor&
                                 const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                                 const Tensor& dq, const Tensor& dk, const Tensor& dv) {
   const int64_t BKV = p.G > 0 ? p.BH / p.G : 0;
-  if (p.mask || p.key_lengths || p.keep < 1.0 || p.global_tokens > 0 || p.stride > 0 || p.L == 0 || p.S == 0 ||
-      BKV < omp_get_max_threads())
-    return false;
+  if (p.keep < 1.0 || p.stride > 0 || p.L == 0 || p.S == 0 || BKV < omp_get_max_threads()) return false;
   namespace d = flex::detail;
   d::Geometry g;
   g.B = p.BH / p.Hq, g.Hq = p.Hq, g.G = p.G, g.Hk = p.Hq / p.G, g.L = p.L, g.S = p.S, g.E = p.E, g.Ev = p.Ev;
   g.scale = p.scale;
-  const SdpaScoreMod score{p.softcap, p.alibi, p.Hq, p.diag};
-  const SdpaBandMask band{p.causal, p.diag, p.win_left, p.win_right, p.S};
-  const bool banded = p.causal || p.win_left >= 0 || p.win_right >= 0;
-  const flex::BlockMask bm = banded ? band.block_mask(p.L) : flex::BlockMask();
+  SdpaScoreMod score{p.softcap, p.alibi, p.Hq, p.diag};
+  SdpaMaskMod seen{p.causal, p.diag, p.win_left, p.win_right, p.S, p.global_tokens, p.key_lengths};
+  if (p.mask && p.mask_is_bool) {
+    seen.mask = static_cast<const bool*>(p.mask);
+    seen.msb = p.mask_sb, seen.msh = p.mask_sh, seen.msi = p.mask_si, seen.msj = p.mask_sj;
+  } else if (p.mask) {
+    score.mask = static_cast<const float*>(p.mask);
+    score.msb = p.mask_sb, score.msh = p.mask_sh, score.msi = p.mask_si, score.msj = p.mask_sj;
+  }
+  const bool masked = p.causal || p.win_left >= 0 || p.win_right >= 0 || p.global_tokens > 0 || p.key_lengths ||
+                      seen.mask;
+  const flex::BlockMask bm = masked ? seen.block_mask(g.B, p.L) : flex::BlockMask();
   std::vector<std::shared_ptr<d::CapturedState>> caps;
   std::vector<std::vector<std::vector<double>>> cap_grads(static_cast<size_t>(BKV));
   auto run = [&](auto score_mod, auto mask_mod, const flex::BlockMask* m) {
@@ -49,10 +65,10 @@ bool sdpa_backward_by_modifiers(const kernels::cpu::SdpaParams& p, const Tensor&
                        dout.data<float>(), dq.data<float>(), dk.data<float>(), dv.data<float>(), score_mod, mask_mod,
                        m, caps, cap_grads);
   };
-  const bool scored = p.softcap > 0 || p.alibi;
-  if (banded) {
-    if (scored) run(flex::vectorized(score), flex::vectorized(band), &bm);
-    else run(flex::identity, flex::vectorized(band), &bm);
+  const bool scored = p.softcap > 0 || p.alibi || score.mask;
+  if (masked) {
+    if (scored) run(flex::vectorized(score), flex::vectorized(seen), &bm);
+    else run(flex::identity, flex::vectorized(seen), &bm);
   } else {
     if (scored) run(flex::vectorized(score), flex::full, nullptr);
     else run(flex::identity, flex::full, nullptr);

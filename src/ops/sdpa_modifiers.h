@@ -1,4 +1,4 @@
-// Internal: the fused SDPA's score transforms and band masks as flex_attention
+// Internal: the fused SDPA's score transforms and masks as flex_attention
 // modifiers (16 keys per call), and the SDPA backward that runs flex's
 // backward loop with them.
 #pragma once
@@ -11,49 +11,98 @@
 
 namespace attn::ops {
 
-// Softcap (c tanh(s / c)), then ALiBi (- slope[b Hq + h] |i + diag - j|), as
-// the fused kernel applies them.
+using nn::functional::flex::kLanes;  // ATTN_LANES_FOR's trip count
+
+// Softcap (c tanh(s / c)), then ALiBi (- slope[b Hq + h] |i + diag - j|),
+// then a float attn_mask added, as the fused kernel applies them.
 struct SdpaScoreMod {
   float softcap = 0.0f;
   const float* slopes = nullptr;  // (B Hq) or null
   int64_t Hq = 1, diag = 0;
+  // float attn_mask viewed as (B, Hq, L, S) with element strides, or null
+  const float* mask = nullptr;
+  int64_t msb = 0, msh = 0, msi = 0, msj = 0;
   template <class S, class B, class H, class I, class J>
   auto operator()(S s, B b, H h, I i, J j) const {
     using std::abs;
     using std::tanh;
-    const S x = softcap > 0 ? S(softcap * tanh(s / softcap)) : s;
-    if (!slopes) return x;
-    return S(x - slopes[b * Hq + h] * abs(i + diag - j));
+    S x = softcap > 0 ? S(softcap * tanh(s / softcap)) : s;
+    if (slopes) x = S(x - slopes[b * Hq + h] * abs(i + diag - j));
+    if (mask) {
+      const float* m = mask + b * msb + h * msh + i * msi;
+      if constexpr (nn::functional::flex::is_lanes<J>::value) {
+        nn::functional::flex::Lanes<float> add;
+        if (msj == 1 && j[kLanes - 1] - j[0] == kLanes - 1) {  // consecutive keys: one load
+          const float* mj = m + j[0];
+          ATTN_LANES_FOR(l) add[l] = mj[l];
+        } else {
+          ATTN_LANES_FOR(l) add[l] = m[j[l] * msj];
+        }
+        x = S(x + add);
+      } else {
+        x = S(x + m[j * msj]);
+      }
+    }
+    return x;
   }
 };
 
-// The causal / sliding-window band: key j is visible from query i when
-// lo(i) <= j <= hi(i), with c = i + diag, hi = min(c if causal, c + right,
-// S - 1) and lo = max(c - left, 0); both grow with i.
-struct SdpaBandMask {
+// The keys query i of batch b sees, as the fused kernel's band: the causal /
+// sliding-window band [lo, hi) cut at the key length, the global keys [0, gk)
+// (queries i < global_tokens see every key up to the length and the causal
+// limit), and where a bool attn_mask is false, nothing.
+struct SdpaMaskMod {
   bool causal = false;
-  int64_t diag = 0, left = -1, right = -1, S = 0;
-  int64_t lo(int64_t i) const { return left >= 0 ? std::max<int64_t>(i + diag - left, 0) : 0; }
-  int64_t hi(int64_t i) const {
-    int64_t h = S - 1;
-    if (causal) h = std::min(h, i + diag);
-    if (right >= 0) h = std::min(h, i + diag + right);
-    return h;
+  int64_t diag = 0, left = -1, right = -1, S = 0, global = 0;
+  const int64_t* lengths = nullptr;  // (B) key lengths, or null
+  // bool attn_mask viewed as (B, Hq, L, S) with element strides, or null
+  const bool* mask = nullptr;
+  int64_t msb = 0, msh = 0, msi = 0, msj = 0;
+
+  struct Row {
+    int64_t lo, hi, gk;
+  };
+  Row row(int64_t b, int64_t i) const {
+    const int64_t klen = lengths ? std::clamp<int64_t>(lengths[b], 0, S) : S, c = i + diag;
+    const int64_t reach = std::max<int64_t>(causal ? std::min(klen, c + 1) : klen, 0);
+    if (i < global) return {0, reach, 0};
+    const int64_t lo = left >= 0 ? std::max<int64_t>(c - left, 0) : 0;
+    const int64_t hi = std::max<int64_t>(right >= 0 ? std::min(reach, c + right + 1) : reach, 0);
+    return {lo, hi, std::min(global, reach)};
   }
   template <class B, class H, class I, class J>
-  auto operator()(B, H, I i, J j) const {
-    return (j >= lo(i)) && (j <= hi(i));
+  auto operator()(B b, H h, I i, J j) const {
+    const Row r = row(b, i);
+    const bool* m = mask ? mask + b * msb + h * msh + i * msi : nullptr;
+    if constexpr (nn::functional::flex::is_lanes<J>::value) {
+      // one loop over the lanes (a chain of Lanes<bool> operations would
+      // store each step's bytes)
+      nn::functional::flex::Lanes<bool> seen;
+      if (m && msj == 1 && j[kLanes - 1] - j[0] == kLanes - 1) {  // consecutive keys: one load
+        const bool* mj = m + j[0];
+        ATTN_LANES_FOR(l) seen[l] = ((j[l] >= r.lo && j[l] < r.hi) || j[l] < r.gk) && mj[l];
+      } else if (m) {
+        ATTN_LANES_FOR(l) seen[l] = ((j[l] >= r.lo && j[l] < r.hi) || j[l] < r.gk) && m[j[l] * msj];
+      } else {
+        ATTN_LANES_FOR(l) seen[l] = (j[l] >= r.lo && j[l] < r.hi) || j[l] < r.gk;
+      }
+      return seen;
+    } else {
+      return ((j >= r.lo && j < r.hi) || j < r.gk) && (!m || m[j * msj]);
+    }
   }
-  // The tiles of (L, S) from the band's edges: full when every row sees the
-  // whole tile, empty when none sees any of it, else partial.
-  nn::functional::flex::BlockMask block_mask(int64_t L) const;
+  // The tiles of (L, S), per batch when there are key lengths: empty when no
+  // row sees any of the tile, full when every row sees all of it (partial
+  // with a bool mask, which decides per element), else partial.
+  nn::functional::flex::BlockMask block_mask(int64_t B, int64_t L) const;
 };
 
 // dQ, dK, dV of the fused SDPA through flex_attention's backward loop with the
-// modifiers above, when p's options are all it covers (scale, causal,
-// windows, diagonal offset, ALiBi, softcap; no masks, key lengths, dropout,
-// global tokens or strides) and there are at least as many (batch, kv head)
-// tasks as threads. Returns false (and computes nothing) otherwise.
+// modifiers above, when p's options are all they cover (scale, causal,
+// windows, diagonal offset, global tokens, key lengths, ALiBi, softcap, bool
+// and float masks; not strides or dropout) and there are at least as many
+// (batch, kv head) tasks as threads. Returns false (and computes nothing)
+// otherwise. A float mask's own gradient is not computed here.
 bool sdpa_backward_by_modifiers(const kernels::cpu::SdpaParams& p, const Tensor& dout, const Tensor& q,
                                 const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                                 const Tensor& dq, const Tensor& dk, const Tensor& dv);
