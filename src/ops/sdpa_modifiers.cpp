@@ -55,8 +55,7 @@ bool sdpa_backward_by_modifiers(const kernels::cpu::SdpaParams& p, const Tensor&
     score.mask = static_cast<const float*>(p.mask);
     score.msb = p.mask_sb, score.msh = p.mask_sh, score.msi = p.mask_si, score.msj = p.mask_sj;
   }
-  const bool masked = p.causal || p.win_left >= 0 || p.win_right >= 0 || p.global_tokens > 0 || p.key_lengths ||
-                      seen.mask;
+  const bool masked = p.banded() || p.global_tokens > 0 || p.key_lengths || seen.mask;
   const flex::BlockMask bm = masked ? seen.block_mask(g.B, p.L) : flex::BlockMask();
   std::vector<std::shared_ptr<d::CapturedState>> caps;
   std::vector<std::vector<std::vector<double>>> cap_grads(static_cast<size_t>(BKV));

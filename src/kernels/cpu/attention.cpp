@@ -57,7 +57,7 @@ constexpr int64_t kBq = 128;  // query rows per backward tile
 // Below this many queries the forward reads K's rows in place (decoding).
 constexpr int64_t kDirectRows = 8;
 
-int64_t forward_rows(const SdpaParams& p) { return p.causal || p.win_left >= 0 || p.win_right >= 0 ? 48 : 96; }
+int64_t forward_rows(const SdpaParams& p) { return p.banded() ? 48 : 96; }
 
 // The keys query row i may attend to: the band [lo, hi) (empty when lo >=
 // hi), plus with a sparse pattern the global keys [0, glob_hi) and, with a
@@ -372,7 +372,7 @@ void forward_pass(const float* Q, const Tensor& kt, const float* K, const float*
   // (half the rescaling passes and a longer P V product; (1, 8, 2048, 64)
   // 198 -> 201 GFLOPS, four tiles gained nothing more), one with it (the
   // causal diagonal would waste more).
-  const bool banded = p.causal || p.win_left >= 0 || p.win_right >= 0;
+  const bool banded = p.banded();
   const int64_t chunk = !direct && !banded && S > kw ? 2 * kw : kw;
   auto row_axis = [&](int64_t x0) { return gr ? Axis{gr->qorig[x0], gr->s} : Axis{x0, 1}; };
   auto col_axis = [&](int64_t j0) { return gr ? Axis{gr->korig[j0], gr->s} : Axis{j0, 1}; };
@@ -592,7 +592,7 @@ void backward_pass(const GradViews& w, const SdpaParams& p, Part part, float* dS
   // 64) and (1, 4, 2048, 64) causal, forward + backward ratio to SGEMM:
   // 128 x 256 0.622 / 0.707, 128 x 128 0.654 / 0.708, 64 x 128 0.672 / 0.731,
   // 64 x 64 0.685 / 0.752. The buffers stay kBq x kBk with leading dim kBk.
-  const bool banded = p.causal || p.win_left >= 0 || p.win_right >= 0;
+  const bool banded = p.banded();
   const int64_t bq = banded ? 64 : kBq, bk = banded ? 64 : kBk;
   const Tiles qt = make_tiles(gr ? &gr->qoff : nullptr, L, bq), kt = make_tiles(gr ? &gr->koff : nullptr, S, bk);
   const int64_t groups = static_cast<int64_t>(kt.off.size()) - 1;

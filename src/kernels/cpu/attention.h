@@ -46,6 +46,9 @@ struct SdpaParams {
   // dropout: keep probability < 1 turns it on
   double keep = 1.0;
   uint64_t seed = 0, offset = 0;
+  // Whether the keys form a band (causal or a window): most tiles are then
+  // wholly visible or wholly hidden, and the kernels pick smaller tiles.
+  bool banded() const { return causal || win_left >= 0 || win_right >= 0; }
 };
 
 // Counter blocks a dropout draw over (BH, L, S) uses.
