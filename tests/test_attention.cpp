@@ -26,7 +26,10 @@ struct Config {
   F::Window window;
   double softcap = 0;
   bool alibi = false;
-  int mask = 0;  // 0 none, 1 bool (L, S), 2 bool padding (B, 1, 1, S), 3 float (B, 1, L, S) with grad, 4 float with -inf
+  // 0 none, 1 bool (L, S), 2 bool padding (B, 1, 1, S), 3 float (B, 1, L, S) with grad, 4 float with -inf;
+  // read with a key stride other than 1: 5 bool (S, L) transposed, 6 bool (L, 1) broadcast over the keys,
+  // 7 float (S, L) transposed
+  int mask = 0;
   bool key_lengths = false;
   int64_t length_base = 3;  // key lengths (b * 7 + length_base) % (S + 1)
   int64_t global_tokens = 0, stride = 0;
@@ -62,6 +65,9 @@ Results run(const Config& c, DType dt, uint64_t seed, bool reference = false) {
   if (c.mask == 2) mask = (rand({c.B, 1, 1, c.S}, kFloat64, &g) > 0.3);
   if (c.mask == 3) mask = randn({c.B, 1, c.L, c.S}, kFloat64, &g).to(dt).detach().requires_grad_(true);
   if (c.mask == 4) mask = masked_fill(randn({c.L, c.S}, kFloat64, &g), rand({c.L, c.S}, kFloat64, &g) > 0.7, -INFINITY).to(dt);
+  if (c.mask == 5) mask = (rand({c.S, c.L}, kFloat64, &g) > 0.25).transpose(0, 1);
+  if (c.mask == 6) mask = rand({c.L, 1}, kFloat64, &g) > 0.2;
+  if (c.mask == 7) mask = randn({c.S, c.L}, kFloat64, &g).to(dt).transpose(0, 1);
   if (mask.defined()) o.attn_mask(mask);
   if (c.key_lengths) {
     std::vector<int64_t> kl;
@@ -213,7 +219,7 @@ TEST(Attention, FusedMatchesReferenceOverOptionSweep) {
     if (rng() % 3 == 0) c.window = F::Window(pick({-1, 0, 5, 40}), pick({-1, 0, 3, 50}));
     c.softcap = rng() % 4 == 0 ? 2.5 : 0.0;
     c.alibi = rng() % 4 == 0;
-    c.mask = static_cast<int>(rng() % 5);
+    c.mask = static_cast<int>(rng() % 8);
     c.key_lengths = rng() % 5 == 0;
     nontrivial += check_fused_against_reference(c, 100 + t);
     ++n;
@@ -277,20 +283,21 @@ TEST(Attention, BackwardOnModifiersAtTileEdges) {
   for (int threads : {1, 2}) {
     set_num_threads(threads);
     for (int64_t edge : {63, 64, 65}) {
-      for (int variant = 0; variant < 5; ++variant) {
+      for (int variant = 0; variant < 8; ++variant) {
         Config c = cfg(2, variant % 2 ? 4 : 2, 2, 200, 260, 16, 8);
         if (variant == 0) c.global_tokens = edge, c.causal = true, c.window = F::Window(8, 0);
         if (variant == 1) c.global_tokens = edge, c.window = F::Window(4, 4), c.mask = 1;
         if (variant == 2) c.key_lengths = true, c.length_base = edge, c.causal = true, c.align = F::CausalAlign::BottomRight;
         if (variant == 3) c.global_tokens = edge, c.key_lengths = true, c.length_base = edge, c.mask = 4, c.alibi = true;
         if (variant == 4) c.window = F::Window(edge + 63, edge + 64);  // at 63: bands that end on a tile's edge
+        if (variant >= 5) c.mask = variant, c.global_tokens = edge, c.causal = variant == 6;  // masks read across keys
         check_fused_against_reference(c, 70 + edge + variant);
         ++checked;
       }
     }
   }
   set_num_threads(before);
-  EXPECT_EQ(checked, 30);
+  EXPECT_EQ(checked, 48);
 }
 
 TEST(Attention, VisionShapesAndNarrowColumnChunks) {

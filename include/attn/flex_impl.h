@@ -12,6 +12,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <memory>
 
@@ -130,13 +131,19 @@ ATTN_FLEX_INLINE void lanes_group(float* sr, float* fr, int64_t c0, int n, bool 
   if (fr) fr += c0;
   Lanes<int64_t> kv;
   ATTN_LANES_FOR(l) kv[l] = j0 + c0 + (Whole ? l : std::min(l, n - 1));
-  bool keep[kLanes] = {};  // set below wherever it is read
+  // Byte flags, not bool: GCC leaves loops over bool scalar (a branch per
+  // lane in the final select); over bytes they are one vector operation.
+  uint8_t keep[kLanes] = {};  // set below wherever it is read
   if (partial) {
     if constexpr (vmask) {
       const auto mk = mask_mod(b, h, i, kv);
-      ATTN_LANES_FOR(l) keep[l] = lane_bool(mk, l);
+      if constexpr (std::is_same_v<std::decay_t<decltype(mk)>, Lanes<bool>>) {
+        std::memcpy(keep, &mk, sizeof keep);  // bools are bytes of 0 or 1
+      } else {
+        ATTN_LANES_FOR(l) keep[l] = lane_bool(mk, l) ? 1 : 0;
+      }
     } else {
-      for (int l = 0; l < m; ++l) keep[l] = mask_mod(b, h, i, kv[l]);
+      for (int l = 0; l < m; ++l) keep[l] = mask_mod(b, h, i, kv[l]) ? 1 : 0;
     }
   }
   if constexpr (!identity) {
@@ -164,8 +171,14 @@ ATTN_FLEX_INLINE void lanes_group(float* sr, float* fr, int64_t c0, int n, bool 
       }
     }
   }
-  if (partial)
-    for (int l = 0; l < m; ++l) sr[l] = keep[l] ? sr[l] : -std::numeric_limits<float>::infinity();
+  if (partial) {
+    constexpr float ninf = -std::numeric_limits<float>::infinity();
+    if constexpr (Whole) {  // a fixed trip count: one vector blend
+      ATTN_LANES_FOR(l) sr[l] = keep[l] ? sr[l] : ninf;
+      return;
+    }
+    for (int l = 0; l < m; ++l) sr[l] = keep[l] ? sr[l] : ninf;
+  }
 }
 
 // The modified scores of a tile, in place: s (nq x nk, leading dim ld) holds

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "attn/flex.h"
 #include "kernels/cpu/attention.h"
@@ -75,17 +76,32 @@ struct SdpaMaskMod {
     const Row r = row(b, i);
     const bool* m = mask ? mask + b * msb + h * msh + i * msi : nullptr;
     if constexpr (nn::functional::flex::is_lanes<J>::value) {
-      // one loop over the lanes (a chain of Lanes<bool> operations would
-      // store each step's bytes)
-      nn::functional::flex::Lanes<bool> seen;
-      if (m && msj == 1 && j[kLanes - 1] - j[0] == kLanes - 1) {  // consecutive keys: one load
-        const bool* mj = m + j[0];
-        ATTN_LANES_FOR(l) seen[l] = ((j[l] >= r.lo && j[l] < r.hi) || j[l] < r.gk) && mj[l];
+      // One loop over the lanes into bytes, with & and | (no short-circuit
+      // branches), vectorized: a chain of Lanes<bool> operations would store
+      // each step's bytes, and loops over bool stay scalar in GCC.
+      uint8_t f[kLanes];
+      if (j[kLanes - 1] - j[0] == kLanes - 1) {
+        // Consecutive keys (all but a row's last group): the bounds as lane
+        // numbers, 32-bit compares of one vector, and one load of the mask.
+        auto lane = [&](int64_t x) { return static_cast<int32_t>(std::clamp<int64_t>(x - j[0], 0, kLanes)); };
+        const int32_t lo = lane(r.lo), hi = lane(r.hi), gk = lane(r.gk);
+        if (m && msj == 1) {
+          const auto* mj = reinterpret_cast<const uint8_t*>(m + j[0]);
+          ATTN_LANES_FOR(l) f[l] = static_cast<uint8_t>((((l >= lo) & (l < hi)) | (l < gk)) & mj[l]);
+        } else if (m) {
+          const auto* mj = reinterpret_cast<const uint8_t*>(m + j[0] * msj);
+          ATTN_LANES_FOR(l) f[l] = static_cast<uint8_t>((((l >= lo) & (l < hi)) | (l < gk)) & mj[l * msj]);
+        } else {
+          ATTN_LANES_FOR(l) f[l] = static_cast<uint8_t>(((l >= lo) & (l < hi)) | (l < gk));
+        }
       } else if (m) {
-        ATTN_LANES_FOR(l) seen[l] = ((j[l] >= r.lo && j[l] < r.hi) || j[l] < r.gk) && m[j[l] * msj];
+        const auto* m8 = reinterpret_cast<const uint8_t*>(m);
+        ATTN_LANES_FOR(l) f[l] = static_cast<uint8_t>((((j[l] >= r.lo) & (j[l] < r.hi)) | (j[l] < r.gk)) & m8[j[l] * msj]);
       } else {
-        ATTN_LANES_FOR(l) seen[l] = (j[l] >= r.lo && j[l] < r.hi) || j[l] < r.gk;
+        ATTN_LANES_FOR(l) f[l] = static_cast<uint8_t>(((j[l] >= r.lo) & (j[l] < r.hi)) | (j[l] < r.gk));
       }
+      nn::functional::flex::Lanes<bool> seen;
+      std::memcpy(&seen, f, sizeof f);  // bytes of 0 and 1: valid bools
       return seen;
     } else {
       return ((j >= r.lo && j < r.hi) || j < r.gk) && (!m || m[j * msj]);
