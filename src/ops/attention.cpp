@@ -313,6 +313,15 @@ std::vector<int64_t> head_offsets(const Tensor& t, int64_t& row) {
   return off;
 }
 
+// Whether head offsets and a row stride from head_offsets describe a dense
+// (heads, rows, cols) tensor.
+bool dense_heads(const std::vector<int64_t>& off, int64_t row, int64_t rows, int64_t cols) {
+  if (rows > 1 && row != cols) return false;
+  for (size_t h = 0; h < off.size(); ++h)
+    if (off[h] != static_cast<int64_t>(h) * rows * cols) return false;
+  return true;
+}
+
 std::tuple<Tensor, Tensor> fused(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaOptions& o,
                                  const Geometry& g) {
   Fused f = fused_params(g, o);
@@ -339,14 +348,19 @@ std::tuple<Tensor, Tensor> fused(const Tensor& q, const Tensor& k, const Tensor&
     qo = head_offsets(q, qrow), ko = head_offsets(k, krow), vo = head_offsets(v, vrow);
   }
   if (!qo.empty() && !ko.empty() && !vo.empty()) {
-    kernels::cpu::SdpaParams p = f.p;
-    p.q_rows = {qo.data(), qrow}, p.k_rows = {ko.data(), krow}, p.v_rows = {vo.data(), vrow};
-    kernels::cpu::sdpa_forward(q.detach(), k.detach(), v.detach(), p, out, lse);
+    const bool dense = dense_heads(qo, qrow, g.L, g.E) && dense_heads(ko, krow, g.S, g.E) &&
+                       dense_heads(vo, vrow, g.S, g.Ev);
+    if (!dense || !sdpa_forward_by_modifiers(f.p, q.data<float>(), k.data<float>(), v.data<float>(), out, lse)) {
+      kernels::cpu::SdpaParams p = f.p;
+      p.q_rows = {qo.data(), qrow}, p.k_rows = {ko.data(), krow}, p.v_rows = {vo.data(), vrow};
+      kernels::cpu::sdpa_forward(q.detach(), k.detach(), v.detach(), p, out, lse);
+    }
   } else {
     q3 = q.detach().reshape({g.B * g.Hq, g.L, g.E}).contiguous();
     k3 = k.detach().reshape({g.B * g.Hk, g.S, g.E}).contiguous();
     v3 = v.detach().reshape({g.B * g.Hk, g.S, g.Ev}).contiguous();
-    kernels::cpu::sdpa_forward(q3, k3, v3, f.p, out, lse);
+    if (!sdpa_forward_by_modifiers(f.p, q3.data<float>(), k3.data<float>(), v3.data<float>(), out, lse))
+      kernels::cpu::sdpa_forward(q3, k3, v3, f.p, out, lse);
   }
   Tensor result = out.reshape(out_shape(g, g.Ev));
   if (grad) {

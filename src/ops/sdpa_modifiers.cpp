@@ -37,41 +37,75 @@ flex::BlockMask SdpaMaskMod::block_mask(int64_t B, int64_t L) const {
   return m;
 }
 
+namespace {
+
+namespace d = flex::detail;
+
+// p's options as the two modifiers, with the block mask when there is a mask
+// at all, and p's shape as flex's geometry.
+struct Modifiers {
+  d::Geometry g;
+  SdpaScoreMod score;
+  SdpaMaskMod seen;
+  bool scored = false, masked = false;
+  flex::BlockMask bm;
+  explicit Modifiers(const kernels::cpu::SdpaParams& p)
+      : score{p.softcap, p.alibi, p.Hq, p.diag},
+        seen{p.causal, p.diag, p.win_left, p.win_right, p.S, p.global_tokens, p.key_lengths} {
+    g.B = p.BH / p.Hq, g.Hq = p.Hq, g.G = p.G, g.Hk = p.Hq / p.G, g.L = p.L, g.S = p.S, g.E = p.E, g.Ev = p.Ev;
+    g.scale = p.scale;
+    if (p.mask && p.mask_is_bool) {
+      seen.mask = static_cast<const bool*>(p.mask);
+      seen.msb = p.mask_sb, seen.msh = p.mask_sh, seen.msi = p.mask_si, seen.msj = p.mask_sj;
+    } else if (p.mask) {
+      score.mask = static_cast<const float*>(p.mask);
+      score.msb = p.mask_sb, score.msh = p.mask_sh, score.msi = p.mask_si, score.msj = p.mask_sj;
+    }
+    scored = p.softcap > 0 || p.alibi || score.mask;
+    masked = p.banded() || p.global_tokens > 0 || p.key_lengths || seen.mask;
+    if (masked) bm = seen.block_mask(g.B, p.L);
+  }
+  // run(score_mod, mask_mod, block mask or null) with the modifiers the
+  // options need (the identity and full ones cost nothing).
+  template <class Run>
+  void apply(Run&& run) const {
+    if (masked) {
+      if (scored) run(flex::vectorized(score), flex::vectorized(seen), &bm);
+      else run(flex::identity, flex::vectorized(seen), &bm);
+    } else {
+      if (scored) run(flex::vectorized(score), flex::full, nullptr);
+      else run(flex::identity, flex::full, nullptr);
+    }
+  }
+};
+
+}  // namespace
+
+bool sdpa_forward_by_modifiers(const kernels::cpu::SdpaParams& p, const float* q, const float* k, const float* v,
+                               const Tensor& out, const Tensor& lse) {
+  if ((!(p.mask && p.mask_is_bool) && p.global_tokens <= 0) || p.keep < 1.0 || p.stride > 0 || p.L < 8 ||
+      p.S == 0 || p.q_rows.heads || p.k_rows.heads || p.v_rows.heads)
+    return false;
+  const Modifiers mods(p);
+  mods.apply([&](auto score_mod, auto mask_mod, const flex::BlockMask* m) {
+    d::forward<float>(mods.g, q, k, v, out.data<float>(), lse.data<float>(), score_mod, mask_mod, m);
+  });
+  return true;
+}
+
 bool sdpa_backward_by_modifiers(const kernels::cpu::SdpaParams& p, const Tensor& dout, const Tensor& q,
                                 const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                                 const Tensor& dq, const Tensor& dk, const Tensor& dv) {
   const int64_t BKV = p.G > 0 ? p.BH / p.G : 0;
   if (p.keep < 1.0 || p.stride > 0 || p.L == 0 || p.S == 0 || BKV < omp_get_max_threads()) return false;
-  namespace d = flex::detail;
-  d::Geometry g;
-  g.B = p.BH / p.Hq, g.Hq = p.Hq, g.G = p.G, g.Hk = p.Hq / p.G, g.L = p.L, g.S = p.S, g.E = p.E, g.Ev = p.Ev;
-  g.scale = p.scale;
-  SdpaScoreMod score{p.softcap, p.alibi, p.Hq, p.diag};
-  SdpaMaskMod seen{p.causal, p.diag, p.win_left, p.win_right, p.S, p.global_tokens, p.key_lengths};
-  if (p.mask && p.mask_is_bool) {
-    seen.mask = static_cast<const bool*>(p.mask);
-    seen.msb = p.mask_sb, seen.msh = p.mask_sh, seen.msi = p.mask_si, seen.msj = p.mask_sj;
-  } else if (p.mask) {
-    score.mask = static_cast<const float*>(p.mask);
-    score.msb = p.mask_sb, score.msh = p.mask_sh, score.msi = p.mask_si, score.msj = p.mask_sj;
-  }
-  const bool masked = p.banded() || p.global_tokens > 0 || p.key_lengths || seen.mask;
-  const flex::BlockMask bm = masked ? seen.block_mask(g.B, p.L) : flex::BlockMask();
+  const Modifiers mods(p);
   std::vector<std::shared_ptr<d::CapturedState>> caps;
   std::vector<std::vector<std::vector<double>>> cap_grads(static_cast<size_t>(BKV));
-  auto run = [&](auto score_mod, auto mask_mod, const flex::BlockMask* m) {
-    d::backward<float>(g, q.data<float>(), k.data<float>(), v.data<float>(), out.data<float>(), lse.data<float>(),
-                       dout.data<float>(), dq.data<float>(), dk.data<float>(), dv.data<float>(), score_mod, mask_mod,
-                       m, caps, cap_grads);
-  };
-  const bool scored = p.softcap > 0 || p.alibi || score.mask;
-  if (masked) {
-    if (scored) run(flex::vectorized(score), flex::vectorized(seen), &bm);
-    else run(flex::identity, flex::vectorized(seen), &bm);
-  } else {
-    if (scored) run(flex::vectorized(score), flex::full, nullptr);
-    else run(flex::identity, flex::full, nullptr);
-  }
+  mods.apply([&](auto score_mod, auto mask_mod, const flex::BlockMask* m) {
+    d::backward<float>(mods.g, q.data<float>(), k.data<float>(), v.data<float>(), out.data<float>(),
+                       lse.data<float>(), dout.data<float>(), dq.data<float>(), dk.data<float>(), dv.data<float>(),
+                       score_mod, mask_mod, m, caps, cap_grads);
+  });
   return true;
 }
 

@@ -113,6 +113,16 @@ struct SdpaMaskMod {
   nn::functional::flex::BlockMask block_mask(int64_t B, int64_t L) const;
 };
 
+// out (BH, L, Ev) and lse (BH, L) of the fused SDPA through flex_attention's
+// forward loop with the modifiers above, from dense q (BH, L, E), k and v
+// (BH / G, S, E / Ev), when the call has a bool mask or global tokens (where
+// that loop measured faster than the SDPA's own: per-element mask tests on
+// 16 keys at a time), no stride or dropout, and at least 8 queries (fewer
+// read K in place in the SDPA's loop). Returns false (and computes nothing)
+// otherwise.
+bool sdpa_forward_by_modifiers(const kernels::cpu::SdpaParams& p, const float* q, const float* k, const float* v,
+                               const Tensor& out, const Tensor& lse);
+
 // dQ, dK, dV of the fused SDPA through flex_attention's backward loop with the
 // modifiers above, when p's options are all they cover (scale, causal,
 // windows, diagonal offset, global tokens, key lengths, ALiBi, softcap, bool
