@@ -7,6 +7,10 @@
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
+#if HWY_ARCH_X86
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 
 #include "kernels/cpu/attention/parts.h"
@@ -149,6 +153,98 @@ void TileGemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int6
   }
 }
 
+// Rows [c0, c0 + n) of K, floats [x0, x0 + w), transposed into d (rows
+// `tile` apart): one element at a time (the edges of the blocks below).
+HWY_INLINE void pack_block_scalar(const float* K, int64_t ldk, int64_t c0, int64_t n, int64_t x0, int64_t w,
+                                  float* d, int64_t tile) {
+  for (int64_t x = x0; x < x0 + w; ++x)
+    for (int64_t c = c0; c < c0 + n; ++c) d[x * tile + c] = K[c * ldk + x];
+}
+
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+// 16 rows of 16 floats (src, rows lds apart) transposed into dst (rows ldd
+// apart) in registers: 16 loads, 64 shuffles, 16 stores.
+HWY_INLINE void transpose16(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * lds);
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * i + 2]), e = _mm512_castps_pd(t[4 * i + 3]);
+    r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
+    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
+  }
+  for (int i = 0; i < 2; ++i)
+    for (int k = 0; k < 4; ++k) {
+      t[8 * i + k] = _mm512_shuffle_f32x4(r[8 * i + k], r[8 * i + 4 + k], 0x88);
+      t[8 * i + 4 + k] = _mm512_shuffle_f32x4(r[8 * i + k], r[8 * i + 4 + k], 0xdd);
+    }
+  for (int k = 0; k < 8; ++k) {
+    r[k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0x88);
+    r[8 + k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0xdd);
+  }
+  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * ldd, r[i]);
+}
+constexpr int64_t kPackBlock = 16;
+#elif HWY_ARCH_X86 && HWY_TARGET == HWY_AVX2
+// 8 rows of 8 floats transposed in registers.
+HWY_INLINE void transpose8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * lds);
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; ++i) {
+    r[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
+    r[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+  }
+  for (int k = 0; k < 4; ++k) {
+    t[k] = _mm256_permute2f128_ps(r[k], r[4 + k], 0x20);
+    t[4 + k] = _mm256_permute2f128_ps(r[k], r[4 + k], 0x31);
+  }
+  for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + i * ldd, t[i]);
+}
+constexpr int64_t kPackBlock = 8;
+#else
+constexpr int64_t kPackBlock = 0;  // element by element
+#endif
+
+// See pack_kt in parts.h. Square blocks of rows go through register
+// transposes where the target has them: reading a weight panel from memory
+// ran at 23 GB/s that way on AVX-512 against 11-16 element by element.
+void PackKt(const float* K, int64_t S, int64_t E, int64_t ldk, int64_t tile, float* dst) {
+  for (int64_t j0 = 0; j0 < S; j0 += tile) {
+    const int64_t cols = std::min(tile, S - j0);
+    float* d = dst + (j0 / tile) * E * tile;
+    const float* Kt = K + j0 * ldk;
+    int64_t c0 = 0;
+    if constexpr (kPackBlock > 0) {
+      for (; c0 + kPackBlock <= cols; c0 += kPackBlock) {
+        int64_t x = 0;
+        for (; x + kPackBlock <= E; x += kPackBlock) {
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+          transpose16(Kt + c0 * ldk + x, ldk, d + x * tile + c0, tile);
+#elif HWY_ARCH_X86 && HWY_TARGET == HWY_AVX2
+          transpose8(Kt + c0 * ldk + x, ldk, d + x * tile + c0, tile);
+#endif
+        }
+        pack_block_scalar(Kt, ldk, c0, kPackBlock, x, E - x, d, tile);
+      }
+    }
+    // 16 keys at a time: their rows (16 x E) stay in L1 while each of the E
+    // rows of the tile gets up to 16 consecutive floats
+    for (; c0 < cols; c0 += 16) pack_block_scalar(Kt, ldk, c0, std::min<int64_t>(16, cols - c0), 0, E, d, tile);
+  }
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace attn::kernels::cpu::parts
 HWY_AFTER_NAMESPACE();
@@ -164,18 +260,11 @@ void tile_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int
   HWY_DYNAMIC_DISPATCH(TileGemm)(M, N, K, alpha, A, lda, B, ldb, accumulate, C, ldc);
 }
 
+HWY_EXPORT(PackKt);
+
 void pack_kt(const float* K, int64_t S, int64_t E, int64_t ldk, int64_t tile, float* dst) {
-  for (int64_t j0 = 0; j0 < S; j0 += tile) {
-    const int64_t cols = std::min(tile, S - j0);
-    float* d = dst + (j0 / tile) * E * tile;
-    // 16 keys at a time: their rows (16 x E) stay in L1 while each of the E
-    // rows of the tile gets 16 consecutive floats
-    for (int64_t c0 = 0; c0 < cols; c0 += 16) {
-      const int64_t c1 = std::min(cols, c0 + 16);
-      for (int64_t x = 0; x < E; ++x)
-        for (int64_t c = c0; c < c1; ++c) d[x * tile + c] = K[(j0 + c) * ldk + x];
-    }
-  }
+  choose_simd_target();
+  HWY_DYNAMIC_DISPATCH(PackKt)(K, S, E, ldk, tile, dst);
 }
 
 }  // namespace attn::kernels::cpu::parts
