@@ -18,19 +18,29 @@ flex::BlockMask SdpaMaskMod::block_mask(int64_t B, int64_t L) const {
       const int64_t i0 = qb * T, i1 = std::min(L, i0 + T);
       for (int64_t kb = 0; kb < m.KB; ++kb) {
         const int64_t j0 = kb * T, j1 = std::min(S, j0 + T) - 1;  // keys [j0, j1]
-        bool none = true, all = true;
-        for (int64_t i = i0; i < i1 && (none || all); ++i) {
-          const Row r = row(b, i);
-          const bool band = r.lo < r.hi;
-          none = none && j0 >= r.gk && (!band || r.hi <= j0 || r.lo > j1);
-          // the row's keys: [0, gk) and [lo, hi), one interval when they touch
-          const bool joined = band && r.lo <= r.gk;
-          all = all && (j1 < r.gk || (band && (joined ? 0 : r.lo) <= j0 && j1 < std::max(r.hi, r.gk)));
+        bool none = true, all = !mask;  // a bool mask decides per element
+        if (global <= 0) {
+          // Without global keys a row's keys are [lo, hi), both growing
+          // with i: the first and last rows bound the tile (empty may be
+          // missed, when the band passes between them, and the tile is then
+          // partial).
+          const Row first = row(b, i0), last = row(b, i1 - 1);
+          none = last.hi <= j0 || first.lo > j1 || first.lo >= last.hi;
+          all = all && last.lo <= j0 && j1 < first.hi;
+        } else {
+          for (int64_t i = i0; i < i1 && (none || all); ++i) {
+            const Row r = row(b, i);
+            const bool band = r.lo < r.hi;
+            none = none && j0 >= r.gk && (!band || r.hi <= j0 || r.lo > j1);
+            // the row's keys: [0, gk) and [lo, hi), one interval when they touch
+            const bool joined = band && r.lo <= r.gk;
+            all = all && (j1 < r.gk || (band && (joined ? 0 : r.lo) <= j0 && j1 < std::max(r.hi, r.gk)));
+          }
         }
         auto& st = m.states[static_cast<size_t>((b * m.QB + qb) * m.KB + kb)];
         if (none)
           st = flex::BlockMask::Empty;
-        else if (all && !mask)
+        else if (all)
           st = flex::BlockMask::Full;
       }
     }
