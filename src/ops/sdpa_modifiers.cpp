@@ -1,5 +1,5 @@
-// The fused SDPA's backward as flex_attention's backward loop with the SDPA
-// options written as modifiers (see sdpa_modifiers.h).
+// The fused SDPA's forward and backward as flex_attention's loops with the
+// SDPA options written as modifiers (see sdpa_modifiers.h).
 #include "ops/sdpa_modifiers.h"
 
 #include <omp.h>

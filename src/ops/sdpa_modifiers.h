@@ -1,6 +1,6 @@
 // Internal: the fused SDPA's score transforms and masks as flex_attention
-// modifiers (16 keys per call), and the SDPA backward that runs flex's
-// backward loop with them.
+// modifiers (16 keys per call), and the SDPA forward and backward that run
+// flex's loops with them.
 #pragma once
 
 #include <algorithm>
