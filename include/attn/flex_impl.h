@@ -152,12 +152,19 @@ ATTN_FLEX_INLINE void lanes_group(float* sr, float* fr, int64_t c0, int n, bool 
         Lanes<Dual<float>> sv;
         ATTN_LANES_FOR(l) sv[l] = Dual<float>(sr[l], 1.0f);
         const auto res = score_mod(sv, b, h, i, kv);
-        for (int l = 0; l < m; ++l) sr[l] = lane_value(res, l), fr[l] = lane_deriv(res, l);
+        // Values and derivatives gathered into two arrays first: stored
+        // lane by lane from res, GCC reloads each lane from the stack.
+        float val[kLanes], der[kLanes];
+        ATTN_LANES_FOR(l) val[l] = lane_value(res, l), der[l] = lane_deriv(res, l);
+        std::memcpy(sr, val, sizeof(float) * static_cast<size_t>(m));
+        std::memcpy(fr, der, sizeof(float) * static_cast<size_t>(m));
       } else {
         Lanes<float> sv;
         ATTN_LANES_FOR(l) sv[l] = sr[l];
         const auto res = score_mod(sv, b, h, i, kv);
-        for (int l = 0; l < m; ++l) sr[l] = lane_value(res, l);
+        float val[kLanes];
+        ATTN_LANES_FOR(l) val[l] = lane_value(res, l);
+        std::memcpy(sr, val, sizeof(float) * static_cast<size_t>(m));
       }
     } else {
       for (int l = 0; l < m; ++l) {

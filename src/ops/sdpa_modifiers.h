@@ -25,26 +25,41 @@ struct SdpaScoreMod {
   int64_t msb = 0, msh = 0, msi = 0, msj = 0;
   template <class S, class B, class H, class I, class J>
   auto operator()(S s, B b, H h, I i, J j) const {
-    using std::abs;
     using std::tanh;
-    S x = softcap > 0 ? S(softcap * tanh(s / softcap)) : s;
-    if (slopes) x = S(x - slopes[b * Hq + h] * abs(i + diag - j));
-    if (mask) {
-      const float* m = mask + b * msb + h * msh + i * msi;
-      if constexpr (nn::functional::flex::is_lanes<J>::value) {
-        nn::functional::flex::Lanes<float> add;
+    S x = s;
+    if (softcap > 0) x = S(softcap * tanh(s / softcap));
+    if (!slopes && !mask) return x;
+    // ALiBi and the mask do not depend on the score: their sum is formed in
+    // float and added once (with a Dual score, one add to its value).
+    if constexpr (nn::functional::flex::is_lanes<J>::value) {
+      nn::functional::flex::Lanes<float> add;
+      ATTN_LANES_FOR(l) add[l] = 0.0f;
+      if (slopes) {
+        const float sl = slopes[b * Hq + h];
+        ATTN_LANES_FOR(l) {
+          const int64_t d = i + diag - j[l];
+          add[l] = -sl * static_cast<float>(d < 0 ? -d : d);
+        }
+      }
+      if (mask) {
+        const float* m = mask + b * msb + h * msh + i * msi;
         if (msj == 1 && j[kLanes - 1] - j[0] == kLanes - 1) {  // consecutive keys: one load
           const float* mj = m + j[0];
-          ATTN_LANES_FOR(l) add[l] = mj[l];
+          ATTN_LANES_FOR(l) add[l] += mj[l];
         } else {
-          ATTN_LANES_FOR(l) add[l] = m[j[l] * msj];
+          ATTN_LANES_FOR(l) add[l] += m[j[l] * msj];
         }
-        x = S(x + add);
-      } else {
-        x = S(x + m[j * msj]);
       }
+      return S(x + add);
+    } else {
+      float add = 0.0f;
+      if (slopes) {
+        const int64_t d = i + diag - j;
+        add = -slopes[b * Hq + h] * static_cast<float>(d < 0 ? -d : d);
+      }
+      if (mask) add += mask[b * msb + h * msh + i * msi + j * msj];
+      return S(x + add);
     }
-    return x;
   }
 };
 
