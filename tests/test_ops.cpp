@@ -126,10 +126,17 @@ TEST(Ops, Float32MatmulOnTheTileProductMatchesFloat64) {
     // magnitudes sum to about K
     EXPECT_LT(err, 4.0 * K * K * std::numeric_limits<float>::epsilon()) << "K = " << K;
   };
-  // and fewer rows against a transposed B with 256 <= K <= 1024, N >= 256:
-  // the tile product over packed column panels of B (the last one partial)
-  for (auto [M, K, N] : std::vector<std::array<int64_t, 3>>{
-           {4100, 40, 70}, {4099, 96, 288}, {5000, 17, 16}, {197, 300, 270}, {64, 1024, 256}, {1000, 256, 390}}) {
+  // and fewer rows (32 ... 4095) against a transposed B with 256 <= K <=
+  // 3072, N >= 256: the tile product over packed column panels of B (the
+  // last one partial; 64 columns wide where 128 would leave an odd count)
+  for (auto [M, K, N] : std::vector<std::array<int64_t, 3>>{{4100, 40, 70},
+                                                            {4099, 96, 288},
+                                                            {5000, 17, 16},
+                                                            {197, 300, 270},
+                                                            {64, 1024, 256},
+                                                            {1000, 256, 390},
+                                                            {49, 3072, 768},
+                                                            {33, 1100, 300}}) {
     SCOPED_TRACE(std::to_string(M) + " x " + std::to_string(K) + " x " + std::to_string(N));
     Tensor a = randn({M, K}, kFloat32, &g), b = randn({K, N}, kFloat32, &g), w = randn({N, K}, kFloat32, &g);
     Tensor bias = randn({N}, kFloat32, &g);

@@ -135,16 +135,20 @@ bool use_tile_product(const Tensor& out, bool a_trans, int64_t M, int64_t N, int
   return out.dtype() == kFloat32 && !a_trans && M >= 4096 && K >= 16 && K <= 1024 && N >= 16;
 }
 
-// Fewer rows (64 ... 4095) against a Linear's weight (B transposed, K 256 ...
-// 1024, N >= 256): the tile product over column panels of the weight, each
+// Fewer rows (32 ... 4095) against a Linear's weight (B transposed, K 256 ...
+// 3072, N >= 256): the tile product over column panels of the weight, each
 // packed as (K, 128) rows by the task that uses it. F::linear with bias,
 // weights cold as in a model, OpenBLAS -> panels: (197, 768) x (768, 2304)
 // 186 -> 194 GFLOPS (ViT-B's qkv at batch 1), (1576, 768) x (768, 2304)
 // 199 -> 213, (512, 768) x (768, 2304) 198 -> 210, (1024, 768) x (768, 3072)
-// 196 -> 210. Slower, so left to BLAS: K = 3072 ((197, 3072) x (3072, 768)
-// 177 -> 172: each panel re-reads A from L3) and K = 96 (193 -> 177).
+// 196 -> 210. Since the panels are packed by register transposes, also the
+// long products and the few rows of Swin's last stage, medians of three
+// alternating runs: (197, 3072) x (3072, 768) 5.56 -> 4.61 ms (ViT-B's second
+// MLP product), (512, 3072) x (3072, 768) 13.28 -> 11.35, (1024, 3072) x
+// (3072, 768) 24.47 -> 22.55, (49, 3072) x (3072, 768) 2.06 -> 1.52, (49,
+// 768) x (768, 2304) 1.26 -> 1.20. Left to BLAS: K = 96 (193 -> 177 GFLOPS).
 bool use_panel_product(const Tensor& out, bool a_trans, bool b_trans, int64_t M, int64_t N, int64_t K) {
-  return out.dtype() == kFloat32 && !a_trans && b_trans && M >= 64 && M < 4096 && K >= 256 && K <= 1024 &&
+  return out.dtype() == kFloat32 && !a_trans && b_trans && M >= 32 && M < 4096 && K >= 256 && K <= 3072 &&
          N >= 256;
 }
 }  // namespace
@@ -177,7 +181,9 @@ void bmm(const Tensor& a_in, const Tensor& b_in, const Tensor& out, const Tensor
     const float* pb = static_cast<const float*>(b.raw_data());
     float* po = out.data<float>();
     const float* pbias = bias.defined() ? bias.data<float>() : nullptr;
-    constexpr int64_t P = 128;
+    // 128 columns a panel, or 64 where that leaves an odd count (384 or 1152
+    // columns: 3 or 9 panels kept one of two threads idle for the last).
+    const int64_t P = ((N + 127) / 128) % 2 == 1 ? 64 : 128;
     const int64_t panels = (N + P - 1) / P;
 #pragma omp parallel if (Bn * panels > 1 && !omp_in_parallel())
     {
