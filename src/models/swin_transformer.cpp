@@ -190,7 +190,9 @@ Tensor ShiftedWindowAttention::relative_position_bias() {
   const int64_t N = window_[0] * window_[1];
   Tensor table = version_ == 1 ? relative_position_bias_table
                                : cpb_mlp.forward(relative_coords_table).reshape({-1, heads_});
-  Tensor bias = index_select(table, 0, relative_position_index).reshape({N, N, heads_}).permute({2, 0, 1});
+  // Gathered along the table's rows from its transpose: (heads, N * N) comes
+  // out contiguous, so the shift mask's add runs along unit strides.
+  Tensor bias = index_select(table.t(), 1, relative_position_index).reshape({heads_, N, N});
   return version_ == 1 ? bias : sigmoid(bias) * 16.0;
 }
 
