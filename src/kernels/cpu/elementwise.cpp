@@ -166,8 +166,16 @@ void map2(const Tensor& out, const Tensor& a, const Tensor& b, F f) {
                     TO* o = po + off[0];
                     const TA* x = pa + off[1];
                     const TB* y = pb + off[2];
+                    // Unit strides, or one operand broadcast along the run (a
+                    // scalar, a per-row value): loops the compiler vectorizes.
                     if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
                       for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], y[i]);
+                    } else if (st[0] == 1 && st[1] == 1 && st[2] == 0) {
+                      const TB yv = *y;
+                      for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], yv);
+                    } else if (st[0] == 1 && st[1] == 0 && st[2] == 1) {
+                      const TA xv = *x;
+                      for (int64_t i = 0; i < n; ++i) o[i] = f(xv, y[i]);
                     } else {
                       for (int64_t i = 0; i < n; ++i) o[i * st[0]] = f(x[i * st[1]], y[i * st[2]]);
                     }
