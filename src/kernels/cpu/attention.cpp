@@ -32,6 +32,7 @@
 
 #include "core/parallel.h"
 #include "kernels/cpu/attention/parts.h"
+#include "kernels/cpu/attention/pattern.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/loop.h"
 
@@ -39,9 +40,24 @@ namespace attn::kernels::cpu {
 
 namespace {
 
+using parts::Axis;
+using parts::Band;
+using parts::Groups;
+using parts::Part;
+using parts::Tiles;
+using parts::band;
+using parts::dropout_scales;
 using parts::exp_sub_sum;
+using parts::gather_rows;
+using parts::group_key_range;
+using parts::key_length;
+using parts::key_segments;
+using parts::make_groups;
+using parts::make_tiles;
 using parts::row_max;
+using parts::scatter_add_rows;
 using parts::tile_gemm;
+using parts::transform_tile;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // Tile sizes: measured on 2 Zen 4 cores at (1, 8, 1024, 64), forward, ratio
 // to SGEMM: 64x128 0.58, 128x128 0.62, 128x256 0.63, 128x512 0.64 (bigger
@@ -58,249 +74,6 @@ constexpr int64_t kBq = 128;  // query rows per backward tile
 constexpr int64_t kDirectRows = 8;
 
 int64_t forward_rows(const SdpaParams& p) { return p.banded() ? 48 : 96; }
-
-// The keys query row i may attend to: the band [lo, hi) (empty when lo >=
-// hi), plus with a sparse pattern the global keys [0, glob_hi) and, with a
-// stride, every stride-th key below reach_hi (the causal / length limit).
-struct Band {
-  int64_t lo, hi, glob_hi = 0, reach_hi = 0;
-};
-Band band(const SdpaParams& p, int64_t i, int64_t klen) {
-  const int64_t c = i + p.diag;
-  const int64_t reach = std::max<int64_t>(p.causal ? std::min(klen, c + 1) : klen, 0);
-  if (i < p.global_tokens) return {0, reach, 0, reach};  // a global query sees every key
-  int64_t lo = 0, hi = reach;
-  if (p.win_right >= 0) hi = std::min(hi, c + p.win_right + 1);
-  if (p.win_left >= 0) lo = std::max(lo, c - p.win_left);
-  return {std::max<int64_t>(lo, 0), std::max<int64_t>(hi, 0), std::min(p.global_tokens, reach), reach};
-}
-
-bool sparse(const SdpaParams& p) { return p.global_tokens > 0 || p.stride > 0; }
-
-int64_t key_length(const SdpaParams& p, int64_t bh) {
-  return p.key_lengths ? std::clamp<int64_t>(p.key_lengths[bh / p.Hq], 0, p.S) : p.S;
-}
-
-// Which keys a pass attends. All: the whole pattern. Local: the band and the
-// global keys. Strided: the strided keys outside those two. With a stride
-// the forward and backward run Local in the natural layout and Strided in
-// the grouped one (see Groups); the two merge through their LSEs.
-enum class Part { All, Local, Strided };
-
-// The original index of position x along a tile's rows or keys: start + x *
-// step (step = stride for the grouped layout's tiles).
-struct Axis {
-  int64_t start = 0, step = 1;
-  int64_t at(int64_t x) const { return start + x * step; }
-};
-
-// The strided pass's layout: queries grouped by the residue of their
-// aligned diagonal, (i + diag) mod s, keys by j mod s, each group in
-// increasing order. Query i's strided keys all lie in its own group, so the
-// pass is dense attention inside each group: s blocks of about L / s queries
-// by S / s keys, L * S / s scores in all instead of L * S.
-struct Groups {
-  int64_t s = 0;
-  std::vector<int64_t> qoff, koff;    // (s + 1): where each group starts
-  std::vector<int64_t> qorig, korig;  // (L), (S): grouped position -> original index
-};
-
-Groups make_groups(const SdpaParams& p) {
-  Groups g;
-  const int64_t s = p.stride;
-  g.s = s;
-  g.qoff.assign(static_cast<size_t>(s + 1), 0);
-  g.koff.assign(static_cast<size_t>(s + 1), 0);
-  g.qorig.reserve(static_cast<size_t>(p.L));
-  g.korig.reserve(static_cast<size_t>(p.S));
-  for (int64_t r = 0; r < s; ++r) {
-    for (int64_t i = ((r - p.diag) % s + s) % s; i < p.L; i += s) g.qorig.push_back(i);
-    for (int64_t j = r; j < p.S; j += s) g.korig.push_back(j);
-    g.qoff[r + 1] = static_cast<int64_t>(g.qorig.size());
-    g.koff[r + 1] = static_cast<int64_t>(g.korig.size());
-  }
-  return g;
-}
-
-// Query or key tiles of at most `size` rows that never straddle a group:
-// tiles of group r are [off[r], off[r + 1]). Without groups, one group.
-struct Tiles {
-  std::vector<int64_t> start, len, off;
-};
-
-Tiles make_tiles(const std::vector<int64_t>* group_off, int64_t n, int64_t size) {
-  Tiles t;
-  t.off.push_back(0);
-  const int64_t groups = group_off ? static_cast<int64_t>(group_off->size()) - 1 : 1;
-  for (int64_t r = 0; r < groups; ++r) {
-    const int64_t a = group_off ? (*group_off)[r] : 0, b = group_off ? (*group_off)[r + 1] : n;
-    for (int64_t x = a; x < b; x += size) t.start.push_back(x), t.len.push_back(std::min(size, b - x));
-    t.off.push_back(static_cast<int64_t>(t.start.size()));
-  }
-  return t;
-}
-
-// dst (H, N, W) = src (H, N, W) with rows reordered: dst[h][x] = src[h][order[x]].
-void gather_rows(const float* src, float* dst, int64_t H, int64_t W, const std::vector<int64_t>& order) {
-  const int64_t N = static_cast<int64_t>(order.size());
-  detail::parallel_for(H * N, 1024, [&](int64_t b, int64_t e) {
-    for (int64_t x = b; x < e; ++x) {
-      const float* s = src + ((x / N) * N + order[x % N]) * W;
-      std::copy(s, s + W, dst + x * W);
-    }
-  });
-}
-
-// dst[h][order[x]] += src[h][x]: the inverse of gather_rows, accumulating.
-void scatter_add_rows(const float* src, float* dst, int64_t H, int64_t W, const std::vector<int64_t>& order) {
-  const int64_t N = static_cast<int64_t>(order.size());
-  detail::parallel_for(H * N, 1024, [&](int64_t b, int64_t e) {
-    for (int64_t x = b; x < e; ++x) {
-      float* d = dst + ((x / N) * N + order[x % N]) * W;
-      const float* s = src + x * W;
-      for (int64_t w = 0; w < W; ++w) d[w] += s[w];
-    }
-  });
-}
-
-// Applies the score transforms and masks to a (rows, cols) tile of raw
-// scaled scores whose original row and key indices are ri.at(r) and
-// cj.at(c); `softcap_grad` (optional) receives the softcap derivative
-// 1 - tanh^2 for the backward.
-void transform_tile(const SdpaParams& p, Part part, int64_t bh, Axis ri, int64_t rows, Axis cj, int64_t cols,
-                    int64_t klen, float* s, int64_t lds, float* softcap_grad) {
-  const float slope = p.alibi ? p.alibi[bh] : 0.0f;
-  const int64_t b = bh / p.Hq, h = bh % p.Hq;
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t i = ri.at(r);
-    float* row = s + r * lds;
-    const Band bd = band(p, i, klen);
-    if (p.softcap > 0) {
-      float* g = softcap_grad ? softcap_grad + r * lds : nullptr;
-      for (int64_t c = 0; c < cols; ++c) {
-        const float t = std::tanh(row[c] / p.softcap);
-        row[c] = p.softcap * t;
-        if (g) g[c] = 1.0f - t * t;
-      }
-    }
-    if (p.alibi)
-      for (int64_t c = 0; c < cols; ++c) row[c] -= slope * static_cast<float>(std::abs(i + p.diag - cj.at(c)));
-    if (p.mask) {
-      const int64_t base = b * p.mask_sb + h * p.mask_sh + i * p.mask_si + cj.start * p.mask_sj;
-      const int64_t sj = cj.step * p.mask_sj;
-      if (p.mask_is_bool) {
-        const bool* m = static_cast<const bool*>(p.mask) + base;
-        for (int64_t c = 0; c < cols; ++c)
-          if (!m[c * sj]) row[c] = kNegInf;
-      } else {
-        const float* m = static_cast<const float*>(p.mask) + base;
-        for (int64_t c = 0; c < cols; ++c) row[c] += m[c * sj];
-      }
-    }
-    if (sparse(p)) {  // the band, the global keys and the strided keys
-      const int64_t d = i + p.diag;
-      for (int64_t x = 0; x < cols; ++x) {
-        const int64_t j = cj.at(x);
-        const bool local = (j >= bd.lo && j < bd.hi) || j < bd.glob_hi;
-        bool keep = local;
-        if (part == Part::Strided)  // the grouped layout puts only strided keys in the tile
-          keep = !local && j < bd.reach_hi;
-        else if (part == Part::All && !local && p.stride > 0)
-          keep = j < bd.reach_hi && ((d - j) % p.stride + p.stride) % p.stride == 0;
-        if (!keep) row[x] = kNegInf;
-      }
-      continue;
-    }
-    // keys outside the band: a prefix and a suffix of the tile (step 1 here)
-    const int64_t pre = std::clamp<int64_t>(bd.lo - cj.start, 0, cols);
-    const int64_t post = std::clamp<int64_t>(bd.hi - cj.start, pre, cols);
-    std::fill(row, row + pre, kNegInf);
-    std::fill(row + post, row + cols, kNegInf);
-  }
-}
-
-// Dropout multipliers (1/keep or 0) of row (bh, i) for keys cj.at(0..n).
-void dropout_scales(const Generator& g, const SdpaParams& p, int64_t bh, int64_t i, Axis cj, int64_t n, float* out) {
-  const float scale = static_cast<float>(1.0 / p.keep);
-  if (cj.step == 1) return sdpa_dropout_row(g, p.offset, bh, i, cj.start, n, p.L, p.S, p.keep, scale, out);
-  for (int64_t x = 0; x < n; ++x)
-    out[x] = sdpa_dropout_keep(g, p.offset, bh, i, cj.at(x), p.L, p.S, p.keep) ? scale : 0.0f;
-}
-
-// The keys [j0, j1) a query tile [i0, i1) can reach through its band.
-void key_block_range(const SdpaParams& p, Part part, int64_t i0, int64_t i1, int64_t klen, int64_t& j0,
-                     int64_t& j1) {
-  const Band first = band(p, i0, klen), last = band(p, i1 - 1, klen);
-  j0 = std::min(first.lo, last.lo);
-  j1 = std::max(first.hi, last.hi);
-  if (p.stride > 0 && part == Part::All) j0 = 0, j1 = std::max(first.reach_hi, last.reach_hi);  // strided keys lie everywhere
-  if (j1 <= j0) j0 = j1 = 0;
-}
-
-// The key ranges a query tile [i0, i1) (natural layout) must visit, in
-// order: the global keys before the band (when there are any), then the
-// band. At most two.
-int64_t key_segments(const SdpaParams& p, Part part, int64_t i0, int64_t i1, int64_t klen, int64_t seg[2][2]) {
-  int64_t jlo, jhi;
-  key_block_range(p, part, i0, i1, klen, jlo, jhi);
-  int64_t n = 0;
-  const int64_t g = std::min(std::max(band(p, i0, klen).glob_hi, band(p, i1 - 1, klen).glob_hi), jhi > jlo ? jlo : klen);
-  if (g > 0) seg[n][0] = 0, seg[n][1] = g, ++n;
-  if (jhi > jlo) seg[n][0] = std::max(jlo, g), seg[n][1] = jhi, n += seg[n][1] > seg[n][0];
-  return n;
-}
-
-// The grouped keys [lo, hi) of group r that query rows with original
-// indices i_first..i_last (increasing) may reach in the strided pass: past
-// the global keys, below the causal / length limit.
-void group_key_range(const SdpaParams& p, const Groups& gr, int64_t r, int64_t i_first, int64_t i_last,
-                     int64_t klen, int64_t& lo, int64_t& hi) {
-  const int64_t s = gr.s, n = gr.koff[r + 1] - gr.koff[r];
-  auto below = [&](int64_t limit) { return std::min(n, limit > r ? (limit - 1 - r) / s + 1 : 0); };  // keys r + s b < limit
-  const int64_t reach = std::max(band(p, i_first, klen).reach_hi, band(p, i_last, klen).reach_hi);
-  lo = gr.koff[r] + below(std::min(p.global_tokens, reach));
-  hi = gr.koff[r] + below(reach);
-  if (i_last < p.global_tokens || hi < lo) hi = lo;  // global queries see everything in the local pass
-}
-
-}  // namespace
-
-void sdpa_dropout_row(const Generator& gen, uint64_t offset, int64_t bh, int64_t i, int64_t j0, int64_t n,
-                      int64_t L, int64_t S, double keep, float scale, float* out) {
-  if (n <= 0) return;
-  const int64_t b0 = j0 / 4, nb = (j0 + n - 1) / 4 - b0 + 1;
-  const uint64_t first = offset + (static_cast<uint64_t>(bh) * L + i) * static_cast<uint64_t>((S + 3) / 4) + b0;
-  constexpr int64_t kMax = 256;  // blocks per draw
-  alignas(32) uint32_t words[4 * kMax];
-  for (int64_t c0 = 0; c0 < nb; c0 += kMax) {
-    const int64_t m = std::min(kMax, nb - c0);
-    gen.blocks(first + static_cast<uint64_t>(c0), m, words, /*stream=*/1);
-    const int64_t jlo = std::max(j0, 4 * (b0 + c0)), jhi = std::min(j0 + n, 4 * (b0 + c0 + m));
-    for (int64_t j = jlo; j < jhi; ++j) {
-      const uint32_t w = words[j - 4 * (b0 + c0)];
-      out[j - j0] = (static_cast<double>(w) + 1.0) * (1.0 / 4294967296.0) <= keep ? scale : 0.0f;
-    }
-  }
-}
-
-void sdpa_dropout_mask(const Tensor& out, double keep, uint64_t seed, uint64_t offset) {
-  const int64_t BH = out.size(0), L = out.size(1), S = out.size(2);
-  Generator g(seed);
-  const float scale = static_cast<float>(keep > 0 ? 1.0 / keep : 0.0);
-  dispatch_float(out.dtype(), "sdpa_dropout", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    T* po = out.data<T>();
-    detail::parallel_for(BH * L, 16, [&](int64_t b, int64_t e) {
-      std::vector<float> row(static_cast<size_t>(S));
-      for (int64_t r = b; r < e; ++r) {
-        sdpa_dropout_row(g, offset, r / L, r % L, 0, S, L, S, keep, scale, row.data());
-        for (int64_t j = 0; j < S; ++j) po[r * S + j] = static_cast<T>(row[j]);
-      }
-    });
-  });
-}
-
-namespace {
 
 // Element offsets of (head, row) in a tensor laid out as SdpaParams::Rows
 // says, or densely as (heads, rows, cols).
@@ -470,25 +243,7 @@ void sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaP
   std::vector<float> Og(static_cast<size_t>(p.BH * p.L * p.Ev)), LSEg(static_cast<size_t>(p.BH * p.L));
   forward_pass(in.Q.data(), pack_kt(in.K.data(), p), in.K.data(), in.V.data(), p, Part::Strided, &gr, Og.data(),
                LSEg.data());
-  const int64_t L = p.L, Ev = p.Ev;
-  detail::parallel_for(p.BH * L, 256, [&](int64_t b, int64_t e) {
-    for (int64_t x = b; x < e; ++x) {
-      const float lb = LSEg[x];
-      if (lb == kNegInf) continue;
-      const int64_t row = (x / L) * L + gr.qorig[x % L];
-      float* o = O + row * Ev;
-      const float* ob = Og.data() + x * Ev;
-      const float la = LSE[row];
-      if (la == kNegInf) {
-        std::copy(ob, ob + Ev, o);
-        LSE[row] = lb;
-        continue;
-      }
-      const float mx = std::max(la, lb), wa = std::exp(la - mx), wb = std::exp(lb - mx), inv = 1.0f / (wa + wb);
-      for (int64_t c = 0; c < Ev; ++c) o[c] = (wa * o[c] + wb * ob[c]) * inv;
-      LSE[row] = mx + std::log(wa + wb);
-    }
-  });
+  parts::merge_by_lse(O, LSE, Og.data(), LSEg.data(), p.BH, p.L, p.Ev, gr.qorig);
 }
 
 namespace {

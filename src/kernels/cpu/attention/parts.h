@@ -10,11 +10,16 @@
 //   finish_rows        the epilogue: output / sum and the LSE
 //   probs_from_lse     P = exp(S - lse) for the backward (0 where masked)
 //   score_grad         dS = P (dP - D) f' scale (f' the score modifier's derivative)
+//   merge_by_lse       two passes' outputs over disjoint keys merged through their LSEs
+//
+// The built-in SDPA's score and mask stage (bands, masks, the stride's
+// layout, dropout) is in pattern.h.
 //
 // Tiles are row-major with a leading dimension; -inf marks a masked score.
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace attn::kernels::cpu::parts {
 
@@ -51,5 +56,12 @@ void probs_from_lse(float* s, int64_t rows, int64_t cols, int64_t lds, const flo
 // fprime null means 1. All tiles share the leading dim ld.
 void score_grad(const float* p, float* dp, const float* fprime, const float* D, int64_t rows, int64_t cols, int64_t ld,
                 float scale);
+
+// O, LSE (BH, L rows) merged with a second pass over other keys, Ob, LSEb,
+// whose row x of head h is row rows[x] of O: O = (O e^LSE + Ob e^LSEb) /
+// (e^LSE + e^LSEb), LSE = log(e^LSE + e^LSEb). Rows where one side saw
+// nothing (LSE -inf) take the other.
+void merge_by_lse(float* O, float* LSE, const float* Ob, const float* LSEb, int64_t BH, int64_t L, int64_t Ev,
+                  const std::vector<int64_t>& rows);
 
 }  // namespace attn::kernels::cpu::parts

@@ -1,6 +1,7 @@
 // The softmax parts of the fused attention loops: a row's max, exp(x - m)
 // with its sum, the online-softmax fold of a tile, the epilogue, and the
-// backward's probabilities and score gradients. Compiled for every SIMD
+// backward's probabilities and score gradients; the merge of two passes'
+// outputs through their LSEs. Compiled for every SIMD
 // target Highway can build here; the best one this CPU runs is chosen at the
 // first call.
 #undef HWY_TARGET_INCLUDE
@@ -11,7 +12,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
+#include "core/parallel.h"
 #include "kernels/cpu/attention/parts.h"
 #include "kernels/cpu/kernels.h"
 
@@ -191,6 +194,29 @@ void score_grad(const float* p, float* dp, const float* fprime, const float* D, 
                 float scale) {
   choose_simd_target();
   HWY_DYNAMIC_DISPATCH(ScoreGrad)(p, dp, fprime, D, rows, cols, ld, scale);
+}
+
+void merge_by_lse(float* O, float* LSE, const float* Ob, const float* LSEb, int64_t BH, int64_t L, int64_t Ev,
+                  const std::vector<int64_t>& rows) {
+  constexpr float ninf = -std::numeric_limits<float>::infinity();
+  detail::parallel_for(BH * L, 256, [&](int64_t b, int64_t e) {
+    for (int64_t x = b; x < e; ++x) {
+      const float lb = LSEb[x];
+      if (lb == ninf) continue;
+      const int64_t row = (x / L) * L + rows[static_cast<size_t>(x % L)];
+      float* o = O + row * Ev;
+      const float* ob = Ob + x * Ev;
+      const float la = LSE[row];
+      if (la == ninf) {
+        std::copy(ob, ob + Ev, o);
+        LSE[row] = lb;
+        continue;
+      }
+      const float mx = std::max(la, lb), wa = std::exp(la - mx), wb = std::exp(lb - mx), inv = 1.0f / (wa + wb);
+      for (int64_t c = 0; c < Ev; ++c) o[c] = (wa * o[c] + wb * ob[c]) * inv;
+      LSE[row] = mx + std::log(wa + wb);
+    }
+  });
 }
 
 }  // namespace attn::kernels::cpu::parts
