@@ -88,9 +88,24 @@ bool measure_rows(size_t n, CeilingTimer& ceilings, const std::function<Measured
   return true;
 }
 
+namespace {
+// a in single quotes for /bin/sh, its own single quotes escaped
+std::string shell_quote(const std::string& a) {
+  std::string q = "'";
+  for (char c : a) {
+    if (c == '\'')
+      q += "'\\''";
+    else
+      q += c;
+  }
+  q += '\'';
+  return q;
+}
+}  // namespace
+
 std::map<std::string, double> run_timing_script(const ScriptRun& run, const std::vector<std::string>& row_keys,
                                                 const std::function<std::string(const std::string&)>& key_of,
-                                                std::string& why) {
+                                                std::string& why, const std::vector<std::string>& extra_args) {
   std::map<std::string, double> out;
   if (run.script.empty() || !std::ifstream(run.script)) {
     why = "the script " + (run.script.empty() ? std::string("for ") + run.what : run.script) + " was not found";
@@ -99,6 +114,10 @@ std::map<std::string, double> run_timing_script(const ScriptRun& run, const std:
   std::string cmd = "'" + run.python + "' '" + run.script + "' --min-seconds " + std::to_string(run.min_seconds) +
                     " --min-reps " + std::to_string(run.min_reps) + " --threads " + std::to_string(get_num_threads());
   for (const auto& k : row_keys) cmd += " --row " + k;
+  for (const auto& a : extra_args) {
+    cmd += ' ';
+    cmd += shell_quote(a);
+  }
   cmd += " 2>&1";
   std::fflush(stdout);
   std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);

@@ -38,7 +38,7 @@ struct ScriptRun {
 };
 std::map<std::string, double> run_timing_script(const ScriptRun& run, const std::vector<std::string>& row_keys,
                                                 const std::function<std::string(const std::string& json_line)>& key_of,
-                                                std::string& why);
+                                                std::string& why, const std::vector<std::string>& extra_args = {});
 
 // The CPU's model name (/proc/cpuinfo), the SIMD target of attn's kernels and
 // OpenBLAS's kernel, for every row of a benchmark.

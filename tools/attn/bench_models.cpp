@@ -191,6 +191,25 @@ std::map<std::string, double> torch_times(const std::vector<ModelBenchRow>& rows
   }, why);
 }
 
+// ONNX Runtime's ms per vision row key (bench/ort_models.py exports each
+// torchvision model once, onnxruntime-node from o.ort times it); empty when
+// it cannot run.
+std::map<std::string, double> ort_times(const std::vector<ModelBenchRow>& rows, const ModelBenchOptions& o,
+                                        std::string& why) {
+  std::vector<std::string> keys;
+  for (const auto& r : rows)
+    if (!is_lm(r.model)) keys.push_back(key(r));
+  if (keys.empty()) {
+    why = "no vision rows";
+    return {};
+  }
+  const ScriptRun run{o.python, ATTN_ORT_MODELS_SCRIPT, "ONNX Runtime", o.min_reps, o.min_seconds};
+  return run_timing_script(run, keys, [](const std::string& line) {
+    auto j = nlohmann::json::parse(line);
+    return key(ModelBenchRow{j.at("model"), j.at("batch"), j.at("image"), j.at("pass"), j.at("tokens")});
+  }, why, {"--ort", o.ort});
+}
+
 }  // namespace
 
 std::vector<ModelBenchRow> standard_model_rows() {
@@ -238,6 +257,9 @@ int run_model_bench(const ModelBenchOptions& o) {
   std::string why;
   std::map<std::string, double> torch = o.torch ? torch_times(rows, o, why) : std::map<std::string, double>{};
   if (!o.torch) why = "not timed (--no-torch)";
+  std::string ort_why;
+  const bool with_ort = !o.ort.empty();
+  const std::map<std::string, double> ort = with_ort ? ort_times(rows, o, ort_why) : std::map<std::string, double>{};
   const Machine mc = machine();
   if (!o.json) {
     std::printf("models, float32, eval, %d threads; %s, attn kernels %s, OpenBLAS %s\n", get_num_threads(),
@@ -247,8 +269,11 @@ int run_model_bench(const ModelBenchOptions& o) {
       std::printf("decode rows: GB/s = the weights and the cache read per token over its time; the machine reads "
                   "%.1f GB/s (a 1 GiB sum, this run)\n", memory_gbs);
     if (torch.empty()) std::printf("PyTorch: %s\n", why.c_str());
-    std::printf("%-10s %5s %5s %-8s %6s %10s %8s %7s %6s %7s %10s %8s\n", "model", "batch", "image", "pass", "tokens",
+    if (with_ort && ort.empty()) std::printf("ONNX Runtime: %s\n", ort_why.c_str());
+    std::printf("%-10s %5s %5s %-8s %6s %10s %8s %7s %6s %7s %10s %8s", "model", "batch", "image", "pass", "tokens",
                 "ms", "GFLOPS", "SGEMM", "ratio", "rss MB", "torch ms", "speedup");
+    if (with_ort) std::printf(" %10s %8s", "ORT ms", "vs ORT");
+    std::printf("\n");
   }
   int failures = 0;
   for (size_t i = 0; i < rows.size(); ++i) {
@@ -262,6 +287,8 @@ int run_model_bench(const ModelBenchOptions& o) {
     const double gf = flops(r) / got[i].ms / 1e6;
     auto it = torch.find(key(r));
     const double tms = it == torch.end() ? 0 : it->second;
+    auto io = ort.find(key(r));
+    const double oms = io == ort.end() ? 0 : io->second;
     if (o.json) {
       nlohmann::json j = {{"model", r.model}, {"batch", r.batch}, {"image", r.image}, {"pass", r.pass},
                           {"tokens", r.tokens}, {"ms", got[i].ms},
@@ -270,6 +297,10 @@ int run_model_bench(const ModelBenchOptions& o) {
                           {"peak_rss_mb", got[i].peak_rss_mb}, {"cpu", mc.cpu}, {"simd", mc.simd}, {"blas", mc.blas}};
       j["torch_ms"] = tms > 0 ? nlohmann::json(tms) : nlohmann::json(nullptr);
       j["speedup"] = tms > 0 ? nlohmann::json(tms / got[i].ms) : nlohmann::json(nullptr);
+      if (with_ort) {
+        j["ort_ms"] = oms > 0 ? nlohmann::json(oms) : nlohmann::json(nullptr);
+        j["vs_ort"] = oms > 0 ? nlohmann::json(oms / got[i].ms) : nlohmann::json(nullptr);
+      }
       if (r.pass == "decode") {
         j["gb_s"] = decode_bytes(r) / got[i].ms / 1e6;
         j["memory_gb_s"] = memory_gbs;
@@ -282,6 +313,10 @@ int run_model_bench(const ModelBenchOptions& o) {
       if (tms > 0)
         std::printf(" %10.2f %7.2fx", tms, tms / got[i].ms);
       else
+        std::printf(" %10s %8s", "-", "-");
+      if (with_ort && oms > 0)
+        std::printf(" %10.2f %7.2fx", oms, oms / got[i].ms);
+      else if (with_ort)
         std::printf(" %10s %8s", "-", "-");
       if (r.pass == "decode") std::printf("  %.1f GB/s", decode_bytes(r) / got[i].ms / 1e6);
       std::printf("%s\n", ce.noisy() ? "  (noisy)" : "");

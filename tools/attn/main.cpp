@@ -358,8 +358,8 @@ int main(int argc, char** argv) {
                                                   "the standard table");
   bmodels->add_flag("--json", models_opts.json, "one JSON object per row (keys model, batch, image, pass, tokens, ms, "
                                                 "gflops, sgemm_before, sgemm_after, sgemm_gflops, ratio, noisy, "
-                                                "peak_rss_mb, cpu, simd, blas, torch_ms, speedup; decode rows also "
-                                                "gb_s and memory_gb_s)");
+                                                "peak_rss_mb, cpu, simd, blas, torch_ms, speedup; with --ort, ort_ms "
+                                                "and vs_ort; decode rows also gb_s and memory_gb_s)");
   bmodels->add_option("--model", model_row.model, "a preset (vit_b_16 ... vit_h_14, swin_t ... swin_v2_b), gpt2 or "
                                                   "bert_base; with any row flag: run only that row");
   bmodels->add_option("--pass", model_row.pass, "gpt2: prefill or decode (default prefill)")
@@ -370,6 +370,9 @@ int main(int argc, char** argv) {
   bmodels->add_option("--batch,-B", model_row.batch, "batch")->check(kPositive);
   bmodels->add_option("--image", model_row.image, "image size")->check(kPositive);
   bmodels->add_flag("--no-torch", models_no_torch, "do not time torchvision");
+  bmodels->add_option("--ort", models_opts.ort, "also time the vision rows in ONNX Runtime: DIR holds "
+                                                "node_modules/onnxruntime-node (bench/setup_ort.sh DIR installs "
+                                                "it); the models are exported once with torch.onnx");
   bmodels->add_option("--python", models_opts.python, "Python with torch and torchvision (default /usr/bin/python3)");
   bmodels->add_option("--min-seconds", models_opts.min_seconds, "time each row for at least this long (default 1)");
   try {
