@@ -11,7 +11,8 @@ namespace flex = nn::functional::flex;
 flex::BlockMask SdpaMaskMod::block_mask(int64_t B, int64_t L) const {
   flex::BlockMask m;
   constexpr int64_t T = flex::BlockMask::kBlock;
-  m.B = lengths ? B : 1, m.H = 1, m.L = L, m.S = S, m.QB = (L + T - 1) / T, m.KB = (S + T - 1) / T;
+  const int64_t S = p.S, global = p.global_tokens;
+  m.B = p.key_lengths ? B : 1, m.H = 1, m.L = L, m.S = S, m.QB = (L + T - 1) / T, m.KB = (S + T - 1) / T;
   m.states.assign(static_cast<size_t>(m.B * m.QB * m.KB), flex::BlockMask::Partial);
   for (int64_t b = 0; b < m.B; ++b)
     for (int64_t qb = 0; qb < m.QB; ++qb) {
@@ -61,7 +62,7 @@ struct Modifiers {
   flex::BlockMask bm;
   explicit Modifiers(const kernels::cpu::SdpaParams& p)
       : score{p.softcap, p.alibi, p.Hq, p.diag},
-        seen{p.causal, p.diag, p.win_left, p.win_right, p.S, p.global_tokens, p.key_lengths} {
+        seen{p} {
     g.B = p.BH / p.Hq, g.Hq = p.Hq, g.G = p.G, g.Hk = p.Hq / p.G, g.L = p.L, g.S = p.S, g.E = p.E, g.Ev = p.Ev;
     g.scale = p.scale;
     if (p.mask && p.mask_is_bool) {
