@@ -15,51 +15,34 @@ namespace attn::ops {
 
 using nn::functional::flex::kLanes;  // ATTN_LANES_FOR's trip count
 
-// Softcap (c tanh(s / c)), then ALiBi (- slope[b Hq + h] |i + diag - j|),
-// then a float attn_mask added, as the fused kernel applies them.
+// Softcap (c tanh(s / c)), then the terms parts::add_score_terms defines
+// (ALiBi, a float attn_mask), as the fused kernel's loops apply them.
 struct SdpaScoreMod {
-  float softcap = 0.0f;
-  const float* slopes = nullptr;  // (B Hq) or null
-  int64_t Hq = 1, diag = 0;
-  // float attn_mask viewed as (B, Hq, L, S) with element strides, or null
-  const float* mask = nullptr;
-  int64_t msb = 0, msh = 0, msi = 0, msj = 0;
+  // softcap, ALiBi slopes, diagonal, float mask: a copy, as in SdpaMaskMod
+  kernels::cpu::SdpaParams p;
   template <class S, class B, class H, class I, class J>
   auto operator()(S s, B b, H h, I i, J j) const {
     using std::tanh;
+    namespace parts = kernels::cpu::parts;
     S x = s;
-    if (softcap > 0) x = S(softcap * tanh(s / softcap));
-    if (!slopes && !mask) return x;
-    // ALiBi and the mask do not depend on the score: their sum is formed in
-    // float and added once (with a Dual score, one add to its value).
+    if (p.softcap > 0) x = S(p.softcap * tanh(s / p.softcap));
+    if (!p.alibi && !(p.mask && !p.mask_is_bool)) return x;
+    // The terms do not depend on the score: formed in float (on zeros) and
+    // added once (with a Dual score, to its value).
+    const int64_t bh = b * p.Hq + h;
     if constexpr (nn::functional::flex::is_lanes<J>::value) {
-      nn::functional::flex::Lanes<float> add;
-      ATTN_LANES_FOR(l) add[l] = 0.0f;
-      if (slopes) {
-        const float sl = slopes[b * Hq + h];
-        ATTN_LANES_FOR(l) {
-          const int64_t d = i + diag - j[l];
-          add[l] = -sl * static_cast<float>(d < 0 ? -d : d);
-        }
+      nn::functional::flex::Lanes<float> t;
+      ATTN_LANES_FOR(l) t[l] = 0.0f;
+      if (j[kLanes - 1] - j[0] == kLanes - 1) {  // consecutive keys
+        parts::add_score_terms<true>(p, bh, i, parts::Axis{j[0], 1}, std::integral_constant<int64_t, kLanes>(), t.x);
+      } else {  // a row's last keys: the lanes past its end repeat its last key
+        for (int l = 0; l < kLanes; ++l) parts::add_score_terms(p, bh, i, parts::Axis{j[l], 1}, 1, t.x + l);
       }
-      if (mask) {
-        const float* m = mask + b * msb + h * msh + i * msi;
-        if (msj == 1 && j[kLanes - 1] - j[0] == kLanes - 1) {  // consecutive keys: one load
-          const float* mj = m + j[0];
-          ATTN_LANES_FOR(l) add[l] += mj[l];
-        } else {
-          ATTN_LANES_FOR(l) add[l] += m[j[l] * msj];
-        }
-      }
-      return S(x + add);
+      return S(x + t);
     } else {
-      float add = 0.0f;
-      if (slopes) {
-        const int64_t d = i + diag - j;
-        add = -slopes[b * Hq + h] * static_cast<float>(d < 0 ? -d : d);
-      }
-      if (mask) add += mask[b * msb + h * msh + i * msi + j * msj];
-      return S(x + add);
+      float t = 0.0f;
+      parts::add_score_terms(p, bh, i, parts::Axis{j, 1}, 1, &t);
+      return S(x + t);
     }
   }
 };

@@ -70,7 +70,6 @@ void scatter_add_rows(const float* src, float* dst, int64_t H, int64_t W, const 
 // 1 - tanh^2 for the backward.
 void transform_tile(const SdpaParams& p, Part part, int64_t bh, Axis ri, int64_t rows, Axis cj, int64_t cols,
                     int64_t klen, float* s, int64_t lds, float* softcap_grad) {
-  const float slope = p.alibi ? p.alibi[bh] : 0.0f;
   const int64_t b = bh / p.Hq, h = bh % p.Hq;
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t i = ri.at(r);
@@ -84,19 +83,13 @@ void transform_tile(const SdpaParams& p, Part part, int64_t bh, Axis ri, int64_t
         if (g) g[c] = 1.0f - t * t;
       }
     }
-    if (p.alibi)
-      for (int64_t c = 0; c < cols; ++c) row[c] -= slope * static_cast<float>(std::abs(i + p.diag - cj.at(c)));
-    if (p.mask) {
-      const int64_t base = b * p.mask_sb + h * p.mask_sh + i * p.mask_si + cj.start * p.mask_sj;
+    add_score_terms(p, bh, i, cj, cols, row);  // ALiBi, a float mask
+    if (p.mask && p.mask_is_bool) {
+      const bool* m = static_cast<const bool*>(p.mask) + b * p.mask_sb + h * p.mask_sh + i * p.mask_si +
+                      cj.start * p.mask_sj;
       const int64_t sj = cj.step * p.mask_sj;
-      if (p.mask_is_bool) {
-        const bool* m = static_cast<const bool*>(p.mask) + base;
-        for (int64_t c = 0; c < cols; ++c)
-          if (!m[c * sj]) row[c] = kNegInf;
-      } else {
-        const float* m = static_cast<const float*>(p.mask) + base;
-        for (int64_t c = 0; c < cols; ++c) row[c] += m[c * sj];
-      }
+      for (int64_t c = 0; c < cols; ++c)
+        if (!m[c * sj]) row[c] = kNegInf;
     }
     if (sparse(p)) {  // the band, the global keys and the strided keys
       const int64_t d = i + p.diag;

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/attention.h"
@@ -70,6 +71,38 @@ struct Tiles {
 };
 
 Tiles make_tiles(const std::vector<int64_t>* group_off, int64_t n, int64_t size);
+
+// The score terms that do not depend on the score, added in place to the n
+// scores s of query row i of head bh at keys cj.at(0..n), after softcap:
+// ALiBi's -slope |i + diag - j|, then a float attn_mask's values. The one
+// definition of both: the SDPA's loops apply it to whole rows, its
+// modifiers (ops/sdpa_modifiers.h) to 16 keys at a time.
+// N: the count, an int64_t or a std::integral_constant (16 keys of the
+// modifiers: loops of a fixed trip count); kUnit: keys one apart (cj.step 1)
+// and a mask read along its rows, both known at compile time.
+template <bool kUnit = false, class N = int64_t>
+inline void add_score_terms(const SdpaParams& p, int64_t bh, int64_t i, Axis cj, N n, float* s) {
+  const int64_t step = kUnit ? 1 : cj.step;
+  if (p.alibi) {
+    const float slope = p.alibi[bh];
+    const int64_t d0 = i + p.diag - cj.start;  // the distance at x = 0, then - x step
+    for (int64_t x = 0; x < n; ++x) {
+      const int64_t d = d0 - x * step;
+      s[x] -= slope * static_cast<float>(d < 0 ? -d : d);
+    }
+  }
+  if (p.mask && !p.mask_is_bool) {
+    const int64_t b = bh / p.Hq, h = bh % p.Hq;
+    const float* m = static_cast<const float*>(p.mask) + b * p.mask_sb + h * p.mask_sh + i * p.mask_si +
+                     cj.start * p.mask_sj;
+    const int64_t sj = step * p.mask_sj;
+    if (sj == 1) {
+      for (int64_t x = 0; x < n; ++x) s[x] += m[x];
+    } else {
+      for (int64_t x = 0; x < n; ++x) s[x] += m[x * sj];
+    }
+  }
+}
 
 // dst (H, N, W) = src (H, N, W) with rows reordered: dst[h][x] = src[h][order[x]].
 void gather_rows(const float* src, float* dst, int64_t H, int64_t W, const std::vector<int64_t>& order);
