@@ -8,7 +8,6 @@ bench/ort_models.js with the onnxruntime-node package installed in DIR
 Each --row is model,batch,image,pass,tokens. Prints one JSON object per row
 with those keys and ms.
 """
-import argparse
 import json
 import os
 import subprocess
@@ -17,6 +16,9 @@ import tempfile
 
 import torch
 import torchvision
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_mha import timing_parser  # noqa: E402
 
 
 def export(name, batch, image, cache):
@@ -41,11 +43,7 @@ def export(name, batch, image, cache):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--row", action="append", default=[])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--min-seconds", type=float, default=1.0)
-    ap.add_argument("--min-reps", type=int, default=5)
+    ap = timing_parser(__doc__)
     ap.add_argument("--ort", required=True, help="the folder holding node_modules/onnxruntime-node")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "attn-ort-models"))
     args = ap.parse_args()

@@ -29,13 +29,19 @@ def median_ms(f, min_reps, min_seconds):
     return ts[len(ts) // 2]
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def timing_parser(doc):
+    """The arguments `attn bench` passes every timing script: --row (one per
+    row), --threads, --min-seconds, --min-reps; described by doc's first line."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--row", action="append", default=[])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--min-seconds", type=float, default=1.0)
     ap.add_argument("--min-reps", type=int, default=5)
-    args = ap.parse_args()
+    return ap
+
+
+def main():
+    args = timing_parser(__doc__).parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     for row in args.row:

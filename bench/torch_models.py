@@ -12,7 +12,6 @@ Face's GPT-2 does) and fwd.
 Each --row is model,batch,image,pass,tokens. Prints one JSON object per row
 with those keys and ms.
 """
-import argparse
 import json
 import os
 import sys
@@ -22,7 +21,7 @@ import torchvision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "parity"))
-from torch_mha import median_ms  # noqa: E402
+from torch_mha import median_ms, timing_parser  # noqa: E402
 import gen_lm  # noqa: E402
 
 GPT2_SMALL = dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12)
@@ -60,12 +59,7 @@ def lm_call(m, name, batch, pass_, tokens):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--row", action="append", default=[])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--min-seconds", type=float, default=1.0)
-    ap.add_argument("--min-reps", type=int, default=5)
-    args = ap.parse_args()
+    args = timing_parser(__doc__).parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     models = {}
