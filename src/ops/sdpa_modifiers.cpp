@@ -64,10 +64,6 @@ struct Modifiers {
       : score{p}, seen{p} {
     g.B = p.BH / p.Hq, g.Hq = p.Hq, g.G = p.G, g.Hk = p.Hq / p.G, g.L = p.L, g.S = p.S, g.E = p.E, g.Ev = p.Ev;
     g.scale = p.scale;
-    if (p.mask && p.mask_is_bool) {
-      seen.mask = static_cast<const bool*>(p.mask);
-      seen.msb = p.mask_sb, seen.msh = p.mask_sh, seen.msi = p.mask_si, seen.msj = p.mask_sj;
-    }
     scored = p.softcap > 0 || p.alibi || (p.mask && !p.mask_is_bool);
     masked = p.banded() || p.global_tokens > 0 || p.key_lengths || seen.mask;
     if (masked) bm = seen.block_mask(g.B, p.L);

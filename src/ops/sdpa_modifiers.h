@@ -56,9 +56,11 @@ struct SdpaMaskMod {
   // causal, windows, diagonal, global tokens, key lengths: a copy, read in
   // the 16-key loops without a pointer's indirection (2% per score)
   kernels::cpu::SdpaParams p;
-  // bool attn_mask viewed as (B, Hq, L, S) with element strides, or null
+  // p's bool attn_mask, viewed as (B, Hq, L, S) with p's element strides;
+  // null without one (or with a float mask, which SdpaScoreMod adds)
   const bool* mask = nullptr;
-  int64_t msb = 0, msh = 0, msi = 0, msj = 0;
+  explicit SdpaMaskMod(const kernels::cpu::SdpaParams& params)
+      : p(params), mask(params.mask && params.mask_is_bool ? static_cast<const bool*>(params.mask) : nullptr) {}
 
   struct Row {
     int64_t lo, hi, gk;
@@ -71,7 +73,8 @@ struct SdpaMaskMod {
   template <class B, class H, class I, class J>
   auto operator()(B b, H h, I i, J j) const {
     const Row r = row(b, i);
-    const bool* m = mask ? mask + b * msb + h * msh + i * msi : nullptr;
+    const bool* m = mask ? mask + b * p.mask_sb + h * p.mask_sh + i * p.mask_si : nullptr;
+    const int64_t msj = p.mask_sj;
     if constexpr (nn::functional::flex::is_lanes<J>::value) {
       // One loop over the lanes into bytes, with & and | (no short-circuit
       // branches), vectorized: a chain of Lanes<bool> operations would store
